@@ -1,0 +1,68 @@
+"""Entry point of the `quorumdb` command: wires the command families and turns errors into one line.
+
+Every command reports failure as `quorumdb: error: <what> (<hint>)` on stderr and a non-zero
+exit; tracebacks only with `--debug`. click's own usage errors already print one line and
+exit 2, which is the same contract.
+"""
+
+from __future__ import annotations
+
+import sys
+
+import click
+
+from quorumdb import __version__
+from quorumdb.errors import QuorumError, UserError
+
+__all__ = ["cli", "main"]
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(__version__, prog_name="quorumdb")
+@click.option("--debug", is_flag=True, help="Show tracebacks for errors.")
+@click.pass_context
+def cli(ctx: click.Context, debug: bool) -> None:
+    """quorumdb: Raft, a Kafka-compatible log, transactions, and a laboratory of failure."""
+    ctx.ensure_object(dict)
+    ctx.obj["debug"] = debug
+
+
+def _register() -> None:
+    from quorumdb.cli import check_cmd, demo_cmd, sim_cmd
+
+    cli.add_command(check_cmd.check)
+    cli.add_command(sim_cmd.sim)
+    cli.add_command(demo_cmd.demo)
+
+
+_register()
+
+
+def main(argv: list[str] | None = None) -> None:
+    """Run the CLI; exit with the command's status."""
+    if not __debug__:
+        # Invariant assertions are part of the safety net (STYLE.md §5.4).
+        sys.stderr.write("quorumdb: error: refusing to run under python -O (assertions off)\n")
+        sys.exit(2)
+    debug = "--debug" in (argv if argv is not None else sys.argv[1:])
+    try:
+        cli.main(args=argv, prog_name="quorumdb", standalone_mode=False)
+    except click.exceptions.Abort:
+        sys.stderr.write("quorumdb: error: aborted\n")
+        sys.exit(130)
+    except click.ClickException as exc:
+        exc.show()
+        sys.exit(exc.exit_code)
+    except click.exceptions.Exit as exc:
+        sys.exit(exc.exit_code)
+    except UserError as exc:
+        if debug:
+            raise
+        sys.stderr.write(f"quorumdb: error: {exc}\n")
+        sys.exit(exc.exit_status)
+    except QuorumError as exc:
+        if debug:
+            raise
+        sys.stderr.write(f"quorumdb: error: {exc}\n")
+        sys.exit(1)
+    sys.exit(0)
