@@ -1,0 +1,82 @@
+"""Entries (and possibly a snapshot) the core holds that the driver has not yet persisted.
+
+Theory of operation (after etcd's log_unstable.go): `entries[i]` has index `offset + i`. A
+snapshot, if present, precedes all of them. The driver takes them from `Ready`, writes them,
+and `advance()` calls `stable_to` / `stable_snap_to` so they move to `Storage`. A conflicting
+append truncates here; if it reaches below `offset`, the stable log is shadowed: storage's
+suffix will be overwritten when the driver persists the new entries.
+"""
+
+from __future__ import annotations
+
+from quorumdb.raft.messages import Entry, Snapshot
+
+__all__ = ["Unstable"]
+
+
+class Unstable:
+    __slots__ = ("entries", "offset", "snapshot")
+
+    def __init__(self, offset: int) -> None:
+        self.snapshot: Snapshot | None = None
+        self.entries: list[Entry] = []
+        self.offset = offset
+
+    def maybe_first_index(self) -> int | None:
+        if self.snapshot is not None:
+            return self.snapshot.metadata.index + 1
+        return None
+
+    def maybe_last_index(self) -> int | None:
+        if self.entries:
+            return self.offset + len(self.entries) - 1
+        if self.snapshot is not None:
+            return self.snapshot.metadata.index
+        return None
+
+    def maybe_term(self, i: int) -> int | None:
+        if i < self.offset:
+            if self.snapshot is not None and self.snapshot.metadata.index == i:
+                return self.snapshot.metadata.term
+            return None
+        last = self.maybe_last_index()
+        if last is None or i > last:
+            return None
+        return self.entries[i - self.offset].term
+
+    def stable_to(self, index: int, term: int) -> None:
+        """Entries up to (index, term) are now in storage; drop them if still the same."""
+        t = self.maybe_term(index)
+        if t is None or t != term or index < self.offset:
+            # The entry was overwritten by a newer append, or already stable.
+            return
+        del self.entries[: index + 1 - self.offset]
+        self.offset = index + 1
+
+    def stable_snap_to(self, index: int) -> None:
+        if self.snapshot is not None and self.snapshot.metadata.index == index:
+            self.snapshot = None
+
+    def restore(self, snap: Snapshot) -> None:
+        self.offset = snap.metadata.index + 1
+        self.entries = []
+        self.snapshot = snap
+
+    def truncate_and_append(self, ents: list[Entry] | tuple[Entry, ...]) -> None:
+        first = ents[0].index
+        end = self.offset + len(self.entries)
+        if first == end:
+            self.entries.extend(ents)
+        elif first <= self.offset:
+            # Replaces everything unstable (and shadows storage from `first` on).
+            self.offset = first
+            self.entries = list(ents)
+        else:
+            del self.entries[first - self.offset :]
+            self.entries.extend(ents)
+
+    def slice(self, lo: int, hi: int) -> list[Entry]:
+        assert self.offset <= lo <= hi <= self.offset + len(self.entries), (
+            f"unstable slice [{lo},{hi}) out of [{self.offset},{self.offset + len(self.entries)}]"
+        )
+        return self.entries[lo - self.offset : hi - self.offset]

@@ -1,0 +1,239 @@
+"""`RawNode`: the driver-facing API of the core (etcd's rawnode.go).
+
+Inputs: `tick()`, `step(message)`, `propose(data)`, `propose_conf_change(cc)`,
+`read_index(ctx)`, `transfer_leader(to)`, `campaign()`. Output: `ready()` returns a `Ready`
+(see `raft/ready.py` for the contract); `advance(ready)` says it was handled. Nothing here
+does I/O, reads a clock or draws randomness except through the injected `Rng`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import msgspec
+
+from quorumdb.raft.config import Config, PlantedBug
+from quorumdb.raft.core import Rng, _Raft
+from quorumdb.raft.errors import StepLocalMessageError, StepPeerNotFoundError
+from quorumdb.raft.messages import (
+    NONE,
+    ConfChange,
+    ConfState,
+    Entry,
+    EntryType,
+    HardState,
+    Message,
+    MessageType,
+    SoftState,
+    StateType,
+    is_local_message,
+    is_response_message,
+)
+from quorumdb.raft.ready import Ready
+from quorumdb.raft.storage import Storage
+from quorumdb.raft.tracker import Progress
+
+__all__ = ["RawNode", "Status", "encode_conf_change"]
+
+MT = MessageType
+_encode = msgspec.msgpack.Encoder().encode
+
+
+def encode_conf_change(cc: ConfChange) -> bytes:
+    """The bytes a CONF_CHANGE entry carries (decoded by `RawNode.apply_conf_change`'s caller)."""
+    return _encode(cc)
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Status:
+    """A snapshot of a node's state for status pages and tests."""
+
+    id: int
+    hard_state: HardState
+    soft_state: SoftState
+    applied: int
+    last_index: int
+    progress: dict[int, str]
+    config: str
+    lead_transferee: int
+
+
+class RawNode:
+    """A Raft node without I/O. Not thread-safe: one driver calls it from one thread."""
+
+    __slots__ = ("_number", "_pending_self", "_prev_hard", "_prev_soft", "raft")
+
+    def __init__(self, config: Config, storage: Storage, rng: Rng) -> None:
+        self.raft = _Raft(config, storage, rng)
+        self._prev_soft = self.raft.soft_state()
+        self._prev_hard = self.raft.hard_state()
+        self._number = 0
+        self._pending_self: list[Message] = []
+
+    # -- inputs ------------------------------------------------------------------------------
+
+    def tick(self) -> None:
+        self.raft.tick()
+
+    def campaign(self) -> None:
+        self.raft.step(Message(type=MT.HUP, to=self.raft.id, from_=self.raft.id))
+
+    def propose(self, data: bytes) -> None:
+        """Propose one command. Raises ProposalDroppedError (or NotLeaderError) if refused."""
+        self.raft.step(
+            Message(
+                type=MT.PROP,
+                to=self.raft.id,
+                from_=self.raft.id,
+                entries=[Entry(term=0, index=0, data=data)],
+            )
+        )
+
+    def propose_batch(self, datas: Sequence[bytes]) -> None:
+        """Propose many commands as one batch (one append, one broadcast)."""
+        self.raft.step(
+            Message(
+                type=MT.PROP,
+                to=self.raft.id,
+                from_=self.raft.id,
+                entries=[Entry(term=0, index=0, data=d) for d in datas],
+            )
+        )
+
+    def propose_conf_change(self, cc: ConfChange) -> None:
+        e = Entry(term=0, index=0, type=EntryType.CONF_CHANGE, data=encode_conf_change(cc))
+        self.raft.step(Message(type=MT.PROP, to=self.raft.id, from_=self.raft.id, entries=[e]))
+
+    def apply_conf_change(self, cc: ConfChange) -> ConfState:
+        """Apply a committed conf change entry; the driver calls this while applying."""
+        return self.raft.apply_conf_change(cc)
+
+    def step(self, m: Message) -> None:
+        """Feed a message from a peer. Raises for local-only types and unknown responders."""
+        if is_local_message(m.type):
+            raise StepLocalMessageError(f"{m.type.name} is local-only")
+        r = self.raft
+        if m.from_ not in r.trk.progress and is_response_message(m.type):
+            raise StepPeerNotFoundError(f"response from unknown peer {m.from_}")
+        r.step(m)
+
+    def report_unreachable(self, node_id: int) -> None:
+        """The driver failed to send to `node_id`: stop pipelining to it."""
+        r = self.raft
+        if node_id in r.trk.progress:
+            r.step(Message(type=MT.UNREACHABLE, to=r.id, from_=node_id))
+
+    def read_index(self, ctx: bytes) -> None:
+        """Ask for a linearizable read; a `ReadState` with this `ctx` arrives in a Ready.
+
+        Raises ProposalDroppedError when no leader is known to confirm it.
+        """
+        r = self.raft
+        if PlantedBug.STALE_LOCAL_READS in r.bugs:
+            r.local_read_index(ctx)
+            return
+        r.step(Message(type=MT.READ_INDEX, to=r.id, from_=r.id, context=ctx))
+
+    def transfer_leader(self, transferee: int) -> None:
+        r = self.raft
+        r.step(Message(type=MT.TRANSFER_LEADER, to=r.id, from_=transferee, term=r.term))
+
+    # -- output ------------------------------------------------------------------------------
+
+    def has_ready(self) -> bool:
+        r = self.raft
+        return bool(
+            r.msgs
+            or r.msgs_after_append
+            or r.read_states
+            or r.raft_log.unstable.entries
+            or r.raft_log.has_next_unstable_snapshot()
+            or r.raft_log.has_next_committed_entries()
+            or r.soft_state() != self._prev_soft
+            or r.hard_state() != self._prev_hard
+        )
+
+    def ready(self) -> Ready:
+        """Collect the next batch of work. Call `advance` with it before the next `ready`."""
+        r = self.raft
+        log = r.raft_log
+        self._number += 1
+        soft = r.soft_state()
+        hard = r.hard_state()
+        entries = list(log.unstable.entries)
+        snapshot = log.unstable.snapshot
+        committed = log.next_committed_entries()
+        after = r.msgs_after_append
+        persisted = [m for m in after if m.to != r.id]
+        self._pending_self = [m for m in after if m.to == r.id]
+        hard_changed = hard != self._prev_hard
+        rd = Ready(
+            number=self._number,
+            soft_state=soft if soft != self._prev_soft else None,
+            hard_state=hard if hard_changed else None,
+            read_states=r.read_states,
+            entries=entries,
+            snapshot=snapshot,
+            committed_entries=committed,
+            messages=r.msgs,
+            persisted_messages=persisted,
+            must_sync=bool(entries)
+            or snapshot is not None
+            or hard.term != self._prev_hard.term
+            or hard.vote != self._prev_hard.vote,
+        )
+        r.msgs = []
+        r.msgs_after_append = []
+        r.read_states = []
+        self._prev_soft = soft
+        self._prev_hard = hard
+        if committed:
+            log.accept_applying(committed[-1].index)
+        return rd
+
+    def advance(self, rd: Ready) -> None:
+        """The driver persisted, sent and applied `rd` (in that order)."""
+        assert rd.number == self._number, f"advance({rd.number}) but last Ready was {self._number}"
+        r = self.raft
+        log = r.raft_log
+        if rd.snapshot is not None:
+            log.stable_snap_to(rd.snapshot.metadata.index)
+        if rd.entries:
+            last = rd.entries[-1]
+            log.stable_to(last.index, last.term)
+        pending, self._pending_self = self._pending_self, []
+        for m in pending:
+            r.step(m)
+        if rd.committed_entries:
+            r.applied_to(rd.committed_entries[-1].index)
+            r.reduce_uncommitted_size(rd.committed_entries)
+
+    # -- inspection --------------------------------------------------------------------------
+
+    def status(self) -> Status:
+        r = self.raft
+        prs: dict[int, str] = {}
+        if r.state == StateType.LEADER:
+            prs = {i: repr(pr) for i, pr in r.trk.visit()}
+        return Status(
+            id=r.id,
+            hard_state=r.hard_state(),
+            soft_state=r.soft_state(),
+            applied=r.raft_log.applied,
+            last_index=r.raft_log.last_index(),
+            progress=prs,
+            config=repr(r.trk.config),
+            lead_transferee=r.lead_transferee,
+        )
+
+    @property
+    def lead(self) -> int:
+        return self.raft.lead
+
+    @property
+    def is_leader(self) -> bool:
+        return self.raft.state == StateType.LEADER and self.raft.lead != NONE
+
+    def progress(self, node_id: int) -> Progress | None:
+        return self.raft.trk.progress.get(node_id)
