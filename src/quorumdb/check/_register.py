@@ -1,0 +1,97 @@
+"""The register model, compiled to small ints so the search's inner loop only compares ints.
+
+Each value a key ever holds gets an id (0 is "absent"); each operation becomes a `Step`: where it
+starts, where it must have taken effect, the state it needs and the state it leaves. Reads,
+writes, cas and delete then share one rule: legal iff ``need < 0 or state == need``, and the new
+state is ``result`` (``result < 0``: unchanged). Nothing else about the model exists at search
+time, which is what keeps the search fast and generic.
+
+What is dropped here, because it constrains nothing: ``fail`` operations (they did not take
+effect) and reads that did not complete ``ok`` (nobody saw their value).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import NamedTuple
+
+from quorumdb.check.history import Function, Operation, Outcome, Value
+
+__all__ = ["ABSENT", "OPTIONAL", "Register", "Step", "compile_register"]
+
+ABSENT = 0
+"""The state id of an absent key (JSON null)."""
+
+OPTIONAL = -1
+"""`Step.ret` of an operation that may take effect at any time after its call, or never."""
+
+_ANY = -1
+_UNCHANGED = -1
+
+
+class Step(NamedTuple):
+    """One operation, as the search sees it. A tuple: cheap to build and to slice into windows."""
+
+    call: int
+    """Index of the invoke event: the operation takes effect after it."""
+    ret: int
+    """Index of the event by which it took effect, or `OPTIONAL`."""
+    need: int
+    """The state it requires, or -1 for any."""
+    result: int
+    """The state it leaves, or -1 for unchanged."""
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Register:
+    """One key's operations compiled for the search; ``steps[i]`` is ``operations[i]``."""
+
+    operations: tuple[Operation, ...]
+    """The operations that constrain the outcome, in invoke order."""
+    steps: tuple[Step, ...]
+    values: tuple[Value, ...]
+    """``values[state]`` is the value a state id stands for; ``values[ABSENT]`` is None."""
+
+
+def compile_register(operations: Sequence[Operation]) -> Register:
+    """Compile one key's operations (in invoke order), dropping those that constrain nothing."""
+    ids: dict[object, int] = {_canonical(None): ABSENT}
+    values: list[Value] = [None]
+
+    def state_of(value: Value) -> int:
+        canonical = _canonical(value)
+        state = ids.get(canonical)
+        if state is None:
+            state = ids[canonical] = len(values)
+            values.append(value)
+        return state
+
+    kept: list[Operation] = []
+    steps: list[Step] = []
+    for op in operations:
+        if op.outcome is Outcome.FAIL or (op.f is Function.READ and op.outcome is not Outcome.OK):
+            continue
+        ret = OPTIONAL if op.return_index is None else op.return_index
+        if op.f is Function.READ:
+            assert not isinstance(op.output, tuple), op
+            step = Step(op.invoke_index, ret, state_of(op.output), _UNCHANGED)
+        elif op.f is Function.WRITE:
+            assert not isinstance(op.input, tuple), op
+            step = Step(op.invoke_index, ret, _ANY, state_of(op.input))
+        elif op.f is Function.CAS:
+            assert isinstance(op.input, tuple), op
+            expected, new = op.input
+            step = Step(op.invoke_index, ret, state_of(expected), state_of(new))
+        else:
+            assert op.f is Function.DELETE, op
+            step = Step(op.invoke_index, ret, _ANY, ABSENT)
+        kept.append(op)
+        steps.append(step)
+    return Register(operations=tuple(kept), steps=tuple(steps), values=tuple(values))
+
+
+def _canonical(value: Value) -> object:
+    # JSON equality: Python's True == 1 (and hash(True) == hash(1)), JSON's true is not 1.
+    # 1 == 1.0 in both, so numbers need no tag.
+    return (bool, value) if isinstance(value, bool) else value
