@@ -25,6 +25,11 @@ that does not care about the state (a write, a delete, or nothing) can be delete
 stays legal; repeat until every applied optional operation feeds the next. In particular an
 ``info`` write whose value nobody ever reads is never tried.
 
+Optional operations with the same effect (same need, same result) are interchangeable, except
+that an earlier invoke can go anywhere a later one can. So the search uses them in invoke order
+(an optional operation is tried only once its earlier twin is linearized): n identical ``info``
+writes cost n states, not 2^n subsets.
+
 The memo is sound because the future of a search state depends only on which operations are
 linearized and on the model state. The set is an int used as a bitset, the state a small int
 (see `_register`), so the inner loop allocates one tuple and one int per new state.
@@ -95,6 +100,9 @@ class _Links:
     """Call entries: ``1 << i`` for ``steps[i]``."""
     mate: list[int]
     """Call entries: their return entry, or 0 when the operation is optional."""
+    twin: list[int]
+    """Optional call entries: the bit of the previous optional operation with the same need
+    and result, in invoke order (0: none)."""
 
 
 def _links(steps: Sequence[Step]) -> _Links:
@@ -114,8 +122,10 @@ def _links(steps: Sequence[Step]) -> _Links:
         result=[0] * size,
         bit=[0] * size,
         mate=[0] * size,
+        twin=[0] * size,
     )
     call_entry = [0] * len(steps)
+    last_twin: dict[tuple[int, int], int] = {}
     for entry, (pos, i, calls) in enumerate(entries, start=1):
         assert pos >= 0, f"event index {pos} of {steps[i]}"
         links.position[entry] = pos
@@ -125,6 +135,10 @@ def _links(steps: Sequence[Step]) -> _Links:
             links.result[entry] = steps[i].result
             links.bit[entry] = 1 << i
             call_entry[i] = entry
+            if steps[i].ret == OPTIONAL:
+                kind = (steps[i].need, steps[i].result)
+                links.twin[entry] = last_twin.get(kind, 0)
+                last_twin[kind] = 1 << i
         else:
             links.mate[call_entry[i]] = entry
     return links
@@ -133,7 +147,7 @@ def _links(steps: Sequence[Step]) -> _Links:
 def _walk(links: _Links, initial: int, *, max_states: int, collect: bool) -> Outcome:
     # Locals, not attribute lookups, in the loop below: it is the whole cost of a check.
     nxt, prv, is_call, position = links.nxt, links.prv, links.is_call, links.position
-    need, result, bit, mate = links.need, links.result, links.bit, links.mate
+    need, result, bit, mate, twin = links.need, links.result, links.bit, links.mate, links.twin
     tail = len(nxt) - 1
     remaining = sum(1 for r in mate if r)
     cache: set[Config] = set()
@@ -156,6 +170,9 @@ def _walk(links: _Links, initial: int, *, max_states: int, collect: bool) -> Out
                 if ns < 0:
                     ns = state
                 r = mate[e]
+                if not r and twin[e] and not lin & twin[e]:
+                    e = nxt[e]  # its earlier twin is unused: take that one first
+                    continue
                 nl = lin | bit[e]
                 # A hungry state has other futures than a fed one: keep them apart in the memo.
                 key = (nl, ns) if r else (nl, ~ns)

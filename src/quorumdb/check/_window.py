@@ -1,0 +1,196 @@
+"""Turning a failed search into a counterexample a person can read: a small window of operations.
+
+Theory of operation. The failed search names the first completion no order explains (event R,
+of operation X; see `_search`). Cut the key's history at X's invoke, event C:
+
+1. *Configurations at the cut.* Search the operations invoked before C, in collect mode, with
+   those that had not completed by C made optional. Each result is a configuration: the state,
+   and which of the still-in-flight operations already took effect.
+2. *The window.* The operations still in flight at C plus those invoked in [C, R]; those that
+   complete after R are optional. From every configuration, no order of the window explains it:
+   otherwise that configuration's order followed by the window's would explain the history
+   through R. So "the key held one of these values at C, then these operations happened" is
+   already a valid counterexample, and usually a small one (X and what overlapped it).
+3. *Shrinking.* Drop operations from the window, one at a time, while (a) it still fails from
+   every configuration and (b) without X it is still explained from some configuration. Rule
+   (b) keeps the story about X: dropping, say, the write whose value a read returned would fail
+   too, but for a reason (a value never written) that is not the real one.
+
+Every search here draws on one state budget; when it runs out the best window so far is
+returned (still valid), marked as not minimised.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+
+from quorumdb.check._register import ABSENT, OPTIONAL, Register, Step
+from quorumdb.check._result import Counterexample
+from quorumdb.check._search import Config, Outcome, search
+from quorumdb.check.history import Operation
+
+__all__ = ["find_counterexample"]
+
+
+class _BudgetExhaustedError(Exception):
+    """Control flow only: unwinds the shrinking when the shared budget is spent."""
+
+
+class _Budget:
+    __slots__ = ("left",)
+
+    def __init__(self, states: int) -> None:
+        self.left = states
+
+    def search(self, steps: Sequence[Step], initial: int, *, collect: bool = False) -> Outcome:
+        outcome = search(steps, initial, max_states=self.left, collect=collect)
+        self.left -= outcome.explored
+        if outcome.found is None:
+            raise _BudgetExhaustedError
+        return outcome
+
+    def found(self, steps: Sequence[Step], initial: int) -> bool:
+        return bool(self.search(steps, initial).found)
+
+
+def find_counterexample(
+    key: str, register: Register, stuck: int, *, max_states: int
+) -> Counterexample:
+    """Build the counterexample for a key whose search failed at completion event ``stuck``."""
+    steps = register.steps
+    culprit = next(i for i, step in enumerate(steps) if step.ret == stuck)
+    cut = steps[culprit].call
+    budget = _Budget(max_states)
+    try:
+        configs = _configs_at(steps[:culprit], cut, budget)
+    except _BudgetExhaustedError:
+        return _concurrent_only(key, register, culprit, stuck)
+    window = [i for i in range(culprit) if not 0 <= steps[i].ret < cut]
+    window += [j for j in range(culprit, len(steps)) if steps[j].call <= stuck]
+    shrinker = _Shrinker(steps, configs, culprit=culprit, stuck=stuck, budget=budget)
+    window, minimised = shrinker.shrink(window)
+    states = sorted({s for _, s in configs})
+    return Counterexample(
+        key=key,
+        operation=register.operations[culprit],
+        window=tuple(register.operations[i] for i in window),
+        window_start=cut,
+        start_values=tuple(register.values[s] for s in states),
+        sources=tuple(_source(register, culprit, s) for s in states),
+        linearizable_through=stuck - 1,
+        minimised=minimised,
+        never_written=_never_written(register, culprit),
+    )
+
+
+def _source(register: Register, culprit: int, state: int) -> Operation | None:
+    writers = (i for i in range(culprit) if register.steps[i].result == state)
+    last = max(writers, default=None)
+    return None if last is None else register.operations[last]
+
+
+def _never_written(register: Register, culprit: int) -> bool:
+    need = register.steps[culprit].need
+    return need > ABSENT and all(step.result != need for step in register.steps)
+
+
+def _configs_at(prefix: Sequence[Step], cut: int, budget: _Budget) -> list[Config]:
+    in_flight = [s if 0 <= s.ret < cut else s._replace(ret=OPTIONAL) for s in prefix]
+    outcome = budget.search(in_flight, ABSENT, collect=True)
+    # The history through the completion before the stuck one is linearizable, so is this cut.
+    assert outcome.found, f"no configuration at cut {cut}"
+    return list(outcome.configs)
+
+
+def _concurrent_only(key: str, register: Register, culprit: int, stuck: int) -> Counterexample:
+    cut = register.steps[culprit].call
+    concurrent = tuple(
+        op
+        for op, step in zip(register.operations, register.steps, strict=True)
+        if step.call <= stuck and (step.ret == OPTIONAL or step.ret >= cut)
+    )
+    return Counterexample(
+        key=key,
+        operation=register.operations[culprit],
+        window=concurrent,
+        window_start=cut,
+        start_values=(),
+        sources=(),
+        linearizable_through=stuck - 1,
+        minimised=False,
+        never_written=_never_written(register, culprit),
+    )
+
+
+class _Shrinker:
+    """Greedy one-at-a-time removal from the window, to a fixed point or the budget."""
+
+    __slots__ = ("_budget", "_configs", "_culprit", "_steps", "_stuck")
+
+    def __init__(
+        self,
+        steps: Sequence[Step],
+        configs: Sequence[Config],
+        *,
+        culprit: int,
+        stuck: int,
+        budget: _Budget,
+    ) -> None:
+        self._steps = steps
+        self._configs = configs
+        self._culprit = culprit
+        self._stuck = stuck
+        self._budget = budget
+
+    def shrink(self, window: list[int]) -> tuple[list[int], bool]:
+        try:
+            fails = self._fails(window)
+            assert fails, f"window {window} is explained from some configuration"
+            changed = True
+            while changed:
+                changed = False
+                for i in self._removal_order(window):
+                    trial = [j for j in window if j != i]
+                    if self._fails(trial) and self._explained_without_culprit(trial):
+                        window = trial
+                        changed = True
+        except _BudgetExhaustedError:
+            return window, False
+        return window, True
+
+    def _removal_order(self, window: list[int]) -> list[int]:
+        # Optional operations first (usually noise), then the farthest from the culprit.
+        culprit_call = self._steps[self._culprit].call
+
+        def rank(i: int) -> tuple[bool, int]:
+            step = self._steps[i]
+            required = step.ret != OPTIONAL and step.ret <= self._stuck
+            return (required, -abs(step.call - culprit_call))
+
+        return sorted((i for i in window if i != self._culprit), key=rank)
+
+    def _fails(self, window: list[int]) -> bool:
+        return not any(self._budget.found(steps, s) for steps, s in self._problems(window))
+
+    def _explained_without_culprit(self, window: list[int]) -> bool:
+        rest = [i for i in window if i != self._culprit]
+        return any(self._budget.found(steps, s) for steps, s in self._problems(rest))
+
+    def _problems(self, window: list[int]) -> Iterable[tuple[list[Step], int]]:
+        """The window as seen from each distinct configuration at the cut."""
+        in_flight = 0
+        for i in window:
+            if i < self._culprit:
+                in_flight |= 1 << i
+        seen: set[tuple[int, int]] = set()
+        for lin, state in self._configs:
+            pending = in_flight & ~lin
+            if (pending, state) in seen:
+                continue
+            seen.add((pending, state))
+            steps = [self._window_step(i) for i in window if i >= self._culprit or pending >> i & 1]
+            yield steps, state
+
+    def _window_step(self, i: int) -> Step:
+        step = self._steps[i]
+        return step if 0 <= step.ret <= self._stuck else step._replace(ret=OPTIONAL)
