@@ -91,7 +91,10 @@ class Changer:
     # -- internals ------------------------------------------------------------------------
 
     def _apply(self, d: _Draft, ccs: tuple[ConfChangeSingle, ...]) -> None:
-        removals: list[int] = []
+        # Changes apply strictly in order (etcd's Changer.apply). `restore` depends on it: it
+        # rebuilds a joint configuration as "remove every outgoing voter, then add the incoming
+        # ones"; deferring the removals to the end would drop voters kept in both halves (a node
+        # restarting in, or snapshotted into, (1 2 4)&&(1 2 3) came back as (4)&&(1 2 3)).
         for cc in ccs:
             if cc.node_id <= 0:
                 continue
@@ -100,11 +103,9 @@ class Changer:
             elif cc.type == ConfChangeType.ADD_LEARNER_NODE:
                 self._make_learner(d, cc.node_id)
             elif cc.type == ConfChangeType.REMOVE_NODE:
-                removals.append(cc.node_id)
+                self._remove(d, cc.node_id)
             else:
                 raise ConfigError(f"unexpected conf change type {cc.type}")
-        for node_id in removals:
-            self._remove(d, node_id)
         if not d.incoming:
             raise ConfigError("removed all voters")
 

@@ -8,7 +8,12 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 
+import msgspec
+
 from quorumdb.raft.messages import (
+    ConfChange,
+    ConfChangeTransition,
+    ConfChangeType,
     Entry,
     EntryType,
     HardState,
@@ -20,6 +25,7 @@ from quorumdb.raft.messages import (
 from quorumdb.raft.ready import Ready
 
 __all__ = [
+    "describe_conf_change",
     "describe_entries",
     "describe_entry",
     "describe_hard_state",
@@ -57,8 +63,30 @@ def message_type_name(t: MessageType) -> str:
     return _NAMES[t]
 
 
+_CC_PREFIX = {
+    ConfChangeType.ADD_NODE: "v",
+    ConfChangeType.ADD_LEARNER_NODE: "l",
+    ConfChangeType.REMOVE_NODE: "r",
+}
+_decode_conf_change = msgspec.msgpack.Decoder(ConfChange).decode
+
+
+def describe_conf_change(cc: ConfChange) -> str:
+    """`v4 l5 r3` (etcd's spelling), `transition=explicit v4 v5`, or `leave-joint`."""
+    parts = [f"{_CC_PREFIX[c.type]}{c.node_id}" for c in cc.changes]
+    if cc.transition != ConfChangeTransition.AUTO:
+        parts.insert(0, f"transition={cc.transition.name.lower().removeprefix('joint_')}")
+    return " ".join(parts) if cc.changes else "leave-joint"
+
+
 def describe_entry(e: Entry) -> str:
-    """`1/3 EntryNormal "data"` (term/index, type, data)."""
+    """`1/3 EntryNormal "data"` (term/index, type, data); `1/4 EntryConfChange v4 r3`."""
+    if e.type == EntryType.CONF_CHANGE:
+        try:
+            cc = describe_conf_change(_decode_conf_change(e.data))
+            return f"{e.term}/{e.index} EntryConfChange {cc}"
+        except msgspec.DecodeError:
+            pass  # not an encoded ConfChange: show the raw bytes like any other entry
     kind = "EntryNormal" if e.type == EntryType.NORMAL else "EntryConfChange"
     data = e.data.decode("utf-8", "backslashreplace")
     return f'{e.term}/{e.index} {kind} "{data}"' if e.data else f"{e.term}/{e.index} {kind}"
