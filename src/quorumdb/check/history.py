@@ -378,7 +378,7 @@ class _Builder:
             )
         if event.f is not invoke.f:
             raise HistoryError(
-                f"{where}: completion f {event.f!r} does not match f {invoke.f!r} "
+                f"{where}: completion f '{event.f}' does not match f '{invoke.f}' "
                 f"of its invoke (event {invoke.index + 1})"
             )
         if event.key != invoke.key:

@@ -22,7 +22,7 @@ def summary_line(result: LinearizabilityResult) -> str:
     """One line: the verdict, how much was checked, and which keys failed."""
     size = f"{_count(result.operation_count, 'operation')} on {_count(len(result.keys), 'key')}"
     if result.verdict is Verdict.LINEARIZABLE:
-        return f"linearizable: {size}, {result.explored_states} states explored"
+        return f"linearizable: {size}, {_count(result.explored_states, 'state')} explored"
     if result.verdict is Verdict.NOT_LINEARIZABLE:
         failed = [k.key for k in result.keys if k.verdict is Verdict.NOT_LINEARIZABLE]
         return f"not linearizable: {size}; failing keys: {_keys(failed)}"
@@ -83,6 +83,10 @@ def _counterexample_json(cx: Counterexample) -> dict[str, object]:
         "window": [_operation_json(op) for op in cx.window],
         "window_start_event": cx.window_start + 1,
         "start_values": list(cx.start_values) if cx.start_values else None,
+        "start_value_sources": [
+            None if source is None else _operation_json(source) for source in cx.sources
+        ],
+        "never_written": cx.never_written,
         "linearizable_through_event": cx.linearizable_through + 1,
         "minimised": cx.minimised,
     }

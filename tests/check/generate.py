@@ -1,0 +1,178 @@
+"""Random histories of a real (atomic) register, for tests and `bench/check_bench.py`.
+
+Each operation takes effect at one random moment inside its [invoke, complete] interval,
+against one true register per key, so every history made here is linearizable by
+construction. Some operations end as ``info``: the client gave up, yet the operation may still
+take effect later (an orphan), or never; some never complete at all, and their process goes
+on with a new operation (the format allows reusing the id). `plant_future_read` then breaks
+exactly one ok read in a way no order can explain.
+"""
+
+from __future__ import annotations
+
+import random
+from dataclasses import dataclass, field
+
+__all__ = ["RegisterRun", "plant_future_read", "register_history"]
+
+_FUNCTIONS = ("read", "write", "cas", "delete")
+_WEIGHTS = (50, 30, 15, 5)
+
+
+@dataclass(slots=True)
+class _Pending:
+    key: str
+    f: str
+    value: object
+    applied: bool = False
+    result: object = None
+
+
+@dataclass(slots=True)
+class RegisterRun:
+    """A generated history and what the generator knows about it."""
+
+    events: list[dict[str, object]] = field(default_factory=list)
+    writer_invokes: dict[tuple[str, object], int] = field(default_factory=dict)
+    """(key, value) -> index of the first invoke of an operation that may write value."""
+
+
+def register_history(
+    rng: random.Random,
+    *,
+    operations: int,
+    processes: int,
+    keys: int,
+    info_percent: int = 3,
+    value_pool: int = 0,
+    orphan_apply_percent: int = 5,
+) -> RegisterRun:
+    """Generate a linearizable history of ``operations`` invokes.
+
+    Args:
+        rng: the only source of randomness.
+        info_percent: chance per step that a pending operation ends as ``info`` (or, once
+            all operations are invoked, ends with no completion at all).
+        value_pool: 0 writes fresh values (1, 2, 3, ...); n > 0 reuses values 1..n.
+        orphan_apply_percent: chance per step that an abandoned operation takes effect.
+    """
+    gen = _Generator(rng, keys=keys, value_pool=value_pool)
+    pending: dict[int, _Pending] = {}
+    orphans: list[_Pending] = []
+    invoked = 0
+    while invoked < operations or pending:
+        if orphans and rng.randrange(100) < orphan_apply_percent:
+            gen.apply(orphans.pop(rng.randrange(len(orphans))))
+        process = rng.randrange(processes)
+        op = pending.get(process)
+        if op is None:
+            if invoked < operations:
+                pending[process] = gen.invoke(process)
+                invoked += 1
+        elif invoked >= operations and rng.randrange(100) < info_percent:
+            del pending[process]  # never completes: the history ends with it outstanding
+        elif rng.randrange(100) < info_percent:
+            del pending[process]
+            gen.emit(process, "info", op, _echo(op))
+            if not op.applied:
+                orphans.append(op)
+        elif not op.applied:
+            gen.apply(op)
+        else:
+            del pending[process]
+            gen.complete(process, op)
+    return gen.run
+
+
+def plant_future_read(rng: random.Random, run: RegisterRun) -> int | None:
+    """Make one ok read return a value first written after it completed; its event index.
+
+    No order can explain that read: every writer of the value is invoked after the read's
+    completion. Returns None when the history has no such (read, value) pair.
+    """
+    candidates: list[tuple[int, object]] = []
+    for index, event in enumerate(run.events):
+        if event["type"] == "ok" and event["f"] == "read":
+            futures = [
+                value
+                for (key, value), first in run.writer_invokes.items()
+                if key == event["key"] and first > index and value is not None
+            ]
+            if futures:
+                candidates.append((index, rng.choice(futures)))
+    if not candidates:
+        return None
+    index, value = rng.choice(candidates)
+    run.events[index] = {**run.events[index], "value": value}
+    return index
+
+
+class _Generator:
+    __slots__ = ("_counter", "_keys", "_pool", "_register", "_rng", "run")
+
+    def __init__(self, rng: random.Random, *, keys: int, value_pool: int) -> None:
+        self._rng = rng
+        self._keys = keys
+        self._pool = value_pool
+        self._counter = 0
+        self._register: dict[str, object] = {}
+        self.run = RegisterRun()
+
+    def invoke(self, process: int) -> _Pending:
+        rng = self._rng
+        self._counter += 1
+        key = f"k{rng.randrange(self._keys)}"
+        f = rng.choices(_FUNCTIONS, _WEIGHTS)[0]
+        fresh = rng.randint(1, self._pool) if self._pool else self._counter
+        value: object = None
+        if f == "write":
+            value = fresh
+        elif f == "cas":
+            expected = rng.choice([None, fresh - 1, rng.randint(1, self._pool or self._counter)])
+            value = [expected, fresh]
+        if f in ("write", "cas"):
+            self.run.writer_invokes.setdefault((key, fresh), len(self.run.events))
+        op = _Pending(key, f, value)
+        self.emit(process, "invoke", op, value)
+        return op
+
+    def apply(self, op: _Pending) -> None:
+        current = self._register.get(op.key)
+        op.applied = True
+        if op.f == "read":
+            op.result = current
+        elif op.f == "write":
+            self._register[op.key] = op.value
+        elif op.f == "delete":
+            self._register.pop(op.key, None)
+        else:
+            assert isinstance(op.value, list)
+            expected, new = op.value
+            op.result = current == expected
+            if op.result:
+                self._register[op.key] = new
+
+    def complete(self, process: int, op: _Pending) -> None:
+        if op.f == "read":
+            self.emit(process, "ok", op, op.result)
+        elif op.f == "cas" and not op.result:
+            self.emit(process, "fail", op, op.value)
+        else:
+            self.emit(process, "ok", op, _echo(op))
+
+    def emit(self, process: int, type_: str, op: _Pending, value: object) -> None:
+        events = self.run.events
+        events.append(
+            {
+                "process": process,
+                "type": type_,
+                "f": op.f,
+                "key": op.key,
+                "value": value,
+                "time": len(events) * 10,
+            }
+        )
+
+
+def _echo(op: _Pending) -> object:
+    return None if op.f == "read" else op.value
