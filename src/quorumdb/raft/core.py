@@ -504,6 +504,12 @@ class _Raft:
         chunk = m.snapshot
         if chunk is None:
             return
+        if chunk.metadata.index <= self.raft_log.committed:
+            # A late copy of a chunk of a snapshot we already installed (or that our log already
+            # covers): say where we are, as `_restore` does for a stale snapshot, rather than
+            # rejecting it and making the leader restart the transfer from offset 0.
+            self._send(self._msg(MT.APP_RESP, m.from_, index=self.raft_log.committed))
+            return
         buf = self.snap_recv
         if chunk.offset == 0:
             buf = (chunk.metadata, bytearray())
@@ -575,8 +581,13 @@ class _Raft:
         elif t == MT.SNAP_RESP:
             pr.recent_active = True
             if pr.state == ProgressState.SNAPSHOT and pr.snapshot_in_flight is not None:
-                pr.snapshot_acked = min(m.index, len(pr.snapshot_in_flight.data))
-                self._send_snapshot_chunk(m.from_, pr)
+                have = min(m.index, len(pr.snapshot_in_flight.data))
+                # Send the next chunk only when the follower made progress (or asks to rewind):
+                # a chunk re-sent after a heartbeat is acknowledged twice, and answering both
+                # acks would start a second stream, and another one at every heartbeat.
+                if m.reject or have > pr.snapshot_acked:
+                    pr.snapshot_acked = have
+                    self._send_snapshot_chunk(m.from_, pr)
         elif t == MT.UNREACHABLE:
             if pr.state == ProgressState.REPLICATE:
                 pr.become_probe()
@@ -654,6 +665,12 @@ class _Raft:
             if pr.match + 1 >= self.raft_log.first_index():
                 pr.become_probe()
                 pr.become_replicate()
+            elif pr.match >= pr.pending_snapshot:
+                # The follower installed the snapshot, but we compacted past it meanwhile. Probe
+                # again: the probe finds the entries gone and sends a newer snapshot. Staying in
+                # SNAPSHOT would re-send the old one forever (etcd leaves this state through
+                # ReportSnapshot; our in-band acks are the only signal).
+                pr.become_probe()
         else:
             pr.inflights.free_le(m.index)
         if self._maybe_commit():

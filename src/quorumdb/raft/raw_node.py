@@ -110,7 +110,15 @@ class RawNode:
         return self.raft.apply_conf_change(cc)
 
     def step(self, m: Message) -> None:
-        """Feed a message from a peer. Raises for local-only types and unknown responders."""
+        """Feed a message from a peer.
+
+        Raises:
+            StepLocalMessageError: `m` is a local-only type.
+            StepPeerNotFoundError: a response from a node not in the configuration (e.g. one
+                just removed); drivers drop it.
+            ProposalDroppedError: a proposal forwarded to this node, which cannot take it
+                (no longer leader, transfer in progress); drivers drop it, the client retries.
+        """
         if is_local_message(m.type):
             raise StepLocalMessageError(f"{m.type.name} is local-only")
         r = self.raft

@@ -12,6 +12,7 @@ from collections.abc import Callable, Iterable
 from quorumdb.raft.codec import decode_conf_change
 from quorumdb.raft.config import Config
 from quorumdb.raft.core import Rng
+from quorumdb.raft.errors import ProposalDroppedError, StepPeerNotFoundError
 from quorumdb.raft.messages import ConfState, Entry, EntryType, Message, ReadState
 from quorumdb.raft.raw_node import RawNode
 from quorumdb.raft.ready import Ready
@@ -116,7 +117,13 @@ class Cluster:
         for m in batch:
             if m.to not in self.nodes or any(f(m) for f in self.filters):
                 continue
-            self.nodes[m.to].step(m)
+            try:
+                self.nodes[m.to].step(m)
+            except (StepPeerNotFoundError, ProposalDroppedError):
+                # Expected outcomes a driver ignores (etcd's node.go does the same): a late
+                # response from a node just removed from the configuration, or a proposal
+                # forwarded to a node that is no longer leader.
+                continue
             n += 1
         return n
 
