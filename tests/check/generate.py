@@ -4,7 +4,7 @@ Each operation takes effect at one random moment inside its [invoke, complete] i
 against one true register per key, so every history made here is linearizable by
 construction. Some operations end as ``info``: the client gave up, yet the operation may still
 take effect later (an orphan), or never; some never complete at all, and their process goes
-on with a new operation (the format allows reusing the id). `plant_future_read` then breaks
+on with a new operation (the format allows reusing the id). `plant_impossible_read` then breaks
 exactly one ok read in a way no order can explain.
 """
 
@@ -13,7 +13,7 @@ from __future__ import annotations
 import random
 from dataclasses import dataclass, field
 
-__all__ = ["RegisterRun", "plant_future_read", "register_history"]
+__all__ = ["RegisterRun", "plant_impossible_read", "register_history"]
 
 _FUNCTIONS = ("read", "write", "cas", "delete")
 _WEIGHTS = (50, 30, 15, 5)
@@ -84,25 +84,26 @@ def register_history(
     return gen.run
 
 
-def plant_future_read(rng: random.Random, run: RegisterRun) -> int | None:
-    """Make one ok read return a value first written after it completed; its event index.
+def plant_impossible_read(rng: random.Random, run: RegisterRun) -> int:
+    """Make one ok read return a value no order can explain; returns its event index.
 
-    No order can explain that read: every writer of the value is invoked after the read's
-    completion. Returns None when the history has no such (read, value) pair.
+    The value is one first written after the read completed (a read from the future) when the
+    history has such a value for some read, else one never written at all. Either way it was
+    never current at any moment of the read's interval, in any order.
     """
-    candidates: list[tuple[int, object]] = []
-    for index, event in enumerate(run.events):
-        if event["type"] == "ok" and event["f"] == "read":
-            futures = [
-                value
-                for (key, value), first in run.writer_invokes.items()
-                if key == event["key"] and first > index and value is not None
-            ]
-            if futures:
-                candidates.append((index, rng.choice(futures)))
-    if not candidates:
-        return None
-    index, value = rng.choice(candidates)
+    reads = [
+        i for i, event in enumerate(run.events) if event["type"] == "ok" and event["f"] == "read"
+    ]
+    assert reads, "the history has no ok read to break"
+    futures: list[tuple[int, object]] = []
+    for index in reads:
+        key = run.events[index]["key"]
+        futures += [
+            (index, value)
+            for (k, value), first in run.writer_invokes.items()
+            if k == key and first > index and value is not None
+        ]
+    index, value = rng.choice(futures) if futures else (rng.choice(reads), "never-written")
     run.events[index] = {**run.events[index], "value": value}
     return index
 

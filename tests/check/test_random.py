@@ -7,11 +7,11 @@ import random
 
 import pytest
 from hypothesis import given, settings
-from hypothesis import strategies as st
 
 from quorumdb.check import Verdict, check_linearizable, history_from_events
-from tests.check.generate import plant_future_read, register_history
+from tests.check.generate import plant_impossible_read, register_history
 from tests.check.oracle import is_linearizable
+from tests.check.strategies import tiny_histories
 
 SHAPES = [
     # (operations, processes, keys, info_percent, value_pool)
@@ -25,7 +25,7 @@ SHAPES = [
 
 @pytest.mark.parametrize("seed", range(12))
 @pytest.mark.parametrize("shape", SHAPES, ids=lambda s: "ops{}-p{}-k{}-info{}-pool{}".format(*s))
-def test_a_real_register_is_linearizable_and_a_planted_future_read_is_caught(
+def test_a_real_register_is_linearizable_and_a_planted_impossible_read_is_caught(
     seed: int, shape: tuple[int, int, int, int, int]
 ) -> None:
     operations, processes, keys, info_percent, pool = shape
@@ -41,9 +41,7 @@ def test_a_real_register_is_linearizable_and_a_planted_future_read_is_caught(
     result = check_linearizable(history_from_events(run.events))
     assert result.verdict is Verdict.LINEARIZABLE, result.counterexample
 
-    planted = plant_future_read(rng, run)
-    if planted is None:
-        pytest.skip("no read has a future value to plant")
+    planted = plant_impossible_read(rng, run)
     broken = check_linearizable(history_from_events(run.events))
     assert broken.verdict is Verdict.NOT_LINEARIZABLE
     cx = broken.counterexample
@@ -60,37 +58,6 @@ def test_a_large_history_with_many_orphans_is_linearizable() -> None:
     )
     result = check_linearizable(history_from_events(run.events))
     assert result.verdict is Verdict.LINEARIZABLE
-
-
-_VALUES = st.sampled_from([None, 1, 2])
-
-
-@st.composite
-def tiny_histories(draw: st.DrawFn) -> list[dict[str, object]]:
-    """Arbitrary small histories on one key, linearizable or not, with info, fail, no reply."""
-    events: list[dict[str, object]] = []
-    open_ops: dict[int, tuple[str, object]] = {}
-    for _ in range(draw(st.integers(0, 16))):
-        process = draw(st.integers(0, 3))
-        if process in open_ops:
-            f, value = open_ops.pop(process)
-            kind = draw(st.sampled_from(["ok", "ok", "ok", "info", "fail"]))
-            if f == "read":
-                value = draw(_VALUES) if kind == "ok" else None
-            events.append({"process": process, "type": kind, "f": f, "key": "x", "value": value})
-        else:
-            f = draw(st.sampled_from(["read", "write", "write", "cas", "delete"]))
-            value = {
-                "read": None,
-                "write": draw(_VALUES.filter(lambda v: v is not None)),
-                "cas": [draw(_VALUES), draw(_VALUES)],
-                "delete": None,
-            }[f]
-            events.append(
-                {"process": process, "type": "invoke", "f": f, "key": "x", "value": value}
-            )
-            open_ops[process] = (f, value)
-    return events
 
 
 @settings(max_examples=1500, derandomize=True, deadline=None)

@@ -151,7 +151,8 @@ def _start_lines(cx: Counterexample) -> list[str]:
 def _origin(source: Operation | None) -> str:
     if source is None:
         return "initial"
-    return f"from process {source.process}'s {source.f} at {_events(source)}"
+    origin = f"from process {source.process}'s {source.f} at {_events(source)}"
+    return origin if source.outcome is Outcome.OK else f"{origin}, {_result(source)}"
 
 
 def _needed(op: Operation) -> Value:
