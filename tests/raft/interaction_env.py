@@ -78,6 +78,9 @@ class _EnvStorage(MemoryStorage):
         super().__init__(conf_state)
         self.override: Callable[[], Snapshot | None] = lambda: None
 
+    def snapshot_stored(self) -> Snapshot:
+        return super().snapshot()
+
     def snapshot_index(self) -> int:
         return super().snapshot().metadata.index
 
@@ -221,6 +224,7 @@ class InteractionEnv:
             "crash": self._crash,
             "restart": self._restart,
             "log-level": self._log_level,
+            "show-snapshot": self._show_snapshot,
         }
 
     def handle(self, d: Directive) -> str:
@@ -281,6 +285,9 @@ class InteractionEnv:
         read_only = a.opt_str("read-only") or "safe"
         if read_only not in ("safe", "lease"):
             raise a.d.fail(f"read-only must be safe or lease, not {read_only!r}")
+        # By default a leader snapshots on demand (as etcd's tests do); with false it sends the
+        # snapshot in storage, i.e. the one the last `compact` made.
+        on_demand = a.opt_bool("snapshot-on-demand", True)
         bug_names = a.opt("planted-bugs")
         bugs = frozenset(_BUGS[b] for b in bug_names.vals) if bug_names is not None else frozenset()
         kw = {
@@ -307,7 +314,8 @@ class InteractionEnv:
                 storage.apply_snapshot(Snapshot(metadata=meta, data=content.encode()))
             config = Config(id=node_id, applied=index, planted_bugs=bugs, **kw)  # type: ignore[arg-type]
             n = _Node(node_id, config, storage, None, snapshot_data=content.encode())
-            storage.override = lambda n=n: n.state_at(n.applied_index()) if n.applied else None
+            if on_demand:
+                storage.override = lambda n=n: n.state_at(n.applied_index()) if n.applied else None
             self._boot(n)
             self.nodes[node_id] = n
             assert n.raw is not None
@@ -518,6 +526,11 @@ class InteractionEnv:
         snap = n.storage.create_snapshot(index, want.metadata.conf_state, want.data)
         n.storage.compact(index)
         return [describe_snapshot(snap) + f" Data:{snap.data.decode()}"]
+
+    def _show_snapshot(self, a: _Args) -> list[str]:
+        """The snapshot in a node's storage, with its data (what its state machine restored)."""
+        snap = self._node(a, a.pos_int("node id")).storage.snapshot_stored()
+        return [describe_snapshot(snap) + f" Data:{snap.data.decode('utf-8', 'backslashreplace')}"]
 
     def _crash(self, a: _Args) -> list[str]:
         """Stop a node: what it did not persist is lost, and so are messages in flight to it."""
