@@ -1013,6 +1013,35 @@ def test_forwarded_proposal_reaching_a_node_that_lost_leadership_is_dropped_quie
     assert all(e.data != b"late" for e in c.applied[1])
 
 
+def test_leader_with_full_inflight_window_sends_only_an_empty_append() -> None:
+    # Flow control (etcd's Inflights): in REPLICATE a follower gets at most max_inflight_msgs
+    # unacknowledged appends. Here all of them are lost. A heartbeat response unpauses the
+    # follower so that an append can get through and free the window, but that append must be
+    # empty: the window is still full (this used to trip "cannot add into a full inflights
+    # window" and crash the leader).
+    c = _cluster3(max_inflight_msgs=2)
+    c.isolate(3)
+    for i in range(3):
+        c.nodes[1].propose(b"p%d" % i)
+    c.stabilize()
+    pr3 = c.nodes[1].progress(3)
+    assert pr3 is not None
+    assert pr3.state == ProgressState.REPLICATE
+    assert pr3.inflights.full()
+    c.heal()
+    c.tick(1)
+    c.process_ready(1)
+    c.deliver()
+    c.process_ready(3)
+    c.deliver()  # the heartbeat response reaches the leader
+    rd = c.process_ready(1)
+    assert rd is not None
+    apps = by_type(rd.messages, MT.APP)
+    assert [(m.to, m.entries) for m in apps] == [(3, [])]
+    c.stabilize()  # the empty append is rejected; the leader probes back and catches node 3 up
+    assert c.nodes[3].raft.raft_log.committed == c.nodes[1].raft.raft_log.committed == 4
+
+
 def test_uncommitted_log_size_limit_drops_proposals() -> None:
     r = new_raft(max_uncommitted_entries_size=10)
     elect(r)
@@ -1193,6 +1222,32 @@ def test_only_one_conf_change_may_be_pending() -> None:
     types = [e.type for e in c.applied[1][-2:]]
     assert types == [EntryType.CONF_CHANGE, EntryType.NORMAL]
     assert status_config(c, 1) == "voters=(1 2 3) learners=(4)"
+
+
+@pytest.mark.parametrize(
+    ("voters", "cc"),
+    [
+        ((1,), conf_change("r1")),  # the last voter
+        ((1, 2, 3), conf_change("r1", "r2", "r3")),  # every voter, through a joint config
+        ((1, 2, 3), conf_change("l1", "l2", "l3")),  # every voter demoted to learner
+    ],
+)
+def test_conf_change_leaving_no_voter_is_refused_when_proposed(
+    voters: tuple[int, ...], cc: ConfChange
+) -> None:
+    # Such an entry, once committed, could not be applied by any node (ConfigError on every
+    # apply, on every restart): it is refused at proposal time and becomes an empty entry.
+    c = Cluster(voters, config=plain_config())
+    c.campaign(voters[0])
+    before = status_config(c, 1)
+    c.nodes[1].propose_conf_change(cc)
+    c.stabilize()
+    last = c.applied[1][-1]
+    assert (last.type, last.data) == (EntryType.NORMAL, b"")
+    assert status_config(c, 1) == before
+    c.nodes[1].propose_conf_change(conf_change("l9"))  # the next change is accepted
+    c.stabilize()
+    assert c.applied[1][-1].type == EntryType.CONF_CHANGE
 
 
 def test_joint_change_is_left_automatically() -> None:

@@ -25,6 +25,7 @@ from quorumdb.raft import confchange
 from quorumdb.raft.config import Config, PlantedBug
 from quorumdb.raft.errors import (
     CompactedError,
+    ConfigError,
     NotLeaderError,
     ProposalDroppedError,
     SnapshotTemporarilyUnavailableError,
@@ -609,7 +610,7 @@ class _Raft:
             already_pending = self.pending_conf_index > self.raft_log.applied
             already_joint = self.trk.config.voters.is_joint()
             wants_leave = cc.leave_joint()
-            if already_pending or already_joint != wants_leave:
+            if already_pending or already_joint != wants_leave or not self._is_valid_change(cc):
                 # Refuse without failing the batch: the entry becomes a no-op.
                 ents[i] = Entry(term=0, index=0)
             else:
@@ -724,7 +725,13 @@ class _Raft:
         try:
             if prev_term == 0 and prev_index > 0:
                 raise CompactedError(f"term of {prev_index} is unknown")
-            ents = log.entries(pr.next, self.max_msg_size)
+            if pr.state == ProgressState.REPLICATE and pr.inflights.full():
+                # Throttled (a heartbeat response unpaused us): send only an empty append. If
+                # every in-flight append was lost, its ack or reject is what frees the window;
+                # sending entries would overflow it (etcd's maybeSendAppend does the same).
+                ents = []
+            else:
+                ents = log.entries(pr.next, self.max_msg_size)
         except (CompactedError, UnavailableError):
             return self._maybe_send_snapshot(to, pr)
         if not ents and not send_if_empty:
@@ -854,16 +861,27 @@ class _Raft:
     # -- membership --------------------------------------------------------------------------
 
     def apply_conf_change(self, cc: ConfChange) -> ConfState:
+        return self._switch_to_config(*self._changed_config(cc))
+
+    def _changed_config(self, cc: ConfChange) -> tuple[TrackerConfig, dict[int, Progress]]:
+        """The configuration `cc` leads to from the current one; raises ConfigError if invalid."""
         changer = confchange.Changer(self.trk, self.raft_log.last_index())
         if cc.leave_joint():
-            cfg, prs = changer.leave_joint()
-        else:
-            use_joint, auto_leave = cc.enter_joint()
-            if use_joint:
-                cfg, prs = changer.enter_joint(auto_leave, cc.changes)
-            else:
-                cfg, prs = changer.simple(cc.changes)
-        return self._switch_to_config(cfg, prs)
+            return changer.leave_joint()
+        use_joint, auto_leave = cc.enter_joint()
+        if use_joint:
+            return changer.enter_joint(auto_leave, cc.changes)
+        return changer.simple(cc.changes)
+
+    def _is_valid_change(self, cc: ConfChange) -> bool:
+        # Only called when no other conf change is pending, so the configuration this entry
+        # will be applied to is the current one. An invalid change (e.g. removing the last
+        # voter) must be refused now: once committed, every node would fail to apply it.
+        try:
+            self._changed_config(cc)
+        except ConfigError:
+            return False
+        return True
 
     def _switch_to_config(self, cfg: TrackerConfig, prs: dict[int, Progress]) -> ConfState:
         self.trk.config = cfg
