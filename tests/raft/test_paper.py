@@ -819,6 +819,55 @@ def test_leadership_transfer_revokes_the_lease() -> None:
     assert by_type(rd.messages, MT.HEARTBEAT) != []
 
 
+def test_lease_read_stays_linearizable_when_a_follower_of_the_lease_quorum_restarts() -> None:
+    # Five nodes. Nodes 4 and 5 have been cut off for long (no lease binds them). The leader's
+    # heartbeat at tick 1 is acknowledged by 2 and 3, so its lease runs to tick 8. Node 2 then
+    # restarts and the partition moves: {1, 3} | {2, 4, 5}. The restarted node 2 must keep the
+    # promise it made before the crash (no vote for an election timeout): otherwise 4 wins with
+    # 2 and 5, commits "x", and node 1 serves a lease read that misses "x" (it did, before).
+    c = Cluster(
+        [1, 2, 3, 4, 5],
+        config=lambda i: Config(id=i, read_only_option=ReadOnlyOption.LEASE_BASED),
+    )
+    c.campaign(1)
+    far = {4, 5}
+    c.filters.append(lambda m: (m.to in far) != (m.from_ in far))
+    c.tick(4, 20)
+    c.tick(5, 20)
+    c.stabilize()
+    c.tick(1)
+    c.stabilize()
+    c.restart(2)
+    c.filters.clear()
+    side = {1, 3}
+    c.filters.append(lambda m: (m.to in side) != (m.from_ in side))
+    c.tick(4, 20)
+    c.stabilize()
+    if c.nodes[4].is_leader:
+        c.nodes[4].propose(b"x")
+        c.stabilize()
+    written = max((e.index for i in (2, 4, 5) for e in c.applied[i] if e.data == b"x"), default=0)
+    c.tick(1, 2)  # tick 3: the lease from tick 1 is still valid
+    c.nodes[1].read_index(b"r")
+    c.stabilize()
+    assert [rs.request_ctx for rs in c.read_states[1]] == [b"r"]
+    assert c.read_states[1][0].index >= written, "stale lease read"
+    assert not c.nodes[4].is_leader
+    # Until node 2 has been up for an election timeout it votes for nobody ...
+    c.tick(2, 9)
+    c.nodes[4].campaign()
+    c.stabilize()
+    assert not c.nodes[4].is_leader
+    # ... then the majority side elects a leader of its own (the lease of node 1 is over).
+    for _ in range(100):
+        for i in (2, 4, 5):
+            c.tick(i)
+            c.stabilize()
+        if any(c.nodes[i].is_leader for i in (2, 4, 5)):
+            break
+    assert any(c.nodes[i].is_leader for i in (2, 4, 5))
+
+
 def test_lease_read_config_requires_check_quorum() -> None:
     with pytest.raises(ConfigError, match="check_quorum"):
         Config(id=1, check_quorum=False, read_only_option=ReadOnlyOption.LEASE_BASED).validate()

@@ -113,6 +113,13 @@ class _Raft:
         self._tick_role: Callable[[], None] = self._tick_election
 
         hs, cs = storage.initial_state()
+        # With lease reads, a restarted node may have acknowledged a leader's heartbeat just
+        # before it went down, and the leader counts on that promise (no vote for another
+        # candidate within an election timeout). The node cannot know, so it keeps the promise
+        # for one election timeout after starting (see `_step_higher_term`).
+        self.lease_after_restart = (
+            c.read_only_option == ReadOnlyOption.LEASE_BASED and self.check_quorum and hs.term > 0
+        )
         confchange.restore(self.trk, self.raft_log.last_index(), cs)
         self.is_learner = self.id in self.trk.config.learners
         if not hs.is_empty():
@@ -302,7 +309,7 @@ class _Raft:
                 self.check_quorum
                 and self.lead != NONE
                 and self.election_elapsed < self.election_timeout
-            )
+            ) or (self.lease_after_restart and self.tick_count < self.election_timeout)
             if not force and in_lease:
                 # We heard from a live leader within the minimum election timeout: do not let
                 # a partitioned node disrupt it (thesis §4.2.3). This is what leases rely on.
