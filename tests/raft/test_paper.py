@@ -11,6 +11,7 @@ the driver contract of `raft.ready`. Randomness always comes from a seeded `rand
 
 from __future__ import annotations
 
+import contextlib
 import random
 from collections.abc import Callable, Iterable, Sequence
 
@@ -32,14 +33,17 @@ from quorumdb.raft import (
     Message,
     MessageType,
     NotLeaderError,
+    Persist,
     PlantedBug,
     ProposalDroppedError,
     RawNode,
     ReadOnlyOption,
     Rng,
+    Send,
     StateType,
     StepLocalMessageError,
     StepPeerNotFoundError,
+    effects,
 )
 from quorumdb.raft.confchange import restore
 from quorumdb.raft.core import CAMPAIGN_TRANSFER, _Raft
@@ -1218,6 +1222,40 @@ def test_late_chunk_of_an_installed_snapshot_is_answered_with_the_commit_index()
     ]
 
 
+def test_new_member_gets_a_snapshot_only_once_one_includes_it() -> None:
+    # The leader's log is compacted, and its only snapshot predates node 4's addition: node 4
+    # would refuse it (it is not in its configuration). The leader must not start sending it
+    # (it used to, and then waited in SNAPSHOT state forever, re-sending the useless snapshot
+    # even after a newer one existed); once storage has a snapshot including node 4, it is sent.
+    c = Cluster([1, 2, 3], config=plain_config())
+    c.campaign(1)
+    for i in range(3):
+        c.nodes[1].propose(b"p%d" % i)
+    c.stabilize()
+    st = c.storages[1]
+    applied = c.nodes[1].raft.raft_log.applied
+    st.create_snapshot(applied, ConfState(voters=(1, 2, 3)), b"old")
+    st.compact(applied)
+    c.add_node(4, ConfState())
+    _propose_cc(c, conf_change("l4"))
+    for _ in range(5):
+        c.tick(1)
+        c.stabilize()
+    pr4 = c.nodes[1].progress(4)
+    assert pr4 is not None
+    assert pr4.state != ProgressState.SNAPSHOT
+    assert c.nodes[4].raft.raft_log.committed == 0
+    applied = c.nodes[1].raft.raft_log.applied
+    st.create_snapshot(applied, ConfState(voters=(1, 2, 3), learners=(4,)), b"new")
+    st.compact(applied)
+    for _ in range(5):
+        c.tick(1)
+        c.stabilize()
+    assert c.storages[4].snapshot().data == b"new"
+    assert c.nodes[4].raft.raft_log.committed == c.nodes[1].raft.raft_log.committed
+    assert c.nodes[1].progress(4).state == ProgressState.REPLICATE  # type: ignore[union-attr]
+
+
 # -- membership changes (thesis §4) ----------------------------------------------------------
 
 
@@ -1432,6 +1470,37 @@ def test_raw_node_step_refuses_responses_from_unknown_peers() -> None:
         node.step(Message(type=MT.APP_RESP, to=1, from_=9, term=1))
 
 
+def test_effects_send_durable_messages_only_after_persisting() -> None:
+    # The driver contract (raft/ready.py): vote grants and append acks go out after Persist.
+    node = RawNode(
+        Config(id=2, pre_vote=False), storage_with((1, 2, 3)), Rng(random.Random(0).randrange)
+    )
+    node.step(Message(type=MT.APP, to=2, from_=1, term=1, entries=ents(1)))
+    rd = node.ready()
+    kinds = [type(e).__name__ for e in effects(rd)]
+    assert kinds == ["Persist", "Send", "Advance"]
+    persist, send = effects(rd)[0], effects(rd)[1]
+    assert isinstance(persist, Persist)
+    assert isinstance(send, Send)
+    assert persist.entries == ents(1)
+    assert persist.sync
+    assert [m.type for m in send.messages] == [MT.APP_RESP]
+
+
+def test_unreachable_follower_goes_back_to_probing() -> None:
+    c = _cluster3()
+    pr = c.nodes[1].progress(2)
+    assert pr is not None
+    assert pr.state == ProgressState.REPLICATE
+    c.nodes[1].report_unreachable(2)
+    assert pr.state == ProgressState.PROBE
+    c.nodes[1].report_unreachable(9)  # unknown nodes are ignored
+    c.nodes[1].propose(b"x")
+    c.stabilize()
+    assert pr.state == ProgressState.REPLICATE
+    assert pr.match == 2
+
+
 # -- invariants under faults -----------------------------------------------------------------
 
 
@@ -1491,3 +1560,207 @@ def test_terms_and_commit_indexes_never_regress_and_committed_logs_agree(seed: i
                     seen = committed.setdefault(e.index, (e.term, e.data))
                     assert seen == (e.term, e.data), f"committed entry {e.index} differs"
     assert max(commit for _, commit in durable.values()) > 10, "the walk made no progress"
+
+
+def _chaos_step(c: Cluster, rnd: random.Random, ids: list[int], step: int) -> None:
+    """One random fault or input: ticks, proposals, conf changes (simple and joint, some
+    invalid), partitions, restarts, compactions, duplicated and reordered messages."""
+    a = rnd.random()
+    lead = c.leader()
+    if a < 0.45:
+        c.tick(rnd.choice(ids))
+    elif a < 0.60 and lead is not None:
+        c.nodes[lead].propose(b"%d" % step)
+    elif a < 0.63 and lead is not None:
+        kinds = [ConfChangeType.ADD_NODE, ConfChangeType.ADD_LEARNER_NODE]
+        kinds.append(ConfChangeType.REMOVE_NODE)
+        changes = [ConfChangeSingle(rnd.choice(kinds), rnd.choice(ids))]
+        transition = ConfChangeTransition.AUTO
+        if rnd.random() < 0.4:
+            changes.append(ConfChangeSingle(rnd.choice(kinds), rnd.choice(ids)))
+            transition = rnd.choice(list(ConfChangeTransition))
+        elif rnd.random() < 0.2:
+            changes = []  # leave a joint configuration
+        cc = ConfChange(changes=tuple(changes), transition=transition)
+        c.nodes[lead].propose_conf_change(cc)
+    elif a < 0.68:
+        c.filters.clear()
+        cut = set(rnd.sample(ids, rnd.randint(1, 2)))
+        c.filters.append(lambda m: (m.to in cut) != (m.from_ in cut))
+    elif a < 0.72:
+        c.heal()
+    elif a < 0.735:
+        c.restart(rnd.choice(ids))
+    elif a < 0.76:
+        i = rnd.choice(ids)
+        r, st = c.nodes[i].raft, c.storages[i]
+        if st.first_index() < r.raft_log.applied <= st.last_index():
+            st.create_snapshot(r.raft_log.applied, r.trk.conf_state(), b"snap")
+            st.compact(r.raft_log.applied)
+    elif a < 0.78 and c.queue:
+        rnd.shuffle(c.queue)
+        c.queue += rnd.sample(c.queue, min(3, len(c.queue)))
+
+
+@pytest.mark.parametrize("seed", range(12))
+def test_safety_under_membership_changes_compaction_and_message_chaos(seed: int) -> None:
+    """Regression sweep (seeds 0-5 found the full-inflights crash and the poison conf change):
+    whatever happens, nothing raises, there is at most one leader per term, and every index
+    is applied with the same entry on every node that applies it."""
+    rnd = random.Random(seed)
+    ids = [1, 2, 3, 4, 5]
+    limits = {
+        "max_size_per_msg": rnd.choice([1, 4, 1 << 20]),
+        "max_committed_size_per_ready": rnd.choice([1, 5, 1 << 62]),
+        "max_inflight_msgs": 4,
+        "snapshot_chunk_bytes": rnd.choice([1, 3, 1 << 20]),
+        "pre_vote": rnd.random() < 0.5,
+        "check_quorum": rnd.random() < 0.5,
+    }
+    c = Cluster(ids, seed=seed, voters=(1, 2, 3), config=lambda i: Config(id=i, **limits))  # type: ignore[arg-type]
+    applied: dict[int, tuple[int, EntryType, bytes]] = {}
+
+    def check_apply(node_id: int, entries: list[Entry]) -> None:
+        for e in entries:
+            first = applied.setdefault(e.index, (e.term, e.type, e.data))
+            assert first == (e.term, e.type, e.data), f"node {node_id} applied {e.index} = {e}"
+
+    c.apply_hook = check_apply
+    leaders: dict[int, int] = {}
+    for step in range(1500):
+        with contextlib.suppress(ProposalDroppedError):
+            _chaos_step(c, rnd, ids, step)
+        for i in ids:
+            while c.process_ready(i) is not None:
+                pass
+        if rnd.random() < 0.8:
+            if rnd.random() < 0.1 and c.queue:
+                del c.queue[rnd.randrange(len(c.queue))]
+            c.deliver()
+        for i in ids:
+            r = c.nodes[i].raft
+            if r.state == LEADER:
+                assert leaders.setdefault(r.term, i) == i, f"two leaders in term {r.term}"
+    assert len(applied) > 20, "the sweep made no progress"
+
+
+@pytest.mark.parametrize("lease", [False, True])
+@pytest.mark.parametrize("seed", range(6))
+def test_read_index_results_are_linearizable_under_faults(seed: int, lease: bool) -> None:
+    """Every read returns an index at least as high as any commit index known anywhere when
+    the read was issued. With leases, all nodes tick together (bounded clock drift, the lease's
+    assumption) and restarts happen too."""
+    rnd = random.Random(seed)
+    ids = [1, 2, 3, 4, 5] if seed % 2 else [1, 2, 3]
+    option = ReadOnlyOption.LEASE_BASED if lease else ReadOnlyOption.SAFE
+    c = Cluster(ids, seed=seed, config=lambda i: Config(id=i, read_only_option=option))
+    required: dict[bytes, int] = {}
+    served = 0
+    for step in range(2000):
+        a = rnd.random()
+        try:
+            if a < 0.45:
+                for i in ids if lease else [rnd.choice(ids)]:
+                    c.tick(i)
+            elif a < 0.60 and (lead := c.leader()) is not None:
+                c.nodes[lead].propose(b"%d" % step)
+            elif a < 0.70:
+                ctx = b"r%d" % step
+                required[ctx] = max(c.nodes[j].raft.raft_log.committed for j in ids)
+                c.nodes[rnd.choice(ids)].read_index(ctx)
+            elif a < 0.75:
+                c.filters.clear()
+                cut = set(rnd.sample(ids, rnd.randint(1, len(ids) // 2)))
+                c.filters.append(lambda m, cut=cut: (m.to in cut) != (m.from_ in cut))
+            elif a < 0.79:
+                c.heal()
+            elif a < 0.80:
+                c.restart(rnd.choice(ids))
+        except ProposalDroppedError:
+            pass
+        for i in ids:
+            while c.process_ready(i) is not None:
+                pass
+            for rs in c.read_states[i]:
+                assert rs.index >= required.pop(rs.request_ctx), f"stale read {rs} on {i}"
+                served += 1
+            c.read_states[i].clear()
+        if rnd.random() < 0.85:
+            c.deliver()
+    assert served > 50
+
+
+@pytest.mark.parametrize("seed", range(20))
+def test_cluster_recovers_once_faults_stop(seed: int) -> None:
+    """Liveness after chaos (with pre-vote and check-quorum, which keep removed or partitioned
+    nodes from disrupting): once the network heals and the application keeps compacting, there
+    is a leader, it commits a new entry, and every member of its configuration catches up.
+    Seeds 1, 5, 8, 12 and 14 used to leave a new member stuck: the leader kept re-sending a
+    snapshot that predated the member."""
+    rnd = random.Random(seed)
+    ids = [1, 2, 3, 4, 5]
+    limits = {
+        "max_size_per_msg": rnd.choice([1, 4, 1 << 20]),
+        "max_committed_size_per_ready": rnd.choice([1, 5, 1 << 62]),
+        "max_inflight_msgs": 4,
+        "snapshot_chunk_bytes": rnd.choice([1, 3, 1 << 20]),
+    }
+    c = Cluster(ids, seed=seed, voters=(1, 2, 3), config=lambda i: Config(id=i, **limits))  # type: ignore[arg-type]
+    for step in range(1500):
+        with contextlib.suppress(ProposalDroppedError):
+            _chaos_step(c, rnd, ids, step)
+        for i in ids:
+            while c.process_ready(i) is not None:
+                pass
+        if rnd.random() < 0.8:
+            c.deliver()
+    c.heal()
+    for round_ in range(400):
+        for i in ids:
+            c.tick(i)
+        c.stabilize()
+        if round_ % 50 == 0:
+            for i in ids:
+                r, st = c.nodes[i].raft, c.storages[i]
+                if st.first_index() < r.raft_log.applied <= st.last_index():
+                    st.create_snapshot(r.raft_log.applied, r.trk.conf_state(), b"snap")
+                    st.compact(r.raft_log.applied)
+    lead = c.leader()
+    assert lead is not None
+    c.nodes[lead].propose(b"final")
+    for _ in range(20):
+        for i in ids:
+            c.tick(i)
+        c.stabilize()
+    want = c.nodes[lead].raft.raft_log.committed
+    assert c.applied[lead][-1].data == b"final"
+    for i in c.nodes[lead].raft.trk.progress:
+        assert c.nodes[i].raft.raft_log.committed == want, (i, c.nodes[lead].status().progress)
+
+
+@pytest.mark.xfail(strict=True, reason="known hazard, see the docstring")
+def test_leader_that_demotes_itself_leaves_a_leader_behind() -> None:
+    """Known hazard (as in etcd with StepDownOnRemoval): leader 2 demotes itself in (1 2) and
+    appends one more entry that node 1 never receives. Once l2 commits, 2 applies it and steps
+    down; the commit index never reaches node 1 (the message is lost), so node 1 still uses
+    (1 2) and needs 2's vote, which 2 refuses (its log is longer). The new configuration (1)
+    never gets a leader. Applications should transfer leadership before removing or demoting
+    the leader (or set step_down_on_removal=False)."""
+    c = Cluster([1, 2], config=lambda i: Config(id=i))
+    c.campaign(2)
+    c.nodes[2].propose_conf_change(conf_change("l2"))
+    c.process_ready(2)
+    c.deliver(1)
+    c.process_ready(1)
+    c.nodes[2].propose(b"x")
+    c.process_ready(2)
+    c.queue = [m for m in c.queue if m.to != 1]  # the append of "x" is lost
+    c.deliver(2)  # node 1's ack of l2: committed
+    c.process_ready(2)  # applies l2 and steps down
+    c.queue = [m for m in c.queue if m.to != 1]  # the new commit index is lost too
+    assert c.nodes[2].raft.state == FOLLOWER
+    for _ in range(50):
+        c.tick(1)
+        c.tick(2)
+        c.stabilize()
+    assert c.leader() == 1

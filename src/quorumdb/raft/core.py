@@ -765,6 +765,12 @@ class _Raft:
         except SnapshotTemporarilyUnavailableError:
             return False
         assert not snap.is_empty(), "need a non-empty snapshot to send"
+        cs = snap.metadata.conf_state
+        if to not in (*cs.voters, *cs.learners, *cs.voters_outgoing):
+            # The snapshot predates `to` joining: it would refuse it (see `_restore`) and we
+            # would wait in SNAPSHOT state forever. Treat it as not available yet and try
+            # again later, when storage has a snapshot that includes `to`.
+            return False
         pr.become_snapshot(snap)
         self._send_snapshot_chunk(to, pr)
         return True
