@@ -652,7 +652,8 @@ def test_leader_only_commits_current_term_entries_by_counting(acked: int, commit
 
 
 def _figure8_leader(bugs: frozenset[PlantedBug] = frozenset()) -> _Raft:
-    """Figure 8 (c): node 1 leads term 3 with log [1/1 1/2 3/3]; 1/1 is committed."""
+    """Figure 8 (c): node 1 leads term 3 over log [1/1 1/2] (1/1 committed), and nodes 2 and 3
+    acknowledge index 2: 1/2 is now stored on a majority of the five nodes."""
     st = storage_with(range(1, 6), ents(1, 1), HardState(term=2, commit=1))
     r = new_raft(peers=range(1, 6), storage=st, planted_bugs=bugs)
     hup(r)
@@ -660,9 +661,7 @@ def _figure8_leader(bugs: frozenset[PlantedBug] = frozenset()) -> _Raft:
     r.step(vote_resp(r, 3))
     assert (r.state, r.term) == (LEADER, 3)
     read_messages(r)
-    assert [(e.term, e.index) for e in r.raft_log.all_entries()] == [(1, 1), (1, 2), (3, 3)]
-    # Node 2 has the whole log; node 3 only gets as far as 1/2: 1/2 is now on a majority.
-    r.step(Message(type=MT.APP_RESP, to=1, from_=2, term=3, index=3))
+    r.step(Message(type=MT.APP_RESP, to=1, from_=2, term=3, index=2))
     r.step(Message(type=MT.APP_RESP, to=1, from_=3, term=3, index=2))
     read_messages(r)
     return r
@@ -676,9 +675,13 @@ def test_figure8_entry_of_previous_term_on_a_majority_is_not_committed_by_counti
 
 def test_figure8_entry_of_previous_term_commits_once_a_current_term_entry_commits() -> None:
     r = _figure8_leader()
+    assert [(e.term, e.index) for e in r.raft_log.all_entries()] == [(1, 1), (1, 2), (3, 3)]
+    r.step(Message(type=MT.APP_RESP, to=1, from_=2, term=3, index=3))
+    read_messages(r)
+    assert r.raft_log.committed == 1  # 3/3 on nodes 1 and 2 only
     r.step(Message(type=MT.APP_RESP, to=1, from_=4, term=3, index=3))
     read_messages(r)
-    assert r.raft_log.committed == 3
+    assert r.raft_log.committed == 3  # 3/3 on a majority: it commits, and 1/2 with it
 
 
 def test_figure8_planted_bug_commits_previous_term_entry_by_counting() -> None:
