@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import random
 from collections.abc import Sequence
 
 import pytest
@@ -24,6 +25,7 @@ from quorumdb.check import (
 from quorumdb.check._register import ABSENT, compile_register
 from quorumdb.check._search import search
 from quorumdb.check._window import find_counterexample
+from tests.check.generate import register_history
 from tests.check.oracle import configs_at, is_linearizable
 from tests.check.rows import history
 from tests.check.strategies import tiny_histories
@@ -131,9 +133,64 @@ def test_a_value_never_written_is_called_out() -> None:
     h = history("1 invoke write x 1", "1 ok write x 1", "2 invoke read x", "2 ok read x 3")
     cx = _counterexample(h)
     assert cx.never_written
-    text = render_counterexample(cx)
-    assert "No operation on this key ever writes 3." in text
-    assert "process 2's read returning 3" in text
+    assert cx.window == (cx.operation,)
+    assert cx.linearizable_through == 2
+    assert render_counterexample(cx) == "\n".join(
+        [
+            'key "x" is not linearizable: no order explains process 2\'s read returning 3.',
+            "No operation on this key ever writes 3.",
+            "Whatever the key held, nothing explains it:",
+            "  process  f     value  events  result",
+            "  2        read  3      #3..#4  ok      <- cannot be placed",
+            "The key's history through event #3 is linearizable; "
+            "event #4 is the first completion no order explains.",
+        ]
+    )
+
+
+def test_an_earlier_failure_is_named_before_a_never_written_value() -> None:
+    h = history(
+        "1 invoke write x 1",
+        "1 ok write x 1",
+        "2 invoke read x",
+        "2 ok read x null",  # stale: the first failure
+        "2 invoke cas x [7, 8]",
+        "2 ok cas x [7, 8]",  # 7 is never written
+    )
+    cx = _counterexample(h)
+    assert cx.operation.f is Function.READ
+    assert not cx.never_written
+
+
+def test_a_never_written_value_is_certain_even_when_the_budget_runs_out() -> None:
+    rows = [f"{p} invoke write x {p}" for p in range(12)]
+    for value in [*range(12), 0]:
+        rows += ["99 invoke read x", f"99 ok read x {value}"]
+    rows += [f"{p} ok write x {p}" for p in range(12)]
+    rows += ["99 invoke read x", "99 ok read x 1000"]
+    result = check_linearizable(history(*rows), max_states=200)
+    assert result.verdict is Verdict.NOT_LINEARIZABLE
+    cx = result.counterexample
+    assert cx is not None
+    assert cx.never_written
+    assert cx.operation.output == 1000
+    assert cx.linearizable_through is None
+    assert "was not established" in render_counterexample(cx)
+
+
+def test_a_never_written_value_needs_no_exhaustive_search() -> None:
+    run = register_history(
+        random.Random(3), operations=5_000, processes=40, keys=1, info_percent=30, value_pool=3
+    )
+    reads = [i for i, e in enumerate(run.events) if e["type"] == "ok" and e["f"] == "read"]
+    planted = reads[len(reads) // 2]
+    run.events[planted] = {**run.events[planted], "value": "garbage"}
+    result = check_linearizable(history_from_events(run.events), max_states=100_000)
+    assert result.verdict is Verdict.NOT_LINEARIZABLE
+    cx = result.counterexample
+    assert cx is not None
+    assert cx.operation.complete_index == planted
+    assert cx.never_written
 
 
 def test_times_appear_when_the_history_has_them() -> None:
@@ -177,13 +234,13 @@ def test_no_reply_and_info_operations_are_labelled() -> None:
         sources=(None, info),
         linearizable_through=3,
         minimised=True,
-        never_written=True,
+        never_written=False,
     )
     lines = render_counterexample(cx).splitlines()
-    assert lines[2] == "Just before event #4 the key held one of:"
-    assert lines[3] == "  null  initial"
-    assert lines[4] == "  1     from process 1's write at #1..#3, info"
-    rows = [line.split() for line in lines[6:10]]
+    assert lines[1] == "Just before event #4 the key held one of:"
+    assert lines[2] == "  null  initial"
+    assert lines[3] == "  1     from process 1's write at #1..#3, info"
+    rows = [line.split() for line in lines[5:9]]
     assert rows[0] == ["process", "f", "value", "events", "result"]
     assert rows[1] == ["1", "write", "1", "#1..#3", "info"]
     assert rows[2] == ["3", "write", "3", "#2..", "no", "reply"]
@@ -261,10 +318,15 @@ def test_every_budget_gives_a_valid_counterexample() -> None:
 
 
 def _assert_window_is_unexplained(ops: Sequence[Operation], cx: Counterexample) -> None:
+    assert cx.linearizable_through is not None
     stuck = cx.linearizable_through + 1
     window_ids = {op.id for op in cx.window}
     configs = configs_at(ops, cx.window_start)
-    assert {v for _, (_, v) in configs} == set(cx.start_values)
+    if cx.never_written:
+        assert cx.window == (cx.operation,)
+        assert cx.start_values == ()
+    else:
+        assert {v for _, (_, v) in configs} == set(cx.start_values)
     for done, (_, value) in configs:
         pending = [op for op in ops if op.id in window_ids and op.id not in done]
         required = [
@@ -286,6 +348,7 @@ def test_counterexamples_agree_with_brute_force(events: list[dict[str, object]])
     cx = result.counterexample
     assert cx is not None
     ops = h.operations
+    assert cx.linearizable_through is not None
     stuck = cx.linearizable_through + 1
     assert cx.operation.complete_index == stuck
 
@@ -332,12 +395,12 @@ def test_a_tiny_budget_still_names_the_culprit(max_states: int) -> None:
         *[f"{p} invoke write x {p}" for p in range(6)],
         *[f"{p} ok write x {p}" for p in range(6)],
         "9 invoke read x",
-        "9 ok read x 42",
+        "9 ok read x null",
     )
     register = compile_register(h.operations)
     outcome = search(register.steps, ABSENT, max_states=10_000)
     cx = find_counterexample("x", register, outcome.stuck, max_states=max_states)
-    assert cx.operation.output == 42
+    assert cx.operation.process == 9
     assert not cx.minimised
-    assert cx.never_written
+    assert cx.start_values == ()
     assert "not computed" in render_counterexample(cx)

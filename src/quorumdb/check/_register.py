@@ -18,13 +18,19 @@ from typing import NamedTuple
 
 from quorumdb.check.history import Function, Operation, Outcome, Value
 
-__all__ = ["ABSENT", "OPTIONAL", "Register", "Step", "compile_register"]
+__all__ = ["ABSENT", "FREE", "OPTIONAL", "Register", "Step", "compile_register"]
 
 ABSENT = 0
 """The state id of an absent key (JSON null)."""
 
 OPTIONAL = -1
 """`Step.ret` of an operation that may take effect at any time after its call, or never."""
+
+FREE = -2
+"""`Step.ret` of an operation that may or may not take effect within the searched stretch of
+history, where *which* matters beyond it: an operation still in flight at a cut of the history
+(see `_window`). Unlike `OPTIONAL` ones, the search tries these freely, without the shortcuts
+that only hold for operations that may never happen at all."""
 
 _ANY = -1
 _UNCHANGED = -1
@@ -36,7 +42,7 @@ class Step(NamedTuple):
     call: int
     """Index of the invoke event: the operation takes effect after it."""
     ret: int
-    """Index of the event by which it took effect, or `OPTIONAL`."""
+    """Index of the event by which it took effect, or `OPTIONAL`, or `FREE`."""
     need: int
     """The state it requires, or -1 for any."""
     result: int
@@ -52,6 +58,29 @@ class Register:
     steps: tuple[Step, ...]
     values: tuple[Value, ...]
     """``values[state]`` is the value a state id stands for; ``values[ABSENT]`` is None."""
+
+    def first_impossible(self) -> int | None:
+        """The required operation that completes first among those that need a value no
+        operation ever writes (a read of garbage, a cas expecting it), or None.
+
+        No search can place such an operation, so the checker need not prove it by exhausting
+        every order of the history before it (which can take forever).
+        """
+        written = {ABSENT} | {step.result for step in self.steps}
+        impossible = [
+            i
+            for i, step in enumerate(self.steps)
+            if step.ret >= 0 and step.need >= 0 and step.need not in written
+        ]
+        return min(impossible, key=lambda i: self.steps[i].ret, default=None)
+
+    def before(self, event: int) -> list[Step]:
+        """The operations invoked before ``event``; those not completed by then optional."""
+        return [
+            step if 0 <= step.ret < event else step._replace(ret=OPTIONAL)
+            for step in self.steps
+            if step.call < event
+        ]
 
 
 def compile_register(operations: Sequence[Operation]) -> Register:

@@ -27,7 +27,11 @@ class Counterexample:
     order of the earlier operations that explains them), and from each of those, no order of
     ``window`` explains what its operations returned. ``operation`` is the one that cannot be
     placed: the key's history through event ``linearizable_through`` is linearizable, and its
-    completion at the next event of the key is the first that no order explains.
+    completion, the next event, is the first that no order explains.
+
+    When ``never_written`` is set, ``operation`` needs a value that nothing writes: it cannot
+    be placed from any state, so the window is just that operation and there are no start
+    values.
     """
 
     key: str
@@ -38,15 +42,18 @@ class Counterexample:
     window_start: int
     """Event index at which the window opens."""
     start_values: tuple[Value, ...]
-    """Values the key could hold when the window opens; empty when not computed."""
+    """Values the key could hold when the window opens; empty when not computed (or not
+    needed: ``never_written``)."""
     sources: tuple[Operation | None, ...]
     """Per start value: the last operation invoked before the window that writes it (None:
     no such operation, the value is the initial absent state)."""
     never_written: bool
     """``operation`` needs a value (reads it, or cas expects it) that no operation on the key
-    ever writes: the most common bug, worth saying outright."""
-    linearizable_through: int
-    """Event index: the key's history up to and including it is linearizable."""
+    ever writes: a common bug, worth saying outright."""
+    linearizable_through: int | None
+    """Event index: the key's history up to and including it is linearizable. None when the
+    search budget ran out before that was established (only with ``never_written``: the
+    failure is certain, whether it is the first is not)."""
     minimised: bool
     """False when the search budget stopped the shrinking early: the window is still a valid
     counterexample, only maybe not the smallest (or, with no start values, just the operations

@@ -18,9 +18,12 @@ The memo is sound because the future of a configuration depends only on the mode
 which operations are linearized (an int used as a bitset); state ids are small ints (see
 `_register`), so the loop compares ints and allocates one tuple and a few ints per new state.
 
+(``FREE`` operations, used only by the counterexample minimiser, also sit in the list, as calls
+with no return entry: they may or may not take effect, and none of the shortcuts below apply.)
+
 *Optional* operations (``info``, or never completed) may take effect at any time after their
 invoke, or never. They are where the search explodes (k of them: 2^k subsets, each at many
-points), so they get their own list, sorted by invoke, and four rules:
+points), so they are not in the list; four rules govern them instead:
 
 1. *Required first.* They are tried only after the required calls before the first return
    entry, and only those invoked before that return (real-time order).
@@ -29,14 +32,17 @@ points), so they get their own list, sorted by invoke, and four rules:
    any linearization, an applied optional operation followed by one that ignores the state (a
    write, a delete, or nothing) can be deleted and the rest stays legal; repeat until every one
    feeds the next. An ``info`` write whose value nobody reads is never tried.
-3. *Twins in order.* Optional operations with the same need and result are interchangeable,
-   except that an earlier invoke can go anywhere a later one can; so one is tried only once its
-   earlier twin is linearized. n identical ``info`` writes cost n states, not 2^n.
+3. *Twins in order.* Optional operations with the same need and result (a *class*) are
+   interchangeable, except that an earlier invoke can go anywhere a later one can; so each
+   class is used in invoke order, and its only candidate is its first unused member. n
+   identical ``info`` writes cost n states, not 2^n, and finding the candidates costs one look
+   per class that fits the current state, however many operations are pending.
 4. *Fewer is better.* Two configurations with the same state and the same required operations
    linearized, where one has used a subset of the other's optional operations: the first can
    do everything the second can (it may skip the extra ones forever). So the memo keeps, per
    (required set, state), the optional sets seen, and a configuration using a superset of one
-   of them is not explored again.
+   of them is not explored again. Optional bits are numbered class by class, in invoke order,
+   so a set is a prefix per class and "subset" is "used no more of any class".
 
 The deepest return entry the walk ever reaches is the first completion that no linearization of
 the history before it explains: the history up to that event is linearizable, the history
@@ -58,13 +64,11 @@ from quorumdb.check._register import OPTIONAL, Step
 __all__ = ["Config", "Outcome", "search"]
 
 Config = tuple[int, int]
-"""(bitset of linearized operations, model state)."""
+"""(bitset of linearized operations, bit ``i`` for ``steps[i]``; model state)."""
 
-_FAR = 1 << 62  # the position of the list tails: after every event
+_FAR = 1 << 62  # the position of the list tail: after every event
 _CALL = 0
-_OPTIONAL_CALL = 1
-_RETURN = 2  # also the tail of the main list
-_END = 3  # the tail of the optional list
+_RETURN = 1  # also the head and the tail
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -87,21 +91,26 @@ def search(
     """Search for a linearization of ``steps`` starting from model state ``initial``.
 
     Args:
-        steps: the operations; bit ``i`` of a configuration's bitset is ``steps[i]``.
+        steps: the operations; their states must be below ``max(need, result) + 1`` of all.
         initial: the model state before any of them.
         max_states: give up (``found=None``) after visiting this many configurations.
         collect: explore everything and return the configurations where all required
             operations are linearized (``found`` tells whether there is any).
     """
-    return _walk(_Links.build(steps), initial, max_states=max_states, collect=collect)
+    states = 1 + max([initial, *(max(s.need, s.result) for s in steps)])
+    return _walk(
+        _Required.build(steps),
+        _Classes.build(steps, states),
+        initial,
+        max_states=max_states,
+        collect=collect,
+    )
 
 
 @dataclass(frozen=True, slots=True)
-class _Links:
-    """Both entry lists as parallel arrays indexed by entry id (cheaper than an object each).
-
-    Ids: 0 is the head of the main list, then its entries in event order, then its tail; then
-    the head of the optional list, its entries in invoke order, its tail.
+class _Required:
+    """The list of required calls and returns, as parallel arrays indexed by entry id (cheaper
+    than an object each). Entry 0 is the head, then the entries in event order, then the tail.
     """
 
     nxt: list[int]
@@ -114,64 +123,93 @@ class _Links:
     bit: list[int]
     """Call entries: ``1 << i`` for ``steps[i]``."""
     mate: list[int]
-    """Required call entries: their return entry."""
-    twin: list[int]
-    """Optional call entries: the bit of the previous optional operation with the same need
-    and result (0: none)."""
-    optional_head: int
+    """Call entries: their return entry (0 for `FREE` operations, which have none)."""
 
     @staticmethod
-    def build(steps: Sequence[Step]) -> _Links:
-        required = [(s.call, i, True) for i, s in enumerate(steps) if s.ret != OPTIONAL]
-        required += [(s.ret, i, False) for i, s in enumerate(steps) if s.ret != OPTIONAL]
-        optional = [(s.call, i, True) for i, s in enumerate(steps) if s.ret == OPTIONAL]
-        main = [(-1, -1, False), *sorted(required), (_FAR, -1, False)]
-        side = [(-1, -1, False), *sorted(optional), (_FAR, -1, False)]
-        size = len(main) + len(side)
-        links = _Links(
+    def build(steps: Sequence[Step]) -> _Required:
+        entries = sorted(
+            [(s.call, i, True) for i, s in enumerate(steps) if s.ret != OPTIONAL]
+            + [(s.ret, i, False) for i, s in enumerate(steps) if s.ret >= 0]
+        )
+        entries = [(-1, -1, False), *entries, (_FAR, -1, False)]
+        size = len(entries)
+        required = _Required(
             nxt=[*range(1, size), size - 1],
             prv=[0, *range(size - 1)],
-            kind=[_CALL] * size,
-            position=[pos for pos, _, _ in main + side],
+            kind=[_RETURN if not is_call else _CALL for _, _, is_call in entries],
+            position=[pos for pos, _, _ in entries],
             need=[0] * size,
             result=[0] * size,
             bit=[0] * size,
             mate=[0] * size,
-            twin=[0] * size,
-            optional_head=len(main),
         )
-        # Close each list on its own tail.
-        links.nxt[len(main) - 1] = len(main) - 1
-        links.prv[len(main)] = len(main)
         call_entry = [0] * len(steps)
-        for entry, (_, i, is_call) in enumerate(main):
-            if not is_call:
-                links.kind[entry] = _RETURN
-                if i >= 0:
-                    links.mate[call_entry[i]] = entry
-                continue
-            links.fill_call(entry, steps[i], i)
-            call_entry[i] = entry
-        last_twin: dict[tuple[int, int], int] = {}
-        for entry, (_, i, is_call) in enumerate(side, start=len(main)):
-            links.kind[entry] = _OPTIONAL_CALL if is_call else _END
+        for entry, (_, i, is_call) in enumerate(entries):
             if is_call:
-                links.fill_call(entry, steps[i], i)
-                kind = (steps[i].need, steps[i].result)
-                links.twin[entry] = last_twin.get(kind, 0)
-                last_twin[kind] = 1 << i
-        return links
+                required.need[entry] = steps[i].need
+                required.result[entry] = steps[i].result
+                required.bit[entry] = 1 << i
+                call_entry[i] = entry
+            elif i >= 0:
+                required.mate[call_entry[i]] = entry
+        return required
 
-    def fill_call(self, entry: int, step: Step, i: int) -> None:
-        self.need[entry] = step.need
-        self.result[entry] = step.result
-        self.bit[entry] = 1 << i
+
+@dataclass(frozen=True, slots=True)
+class _Classes:
+    """Optional operations grouped by (need, result), each class in invoke order (rule 3)."""
+
+    result: list[int]
+    calls: list[list[int]]
+    """Per class: the members' invoke event indices, ascending."""
+    bits: list[list[int]]
+    """Per class: the members' bits in the optional bitset (contiguous per class)."""
+    steps: list[list[int]]
+    """Per class: the members' indices in ``steps``."""
+    fed: list[list[int]]
+    """Per state: the classes that may follow a required operation (need it, or need any)."""
+    hungry: list[list[int]]
+    """Per state: the classes that may follow an optional operation (need exactly it)."""
+
+    @staticmethod
+    def build(steps: Sequence[Step], states: int) -> _Classes:
+        members: dict[tuple[int, int], list[int]] = {}
+        # An optional operation that changes nothing (a read) never matters: skip it.
+        optional = (i for i, s in enumerate(steps) if s.ret == OPTIONAL and s.result >= 0)
+        for i in sorted(optional, key=lambda i: steps[i].call):
+            members.setdefault((steps[i].need, steps[i].result), []).append(i)
+        kinds = sorted(members)
+        classes = _Classes(
+            result=[result for _, result in kinds],
+            calls=[[steps[i].call for i in members[kind]] for kind in kinds],
+            bits=[],
+            steps=[members[kind] for kind in kinds],
+            fed=[[] for _ in range(states)],
+            hungry=[[] for _ in range(states)],
+        )
+        offset = 0
+        for c, (need, result) in enumerate(kinds):
+            assert result >= 0, kinds[c]
+            size = len(members[need, result])
+            classes.bits.append([1 << (offset + m) for m in range(size)])
+            offset += size
+            for state in range(states) if need < 0 else [need]:
+                classes.fed[state].append(c)
+            if need >= 0:
+                classes.hungry[need].append(c)
+        return classes
+
+    def as_steps(self, used: list[int]) -> int:
+        """The bitset, over ``steps``, of the first ``used[c]`` members of each class."""
+        lin = 0
+        for c, count in enumerate(used):
+            for i in self.steps[c][:count]:
+                lin |= 1 << i
+        return lin
 
 
 def _dominated(optional: int, seen: list[int]) -> bool:
     """Whether a seen optional set is a subset of ``optional`` (rule 4); if not, remember it."""
-    if optional in seen:
-        return True
     for old in seen:
         if old & optional == old:
             return True
@@ -179,18 +217,43 @@ def _dominated(optional: int, seen: list[int]) -> bool:
     return False
 
 
-def _walk(links: _Links, initial: int, *, max_states: int, collect: bool) -> Outcome:
-    # Locals, not attribute lookups, in the loop below: it is the whole cost of a check.
-    nxt, prv, kind, position = links.nxt, links.prv, links.kind, links.position
-    need, result, bit, mate, twin = links.need, links.result, links.bit, links.mate, links.twin
-    optional_head = links.optional_head
-    main_tail = optional_head - 1
+def _candidates(
+    classes: list[int], used: list[int], calls: list[list[int]], limit: int
+) -> list[tuple[int, int]]:
+    """The classes whose first unused member was invoked before ``limit``, oldest first.
+
+    Oldest first is the order Porcupine's single list gives; it finds the linearization of
+    valid histories with many orphaned operations orders of magnitude sooner than an
+    arbitrary order.
+    """
+    out = []
+    for c in classes:
+        u = used[c]
+        if u < len(calls[c]) and calls[c][u] < limit:
+            out.append((calls[c][u], c))
+    out.sort()
+    return out
+
+
+def _walk(
+    required: _Required, classes: _Classes, initial: int, *, max_states: int, collect: bool
+) -> Outcome:
+    # One long loop on purpose: it is the whole cost of a check, so it keeps everything in
+    # locals and allocates only the memo's tuple and the bitsets' ints per new configuration.
+    nxt, prv, kind, position = required.nxt, required.prv, required.kind, required.position
+    need, result, bit, mate = required.need, required.result, required.bit, required.mate
+    c_result, c_calls, c_bits = classes.result, classes.calls, classes.bits
+    fed, starving = classes.fed, classes.hungry
+    used = [0] * len(c_result)
+    main_tail = len(nxt) - 1
     remaining = sum(1 for r in mate if r)
     # (required bitset, state; ~state when hungry) -> optional bitsets seen with it (rule 4).
     memo: dict[Config, int | list[int]] = {}
     explored = 0
     configs: list[Config] = []
-    stack: list[int] = []  # flat frames: entry, state, hungry, limit (all as before it)
+    # Frames: choice (a required call entry, or ~class for an optional one), the candidate's
+    # rank j among the optional candidates, then state, hungry and limit as before the choice.
+    stack: list[int] = []
     lin_req = lin_opt = 0
     state = initial
     hungry = 0  # 1 right after an optional operation: the next one must need its result
@@ -201,66 +264,83 @@ def _walk(links: _Links, initial: int, *, max_states: int, collect: bool) -> Out
             return Outcome(found=True, explored=0, stuck=-1)
         configs.append((0, state))
     e = nxt[0]
+    j = -1  # -1: scanning the required list at e; else the j-th optional candidate
+    candidates: list[tuple[int, int]] = []  # (invoke of the first unused member, class)
     while True:
-        k = kind[e]
-        if k == _OPTIONAL_CALL and position[e] > limit:
-            k = _END
-        if k <= _OPTIONAL_CALL:
-            nd = need[e]
-            if nd == state or (nd < 0 and not hungry):
-                ns = result[e]
-                if ns < 0:
-                    ns = state
-                if k == _CALL:
-                    nr, no, key = lin_req | bit[e], lin_opt, (lin_req | bit[e], ns)
-                else:
-                    tw = twin[e]
-                    if tw and not lin_opt & tw:
-                        e = nxt[e]  # its earlier twin is unused: that one goes first
-                        continue
-                    nr, no, key = lin_req, lin_opt | bit[e], (lin_req, ~ns)
-                seen = memo.get(key)
-                if seen is None:
-                    memo[key] = no  # an int until a second set shows up: fewer objects for gc
-                elif isinstance(seen, int):
-                    if seen & no == seen:
+        if j < 0:
+            if kind[e] == _CALL:
+                nd = need[e]
+                if nd == state or (nd < 0 and not hungry):
+                    ns = result[e]
+                    if ns < 0:
+                        ns = state
+                    nr = lin_req | bit[e]
+                    key = (nr, ns)
+                    seen = memo.get(key)
+                    if seen is None:
+                        memo[key] = lin_opt  # an int until a second set shows up
+                    elif isinstance(seen, int):
+                        if seen & lin_opt == seen:
+                            e = nxt[e]
+                            continue
+                        memo[key] = [seen, lin_opt]
+                    elif _dominated(lin_opt, seen):
                         e = nxt[e]
                         continue
-                    memo[key] = [seen, no]
-                elif _dominated(no, seen):
-                    e = nxt[e]
-                    continue
-                explored += 1
-                if explored > max_states:
-                    return Outcome(found=None, explored=explored, stuck=-1)
-                stack += (e, state, hungry, limit)
-                lin_req, lin_opt, state = nr, no, ns
-                p, q = prv[e], nxt[e]
-                nxt[p], prv[q] = q, p
-                if k == _CALL:
-                    hungry = 0
-                    r = mate[e]
-                    p, q = prv[r], nxt[r]
+                    explored += 1
+                    if explored > max_states:
+                        return Outcome(found=None, explored=explored, stuck=-1)
+                    stack += (e, 0, state, hungry, limit)
+                    lin_req, state, hungry = nr, ns, 0
+                    p, q = prv[e], nxt[e]
                     nxt[p], prv[q] = q, p
-                    remaining -= 1
+                    r = mate[e]
+                    if r:
+                        p, q = prv[r], nxt[r]
+                        nxt[p], prv[q] = q, p
+                        remaining -= 1
                     if remaining == 0:
                         if not collect:
                             return Outcome(found=True, explored=explored, stuck=-1)
-                        configs.append((nr | no, ns))
-                else:
-                    hungry = 1
-                    if remaining == 0:
-                        configs.append((nr | no, ns))
-                e = nxt[0]
+                        configs.append((nr | classes.as_steps(used), ns))
+                    e = nxt[0]
+                    continue
+                e = nxt[e]
                 continue
-            e = nxt[e]
-            continue
-        if k == _RETURN:
-            # The main scan is over: now the optional calls invoked before this point.
+            # The first return entry (or the tail): now the optional candidates (rule 1).
             limit = position[e]
             if e != main_tail and limit > stuck:
                 stuck = limit
-            e = nxt[optional_head]
+            candidates = _candidates(
+                starving[state] if hungry else fed[state], used, c_calls, limit
+            )
+            j = 0
+        if j < len(candidates):
+            c = candidates[j][1]
+            u = used[c]
+            ns = c_result[c]
+            no = lin_opt | c_bits[c][u]
+            key = (lin_req, ~ns)
+            seen = memo.get(key)
+            if seen is None:
+                memo[key] = no
+            elif isinstance(seen, int):
+                if seen & no == seen:
+                    j += 1
+                    continue
+                memo[key] = [seen, no]
+            elif _dominated(no, seen):
+                j += 1
+                continue
+            explored += 1
+            if explored > max_states:
+                return Outcome(found=None, explored=explored, stuck=-1)
+            stack += (~c, j, state, hungry, limit)
+            used[c] = u + 1
+            lin_opt, state, hungry = no, ns, 1
+            if remaining == 0:
+                configs.append((lin_req | classes.as_steps(used), ns))
+            e, j = nxt[0], -1
             continue
         # Every candidate of this configuration failed: backtrack.
         if not stack:
@@ -268,18 +348,28 @@ def _walk(links: _Links, initial: int, *, max_states: int, collect: bool) -> Out
         limit = stack.pop()
         hungry = stack.pop()
         state = stack.pop()
-        e = stack.pop()
-        if kind[e] == _CALL:
+        j = stack.pop()
+        choice = stack.pop()
+        if choice >= 0:
+            e, j = choice, -1
             lin_req ^= bit[e]
             r = mate[e]
-            p, q = prv[r], nxt[r]
-            nxt[p] = prv[q] = r
-            remaining += 1
+            if r:
+                p, q = prv[r], nxt[r]
+                nxt[p] = prv[q] = r
+                remaining += 1
+            p, q = prv[e], nxt[e]
+            nxt[p] = prv[q] = e
+            e = nxt[e]
         else:
-            lin_opt ^= bit[e]
-        p, q = prv[e], nxt[e]
-        nxt[p] = prv[q] = e
-        e = nxt[e]
+            c = ~choice
+            used[c] -= 1
+            lin_opt ^= c_bits[c][used[c]]
+            # The same configuration as when the choice was made: the same candidates.
+            candidates = _candidates(
+                starving[state] if hungry else fed[state], used, c_calls, limit
+            )
+            j += 1
     if collect:
         return Outcome(found=bool(configs), explored=explored, stuck=-1, configs=tuple(configs))
     return Outcome(found=False, explored=explored, stuck=stuck)

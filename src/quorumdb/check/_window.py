@@ -4,8 +4,8 @@ Theory of operation. The failed search names the first completion no order expla
 of operation X; see `_search`). Cut the key's history at X's invoke, event C:
 
 1. *Configurations at the cut.* Search the operations invoked before C, in collect mode, with
-   those that had not completed by C made optional. Each result is a configuration: the state,
-   and which of the still-in-flight operations already took effect.
+   those that had not completed by C free to take effect or not. Each result is a
+   configuration: the state, and which of the still-in-flight operations already took effect.
 2. *The window.* The operations still in flight at C plus those invoked in [C, R]; those that
    complete after R are optional. From every configuration, no order of the window explains it:
    otherwise that configuration's order followed by the window's would explain the history
@@ -24,12 +24,12 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
 
-from quorumdb.check._register import ABSENT, OPTIONAL, Register, Step
+from quorumdb.check._register import ABSENT, FREE, OPTIONAL, Register, Step
 from quorumdb.check._result import Counterexample
 from quorumdb.check._search import Config, Outcome, search
 from quorumdb.check.history import Operation
 
-__all__ = ["find_counterexample"]
+__all__ = ["find_counterexample", "impossible_counterexample"]
 
 
 class _BudgetExhaustedError(Exception):
@@ -79,7 +79,28 @@ def find_counterexample(
         sources=tuple(_source(register, culprit, s) for s in states),
         linearizable_through=stuck - 1,
         minimised=minimised,
-        never_written=_never_written(register, culprit),
+        never_written=False,
+    )
+
+
+def impossible_counterexample(
+    key: str, register: Register, culprit: int, *, linearizable_through: int | None
+) -> Counterexample:
+    """The counterexample for an operation that needs a value no operation writes.
+
+    It fails from any state on its own, so the window is just that operation.
+    """
+    op = register.operations[culprit]
+    return Counterexample(
+        key=key,
+        operation=op,
+        window=(op,),
+        window_start=op.invoke_index,
+        start_values=(),
+        sources=(),
+        linearizable_through=linearizable_through,
+        minimised=True,
+        never_written=True,
     )
 
 
@@ -89,13 +110,13 @@ def _source(register: Register, culprit: int, state: int) -> Operation | None:
     return None if last is None else register.operations[last]
 
 
-def _never_written(register: Register, culprit: int) -> bool:
-    need = register.steps[culprit].need
-    return need > ABSENT and all(step.result != need for step in register.steps)
-
-
 def _configs_at(prefix: Sequence[Step], cut: int, budget: _Budget) -> list[Config]:
-    in_flight = [s if 0 <= s.ret < cut else s._replace(ret=OPTIONAL) for s in prefix]
+    # Still in flight at the cut: operations that completed ok later are FREE (whether they
+    # took effect before the cut decides what the window must still explain); info ones stay
+    # OPTIONAL (they may never take effect, before or after).
+    in_flight = [
+        s if 0 <= s.ret < cut or s.ret == OPTIONAL else s._replace(ret=FREE) for s in prefix
+    ]
     outcome = budget.search(in_flight, ABSENT, collect=True)
     # The history through the completion before the stuck one is linearizable, so is this cut.
     assert outcome.found, f"no configuration at cut {cut}"
@@ -118,7 +139,7 @@ def _concurrent_only(key: str, register: Register, culprit: int, stuck: int) -> 
         sources=(),
         linearizable_through=stuck - 1,
         minimised=False,
-        never_written=_never_written(register, culprit),
+        never_written=False,
     )
 
 

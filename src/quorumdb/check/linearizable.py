@@ -18,10 +18,10 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from quorumdb.check._register import ABSENT, compile_register
+from quorumdb.check._register import ABSENT, Register, compile_register
 from quorumdb.check._result import Counterexample, KeyResult, LinearizabilityResult, Verdict
 from quorumdb.check._search import search
-from quorumdb.check._window import find_counterexample
+from quorumdb.check._window import find_counterexample, impossible_counterexample
 from quorumdb.check.history import History, Operation
 
 __all__ = [
@@ -74,6 +74,9 @@ def check_linearizable(
 
 def _check_key(key: str, operations: Sequence[Operation], *, max_states: int) -> KeyResult:
     register = compile_register(operations)
+    impossible = register.first_impossible()
+    if impossible is not None:
+        return _check_impossible(key, register, impossible, len(operations), max_states)
     outcome = search(register.steps, ABSENT, max_states=max_states)
     counterexample = None
     if outcome.found is None:
@@ -87,6 +90,30 @@ def _check_key(key: str, operations: Sequence[Operation], *, max_states: int) ->
         key=key,
         verdict=verdict,
         operation_count=len(operations),
+        explored_states=outcome.explored,
+        counterexample=counterexample,
+    )
+
+
+def _check_impossible(
+    key: str, register: Register, culprit: int, operation_count: int, max_states: int
+) -> KeyResult:
+    """A key with an operation no state explains: certainly not linearizable. Search only the
+    history before its completion, to know whether it is the first failure or an earlier one
+    is (the search then names that one)."""
+    completion = register.steps[culprit].ret
+    outcome = search(register.before(completion), ABSENT, max_states=max_states)
+    if outcome.found is False:
+        counterexample = find_counterexample(key, register, outcome.stuck, max_states=max_states)
+    else:
+        through = completion - 1 if outcome.found else None
+        counterexample = impossible_counterexample(
+            key, register, culprit, linearizable_through=through
+        )
+    return KeyResult(
+        key=key,
+        verdict=Verdict.NOT_LINEARIZABLE,
+        operation_count=operation_count,
         explored_states=outcome.explored,
         counterexample=counterexample,
     )

@@ -46,8 +46,7 @@ def render_counterexample(counterexample: Counterexample) -> str:
         ),
         *_start_lines(cx),
         *_table(cx),
-        f"The key's history through event #{cx.linearizable_through + 1} is linearizable; "
-        f"event #{cx.linearizable_through + 2} is the first completion no order explains.",
+        _first_failure_line(cx),
     ]
     if cx.start_values and not cx.minimised:
         lines.append("(The search budget ran out while shrinking: the window may not be minimal.)")
@@ -87,7 +86,9 @@ def _counterexample_json(cx: Counterexample) -> dict[str, object]:
             None if source is None else _operation_json(source) for source in cx.sources
         ],
         "never_written": cx.never_written,
-        "linearizable_through_event": cx.linearizable_through + 1,
+        "linearizable_through_event": (
+            None if cx.linearizable_through is None else cx.linearizable_through + 1
+        ),
         "minimised": cx.minimised,
     }
 
@@ -125,8 +126,22 @@ def _describe(op: Operation) -> str:
     return f"process {op.process}'s {verb} {_value_text(op)}".rstrip()
 
 
+def _first_failure_line(cx: Counterexample) -> str:
+    if cx.linearizable_through is None:
+        return (
+            "(Whether the key's history before it is linearizable was not established: "
+            "the search budget ran out.)"
+        )
+    return (
+        f"The key's history through event #{cx.linearizable_through + 1} is linearizable; "
+        f"event #{cx.linearizable_through + 2} is the first completion no order explains."
+    )
+
+
 def _start_lines(cx: Counterexample) -> list[str]:
     where = f"event #{cx.window_start + 1}"
+    if cx.never_written:
+        return ["Whatever the key held, nothing explains it:"]
     if not cx.start_values:
         return [
             f"The key's possible values before {where} were not computed (the search budget "
