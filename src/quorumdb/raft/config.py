@@ -18,7 +18,9 @@ class PlantedBug(Enum):
     Never set outside tests and the simulator's planted-bug sweeps.
     """
 
-    COMMIT_PREVIOUS_TERM_BY_COUNT = "commit-previous-term"  # Raft §5.4.2 / Figure 8
+    # Raft §5.4.2 / Figure 8: commit entries of earlier terms by counting replicas, and (as in
+    # the figure) start a term without the no-op entry that would otherwise hide the mistake.
+    COMMIT_PREVIOUS_TERM_BY_COUNT = "commit-previous-term"
     VOTE_BEFORE_PERSIST = "vote-before-persist"  # vote answered before HardState is durable
     STALE_LOCAL_READS = "stale-local-reads"  # reads served locally, no ReadIndex
     LEASE_WITHOUT_QUORUM = "lease-without-quorum"  # lease reads, leader never steps down

@@ -250,6 +250,9 @@ class _Raft:
         pr.recent_active = True
         # Conf changes in the uncommitted tail may still be pending: hold new ones until then.
         self.pending_conf_index = self.raft_log.last_index()
+        if PlantedBug.COMMIT_PREVIOUS_TERM_BY_COUNT in self.bugs:
+            # The Figure 8 setting: no current-term entry to commit the old ones with.
+            return
         accepted = self._append_entry([Entry(term=0, index=0)])
         assert accepted, "empty entry was dropped"
 
