@@ -50,8 +50,12 @@ def main(argv: list[str] | None = None) -> None:
     except click.exceptions.Abort:
         sys.stderr.write("quorumdb: error: aborted\n")
         sys.exit(130)
+    except click.UsageError as exc:
+        where = exc.ctx.command_path if exc.ctx is not None else "quorumdb"
+        sys.stderr.write(f"quorumdb: error: {exc.format_message()} (see '{where} --help')\n")
+        sys.exit(exc.exit_code)
     except click.ClickException as exc:
-        exc.show()
+        sys.stderr.write(f"quorumdb: error: {exc.format_message()}\n")
         sys.exit(exc.exit_code)
     except click.exceptions.Exit as exc:
         sys.exit(exc.exit_code)
