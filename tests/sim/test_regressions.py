@@ -97,7 +97,7 @@ def test_installed_snapshot_never_leaves_an_older_commit_on_disk() -> None:
         metadata=SnapshotMetadata(conf_state=ConfState(voters=(1, 2, 3)), index=10, term=2)
     )
     node.storage.apply_snapshot(snap)
-    node._rewrite_wal()  # noqa: SLF001
+    node._rewrite_wal()
     node.crash(tear=False)
     assert node.start(), node.failed_reason
     assert node.raw is not None

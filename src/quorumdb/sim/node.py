@@ -131,8 +131,7 @@ class SimNode:
 
     def crash(self, *, tear: bool) -> None:
         self.loop.trace(f"n{self.id} crash tear={tear}")
-        self.up = False
-        self.incarnation += 1
+        self.up = False  # pending events of this incarnation see `up` false and do nothing
         self.syncing = False
         self.inbox.clear()
         self.raw = None
