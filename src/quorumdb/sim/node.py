@@ -19,7 +19,6 @@ before the tail, the node refuses to start and stays down, as a real node must.
 from __future__ import annotations
 
 import contextlib
-import math
 import random
 from collections import deque
 from collections.abc import Callable
@@ -45,6 +44,7 @@ from quorumdb.raft import (
 )
 from quorumdb.raft.codec import decode_conf_change, decode_hard_state, decode_snapshot
 from quorumdb.sim.client_messages import ClientReply, ClientRequest, Func, ReplyStatus
+from quorumdb.sim.clock import NodeClock
 from quorumdb.sim.disk import SimDisk
 from quorumdb.sim.loop import EventLoop
 from quorumdb.sim.options import SimOptions
@@ -91,7 +91,11 @@ class SimNode:
         self.rng = random.Random(f"{seed}-node-{node_id}")
         self.disk = SimDisk(f"n{node_id}", random.Random(f"{seed}-disk-{node_id}"))
         drift = opts.drift_max
-        self.clock_rate = 1.0 + (self.rng.uniform(-drift, drift) if drift else 0.0)
+        skew = opts.clock_offset_max_us
+        self.clock = NodeClock(
+            rate=1.0 + (self.rng.uniform(-drift, drift) if drift else 0.0),
+            offset_us=self.rng.randint(-skew, skew) if skew else 0,
+        )
         self.up = False
         self.failed_reason: str | None = None
         self.incarnation = 0
@@ -126,7 +130,10 @@ class SimNode:
         self.paused_until = 0
         self.ticks_done = self._ticks_due()
         self._schedule_tick()
-        self.loop.trace(f"n{self.id} start inc={self.incarnation} applied={self.applied}")
+        self.loop.trace(
+            f"n{self.id} start inc={self.incarnation} applied={self.applied} "
+            f"wall={self.clock.wall_us(self.loop.now)}"
+        )
         return True
 
     def crash(self, *, tear: bool) -> None:
@@ -200,10 +207,10 @@ class SimNode:
     # -- time --------------------------------------------------------------------------------
 
     def _ticks_due(self) -> int:
-        return int(self.loop.now * self.clock_rate) // self.opts.tick_us
+        return self.clock.monotonic_us(self.loop.now) // self.opts.tick_us
 
     def _schedule_tick(self) -> None:
-        nxt = math.ceil((self._ticks_due() + 1) * self.opts.tick_us / self.clock_rate)
+        nxt = self.clock.when_monotonic((self._ticks_due() + 1) * self.opts.tick_us)
         self.loop.at(nxt, self._on_tick, self.incarnation)
 
     def _on_tick(self, inc: int) -> None:

@@ -66,6 +66,7 @@ class SimOptions:
     fsync_us_min: int = 100
     fsync_us_max: int = 2_000
     drift_max: float = 0.0  # largest |rate - 1| of a node clock
+    clock_offset_max_us: int = 0  # largest |wall clock offset| of a node
     nemesis_interval_us: int = 400 * US_PER_MS  # mean time between nemesis actions
     hunt_leader: bool = False  # every partition, crash and pause targets the current leader
     crash_in_sync: float = 0.0  # P(crash during the fsync of a vote/term change or entries)
@@ -130,7 +131,11 @@ def swarm_options(
         opts = replace(opts, fifo_links=False, latency_mean_us=rng.choice((2_000, 20_000)))
     if FaultKind.CLOCK in enabled:
         # Bounded drift: leases assume at most lease_drift_ticks over an election timeout.
-        opts = replace(opts, drift_max=rng.choice((0.001, 0.01, 0.05)))
+        opts = replace(
+            opts,
+            drift_max=rng.choice((0.001, 0.01, 0.05)),
+            clock_offset_max_us=rng.choice((0, 50 * US_PER_MS, 2 * US_PER_S)),
+        )
     if FaultKind.CRASH in enabled:
         opts = replace(
             opts,
