@@ -13,7 +13,7 @@ from __future__ import annotations
 import random
 from dataclasses import dataclass, field
 
-__all__ = ["RegisterRun", "plant_impossible_read", "register_history"]
+__all__ = ["RegisterRun", "plant_impossible_read", "plant_stale_read", "register_history"]
 
 _FUNCTIONS = ("read", "write", "cas", "delete")
 _WEIGHTS = (50, 30, 15, 5)
@@ -106,6 +106,68 @@ def plant_impossible_read(rng: random.Random, run: RegisterRun) -> int:
     index, value = rng.choice(futures) if futures else (rng.choice(reads), "never-written")
     run.events[index] = {**run.events[index], "value": value}
     return index
+
+
+def plant_stale_read(rng: random.Random, run: RegisterRun) -> int | None:
+    """Make one ok read return a value that was certainly overwritten before it began.
+
+    The value's only writer completed before another ok write to the key began, and that one
+    completed before the read was invoked: a classic stale read, which no order explains and
+    which only a search can refute (the value was written, and in time). Returns the read's
+    event index, or None when the history has no such (write, overwrite, read) triple.
+    """
+    ops = _operations(run.events)
+    writers: dict[tuple[object, object], int] = {}
+    for op in ops:
+        if op.f in ("write", "cas"):
+            new = op.value[1] if isinstance(op.value, list) else op.value
+            writers[op.key, new] = writers.get((op.key, new), 0) + 1
+    candidates: list[tuple[int, object]] = []
+    for read in (op for op in ops if op.f == "read" and op.type == "ok"):
+        overwrites = [
+            op
+            for op in ops
+            if op.key == read.key
+            and op.type == "ok"
+            and op.f in ("write", "delete")
+            and op.complete < read.invoke
+        ]
+        for old in overwrites:
+            if (
+                old.f == "write"
+                and writers[old.key, old.value] == 1
+                and any(new.invoke > old.complete and new.value != old.value for new in overwrites)
+            ):
+                candidates.append((read.complete, old.value))
+    if not candidates:
+        return None
+    index, value = rng.choice(candidates)
+    run.events[index] = {**run.events[index], "value": value}
+    return index
+
+
+@dataclass(frozen=True, slots=True)
+class _Op:
+    key: object
+    f: object
+    value: object
+    type: object
+    invoke: int
+    complete: int
+
+
+def _operations(events: list[dict[str, object]]) -> list[_Op]:
+    """Completed operations, paired per process (invokes with no completion are left out)."""
+    open_invokes: dict[object, int] = {}
+    ops = []
+    for index, event in enumerate(events):
+        if event["type"] == "invoke":
+            open_invokes[event["process"]] = index
+            continue
+        start = open_invokes.pop(event["process"])
+        invoke = events[start]
+        ops.append(_Op(invoke["key"], invoke["f"], invoke["value"], event["type"], start, index))
+    return ops
 
 
 class _Generator:

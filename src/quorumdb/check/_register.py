@@ -34,6 +34,7 @@ that only hold for operations that may never happen at all."""
 
 _ANY = -1
 _UNCHANGED = -1
+_NEVER = 1 << 62
 
 
 class Step(NamedTuple):
@@ -61,16 +62,20 @@ class Register:
 
     def first_impossible(self) -> int | None:
         """The required operation that completes first among those that need a value no
-        operation ever writes (a read of garbage, a cas expecting it), or None.
+        operation invoked before that completion writes (a read of garbage or of a value from
+        the future, a cas expecting one), or None.
 
         No search can place such an operation, so the checker need not prove it by exhausting
         every order of the history before it (which can take forever).
         """
-        written = {ABSENT} | {step.result for step in self.steps}
+        first_write = {ABSENT: -1}  # the initial state is there from the start
+        for step in self.steps:
+            if step.result >= 0 and step.call < first_write.get(step.result, _NEVER):
+                first_write[step.result] = step.call
         impossible = [
             i
             for i, step in enumerate(self.steps)
-            if step.ret >= 0 and step.need >= 0 and step.need not in written
+            if step.ret >= 0 and step.need >= 0 and first_write.get(step.need, _NEVER) > step.ret
         ]
         return min(impossible, key=lambda i: self.steps[i].ret, default=None)
 

@@ -29,9 +29,9 @@ class Counterexample:
     placed: the key's history through event ``linearizable_through`` is linearizable, and its
     completion, the next event, is the first that no order explains.
 
-    When ``never_written`` is set, ``operation`` needs a value that nothing writes: it cannot
-    be placed from any state, so the window is just that operation and there are no start
-    values.
+    When ``unwritten`` is set, ``operation`` needs a value that no operation invoked before its
+    completion writes: it cannot be placed from any state, so the window is just that
+    operation and there are no start values.
     """
 
     key: str
@@ -43,16 +43,16 @@ class Counterexample:
     """Event index at which the window opens."""
     start_values: tuple[Value, ...]
     """Values the key could hold when the window opens; empty when not computed (or not
-    needed: ``never_written``)."""
+    needed: ``unwritten``)."""
     sources: tuple[Operation | None, ...]
     """Per start value: the last operation invoked before the window that writes it (None:
     no such operation, the value is the initial absent state)."""
-    never_written: bool
-    """``operation`` needs a value (reads it, or cas expects it) that no operation on the key
-    ever writes: a common bug, worth saying outright."""
+    unwritten: bool
+    """``operation`` needs a value (reads it, or cas expects it) that no operation invoked
+    before its completion writes: garbage, or a read from the future. Worth saying outright."""
     linearizable_through: int | None
     """Event index: the key's history up to and including it is linearizable. None when the
-    search budget ran out before that was established (only with ``never_written``: the
+    search budget ran out before that was established (only with ``unwritten``: the
     failure is certain, whether it is the first is not)."""
     minimised: bool
     """False when the search budget stopped the shrinking early: the window is still a valid

@@ -44,6 +44,10 @@ points), so they are not in the list; four rules govern them instead:
    of them is not explored again. Optional bits are numbered class by class, in invoke order,
    so a set is a prefix per class and "subset" is "used no more of any class".
 
+And one rule for required operations: 5. *Reads go at once.* A pending read of the current
+value is linearized now, and no alternative to it is tried (see `_read_now`). Concurrent reads
+then cost nothing, and a workload of reads and writes branches on the writes alone.
+
 The deepest return entry the walk ever reaches is the first completion that no linearization of
 the history before it explains: the history up to that event is linearizable, the history
 including it is not (linearizability is prefix-closed). `Outcome.stuck` reports it.
@@ -69,6 +73,7 @@ Config = tuple[int, int]
 _FAR = 1 << 62  # the position of the list tail: after every event
 _CALL = 0
 _RETURN = 1  # also the head and the tail
+_FORCED = -2  # a frame's rank for a read that went without alternatives (rule 5)
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -91,16 +96,15 @@ def search(
     """Search for a linearization of ``steps`` starting from model state ``initial``.
 
     Args:
-        steps: the operations; their states must be below ``max(need, result) + 1`` of all.
+        steps: the operations; bit ``i`` of a configuration's bitset is ``steps[i]``.
         initial: the model state before any of them.
         max_states: give up (``found=None``) after visiting this many configurations.
         collect: explore everything and return the configurations where all required
             operations are linearized (``found`` tells whether there is any).
     """
-    states = 1 + max([initial, *(max(s.need, s.result) for s in steps)])
     return _walk(
         _Required.build(steps),
-        _Classes.build(steps, states),
+        _Classes.build(steps),
         initial,
         max_states=max_states,
         collect=collect,
@@ -159,6 +163,7 @@ class _Required:
 class _Classes:
     """Optional operations grouped by (need, result), each class in invoke order (rule 3)."""
 
+    need: list[int]
     result: list[int]
     calls: list[list[int]]
     """Per class: the members' invoke event indices, ascending."""
@@ -166,38 +171,64 @@ class _Classes:
     """Per class: the members' bits in the optional bitset (contiguous per class)."""
     steps: list[list[int]]
     """Per class: the members' indices in ``steps``."""
-    fed: list[list[int]]
-    """Per state: the classes that may follow a required operation (need it, or need any)."""
-    hungry: list[list[int]]
-    """Per state: the classes that may follow an optional operation (need exactly it)."""
+    by_result: dict[int, list[int]]
+    """Per state: the classes that leave it."""
 
     @staticmethod
-    def build(steps: Sequence[Step], states: int) -> _Classes:
+    def build(steps: Sequence[Step]) -> _Classes:
         members: dict[tuple[int, int], list[int]] = {}
-        # An optional operation that changes nothing (a read) never matters: skip it.
-        optional = (i for i, s in enumerate(steps) if s.ret == OPTIONAL and s.result >= 0)
+        # By rule 2 an optional operation is applied only to feed one that needs its result:
+        # if nothing ever needs it (or it changes nothing, like a read), it never matters.
+        needed = {s.need for s in steps if s.need >= 0}
+        optional = (i for i, s in enumerate(steps) if s.ret == OPTIONAL and s.result in needed)
         for i in sorted(optional, key=lambda i: steps[i].call):
             members.setdefault((steps[i].need, steps[i].result), []).append(i)
         kinds = sorted(members)
         classes = _Classes(
+            need=[need for need, _ in kinds],
             result=[result for _, result in kinds],
             calls=[[steps[i].call for i in members[kind]] for kind in kinds],
             bits=[],
             steps=[members[kind] for kind in kinds],
-            fed=[[] for _ in range(states)],
-            hungry=[[] for _ in range(states)],
+            by_result={},
         )
         offset = 0
-        for c, (need, result) in enumerate(kinds):
-            assert result >= 0, kinds[c]
-            size = len(members[need, result])
+        for c, kind in enumerate(kinds):
+            size = len(members[kind])
             classes.bits.append([1 << (offset + m) for m in range(size)])
             offset += size
-            for state in range(states) if need < 0 else [need]:
-                classes.fed[state].append(c)
-            if need >= 0:
-                classes.hungry[need].append(c)
+            classes.by_result.setdefault(kind[1], []).append(c)
         return classes
+
+    def candidates(
+        self, wanted: list[int], used: list[int], *, state: int, hungry: int, limit: int
+    ) -> list[tuple[int, int]]:
+        """(invoke, class) of the classes that may go next, oldest first.
+
+        A class may go next if it fits the state (needs it, or anything unless hungry), its
+        first unused member was invoked before ``limit`` (rule 1) and its result is *wanted*:
+        needed by one of the pending required calls, or by an optional class whose result is
+        wanted in turn (rule 2). Oldest first is the order Porcupine's single list gives; it
+        finds the linearization of histories with many orphaned operations far sooner.
+        """
+        seen = set(wanted)
+        work = list(seen)
+        while work:
+            for c in self.by_result.get(work.pop(), ()):
+                need = self.need[c]
+                if need >= 0 and need not in seen:
+                    seen.add(need)
+                    work.append(need)
+        out = []
+        for value in seen:
+            for c in self.by_result.get(value, ()):
+                need = self.need[c]
+                if need == state or (need < 0 and not hungry):
+                    u = used[c]
+                    if u < len(self.calls[c]) and self.calls[c][u] < limit:
+                        out.append((self.calls[c][u], c))
+        out.sort()
+        return out
 
     def as_steps(self, used: list[int]) -> int:
         """The bitset, over ``steps``, of the first ``used[c]`` members of each class."""
@@ -217,22 +248,33 @@ def _dominated(optional: int, seen: list[int]) -> bool:
     return False
 
 
-def _candidates(
-    classes: list[int], used: list[int], calls: list[list[int]], limit: int
-) -> list[tuple[int, int]]:
-    """The classes whose first unused member was invoked before ``limit``, oldest first.
-
-    Oldest first is the order Porcupine's single list gives; it finds the linearization of
-    valid histories with many orphaned operations orders of magnitude sooner than an
-    arbitrary order.
-    """
+def _pending_needs(nxt: list[int], kind: list[int], need: list[int]) -> list[int]:
+    """The states the required calls before the first return entry need (rule 2's consumers)."""
     out = []
-    for c in classes:
-        u = used[c]
-        if u < len(calls[c]) and calls[c][u] < limit:
-            out.append((calls[c][u], c))
-    out.sort()
+    e = nxt[0]
+    while kind[e] == _CALL:
+        if need[e] >= 0:
+            out.append(need[e])
+        e = nxt[e]
     return out
+
+
+def _read_now(
+    nxt: list[int], kind: list[int], need: list[int], result: list[int], state: int
+) -> int:
+    """A pending required call that needs the current state and leaves it unchanged (a read
+    of the current value), or 0.
+
+    Such a call goes now, with no alternative tried (rule 5): in any order that works from
+    here, moving it to the front still works, since it changes nothing and every operation
+    that had to precede it (returned before its invoke) already has.
+    """
+    e = nxt[0]
+    while kind[e] == _CALL:
+        if need[e] == state and (result[e] < 0 or result[e] == state):
+            return e
+        e = nxt[e]
+    return 0
 
 
 def _walk(
@@ -242,8 +284,7 @@ def _walk(
     # locals and allocates only the memo's tuple and the bitsets' ints per new configuration.
     nxt, prv, kind, position = required.nxt, required.prv, required.kind, required.position
     need, result, bit, mate = required.need, required.result, required.bit, required.mate
-    c_result, c_calls, c_bits = classes.result, classes.calls, classes.bits
-    fed, starving = classes.fed, classes.hungry
+    c_result, c_bits = classes.result, classes.bits
     used = [0] * len(c_result)
     main_tail = len(nxt) - 1
     remaining = sum(1 for r in mate if r)
@@ -263,7 +304,9 @@ def _walk(
         if not collect:
             return Outcome(found=True, explored=0, stuck=-1)
         configs.append((0, state))
-    e = nxt[0]
+    e = _read_now(nxt, kind, need, result, state)
+    forced = e > 0
+    e = e or nxt[0]
     j = -1  # -1: scanning the required list at e; else the j-th optional candidate
     candidates: list[tuple[int, int]] = []  # (invoke of the first unused member, class)
     while True:
@@ -281,16 +324,22 @@ def _walk(
                         memo[key] = lin_opt  # an int until a second set shows up
                     elif isinstance(seen, int):
                         if seen & lin_opt == seen:
+                            if forced:  # the one child is done: so is this configuration
+                                j, candidates = 0, []
+                                continue
                             e = nxt[e]
                             continue
                         memo[key] = [seen, lin_opt]
                     elif _dominated(lin_opt, seen):
+                        if forced:
+                            j, candidates = 0, []
+                            continue
                         e = nxt[e]
                         continue
                     explored += 1
                     if explored > max_states:
                         return Outcome(found=None, explored=explored, stuck=-1)
-                    stack += (e, 0, state, hungry, limit)
+                    stack += (e, _FORCED if forced else 0, state, hungry, limit)
                     lin_req, state, hungry = nr, ns, 0
                     p, q = prv[e], nxt[e]
                     nxt[p], prv[q] = q, p
@@ -303,7 +352,9 @@ def _walk(
                         if not collect:
                             return Outcome(found=True, explored=explored, stuck=-1)
                         configs.append((nr | classes.as_steps(used), ns))
-                    e = nxt[0]
+                    e = _read_now(nxt, kind, need, result, state)
+                    forced = e > 0
+                    e = e or nxt[0]
                     continue
                 e = nxt[e]
                 continue
@@ -311,8 +362,8 @@ def _walk(
             limit = position[e]
             if e != main_tail and limit > stuck:
                 stuck = limit
-            candidates = _candidates(
-                starving[state] if hungry else fed[state], used, c_calls, limit
+            candidates = classes.candidates(
+                _pending_needs(nxt, kind, need), used, state=state, hungry=hungry, limit=limit
             )
             j = 0
         if j < len(candidates):
@@ -340,7 +391,9 @@ def _walk(
             lin_opt, state, hungry = no, ns, 1
             if remaining == 0:
                 configs.append((lin_req | classes.as_steps(used), ns))
-            e, j = nxt[0], -1
+            e = _read_now(nxt, kind, need, result, state)
+            forced = e > 0
+            e, j = e or nxt[0], -1
             continue
         # Every candidate of this configuration failed: backtrack.
         if not stack:
@@ -351,23 +404,25 @@ def _walk(
         j = stack.pop()
         choice = stack.pop()
         if choice >= 0:
-            e, j = choice, -1
-            lin_req ^= bit[e]
-            r = mate[e]
+            lin_req ^= bit[choice]
+            r = mate[choice]
             if r:
                 p, q = prv[r], nxt[r]
                 nxt[p] = prv[q] = r
                 remaining += 1
-            p, q = prv[e], nxt[e]
-            nxt[p] = prv[q] = e
-            e = nxt[e]
+            p, q = prv[choice], nxt[choice]
+            nxt[p] = prv[q] = choice
+            if j == _FORCED:  # no alternatives to a forced read: keep backtracking
+                j, candidates = 0, []
+                continue
+            e, j, forced = nxt[choice], -1, False
         else:
             c = ~choice
             used[c] -= 1
             lin_opt ^= c_bits[c][used[c]]
             # The same configuration as when the choice was made: the same candidates.
-            candidates = _candidates(
-                starving[state] if hungry else fed[state], used, c_calls, limit
+            candidates = classes.candidates(
+                _pending_needs(nxt, kind, need), used, state=state, hungry=hungry, limit=limit
             )
             j += 1
     if collect:

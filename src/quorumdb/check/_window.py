@@ -65,7 +65,14 @@ def find_counterexample(
         configs = _configs_at(steps[:culprit], cut, budget)
     except _BudgetExhaustedError:
         return _concurrent_only(key, register, culprit, stuck)
-    window = [i for i in range(culprit) if not 0 <= steps[i].ret < cut]
+    # An optional operation whose result nothing needs is never applied (`_search`, rule 2):
+    # it cannot matter, so it does not enter the window.
+    needed = {step.need for step in steps if step.need >= 0}
+    window = [
+        i
+        for i in range(culprit)
+        if not 0 <= steps[i].ret < cut and (steps[i].ret != OPTIONAL or steps[i].result in needed)
+    ]
     window += [j for j in range(culprit, len(steps)) if steps[j].call <= stuck]
     shrinker = _Shrinker(steps, configs, culprit=culprit, stuck=stuck, budget=budget)
     window, minimised = shrinker.shrink(window)
@@ -79,14 +86,14 @@ def find_counterexample(
         sources=tuple(_source(register, culprit, s) for s in states),
         linearizable_through=stuck - 1,
         minimised=minimised,
-        never_written=False,
+        unwritten=False,
     )
 
 
 def impossible_counterexample(
     key: str, register: Register, culprit: int, *, linearizable_through: int | None
 ) -> Counterexample:
-    """The counterexample for an operation that needs a value no operation writes.
+    """The counterexample for an operation that needs a value nothing wrote in time.
 
     It fails from any state on its own, so the window is just that operation.
     """
@@ -100,7 +107,7 @@ def impossible_counterexample(
         sources=(),
         linearizable_through=linearizable_through,
         minimised=True,
-        never_written=True,
+        unwritten=True,
     )
 
 
@@ -120,7 +127,23 @@ def _configs_at(prefix: Sequence[Step], cut: int, budget: _Budget) -> list[Confi
     outcome = budget.search(in_flight, ABSENT, collect=True)
     # The history through the completion before the stuck one is linearizable, so is this cut.
     assert outcome.found, f"no configuration at cut {cut}"
-    return list(outcome.configs)
+    optional = sum(1 << i for i, step in enumerate(prefix) if step.ret == OPTIONAL)
+    return _undominated(outcome.configs, optional)
+
+
+def _undominated(configs: Iterable[Config], optional: int) -> list[Config]:
+    """Drop each configuration that another one dominates: same state, same in-flight ok
+    operations applied, and a subset of its optional ones. Whatever the window does from the
+    dominated one, it can do from the other (skipping the extra optional operations), so a
+    window that fails from the others fails from it too."""
+    groups: dict[tuple[int, int], list[int]] = {}
+    for lin, state in configs:
+        groups.setdefault((lin & ~optional, state), []).append(lin & optional)
+    kept: list[Config] = []
+    for (fixed, state), used in groups.items():
+        minimal = [u for u in used if not any(v != u and v & u == v for v in used)]
+        kept += [(fixed | u, state) for u in sorted(set(minimal))]
+    return kept
 
 
 def _concurrent_only(key: str, register: Register, culprit: int, stuck: int) -> Counterexample:
@@ -139,12 +162,17 @@ def _concurrent_only(key: str, register: Register, culprit: int, stuck: int) -> 
         sources=(),
         linearizable_through=stuck - 1,
         minimised=False,
-        never_written=False,
+        unwritten=False,
     )
 
 
 class _Shrinker:
-    """Greedy one-at-a-time removal from the window, to a fixed point or the budget."""
+    """Removal from the window, in chunks and then one by one, to a fixed point or the budget.
+
+    Chunks first (delta debugging's complement step, Zeller 2002): most of a large window is
+    usually noise, and removing it a half or a quarter at a time costs a few searches instead
+    of one per operation.
+    """
 
     __slots__ = ("_budget", "_configs", "_culprit", "_steps", "_stuck")
 
@@ -157,7 +185,8 @@ class _Shrinker:
         stuck: int,
         budget: _Budget,
     ) -> None:
-        self._steps = steps
+        # Seen from the window, an operation that completes after the stuck one is optional.
+        self._steps = [s if 0 <= s.ret <= stuck else s._replace(ret=OPTIONAL) for s in steps]
         self._configs = configs
         self._culprit = culprit
         self._stuck = stuck
@@ -167,14 +196,22 @@ class _Shrinker:
         try:
             fails = self._fails(window)
             assert fails, f"window {window} is explained from some configuration"
-            changed = True
-            while changed:
-                changed = False
-                for i in self._removal_order(window):
-                    trial = [j for j in window if j != i]
+            chunks = 2
+            while True:
+                order = self._removal_order(window)
+                if not order:
+                    break
+                size = max(1, len(order) // chunks)
+                removed = False
+                for start in range(0, len(order), size):
+                    drop = set(order[start : start + size])
+                    trial = [i for i in window if i not in drop]
                     if self._fails(trial) and self._explained_without_culprit(trial):
-                        window = trial
-                        changed = True
+                        window, removed = trial, True
+                if size == 1 and not removed:
+                    break
+                if not removed:
+                    chunks *= 2
         except _BudgetExhaustedError:
             return window, False
         return window, True
@@ -185,8 +222,7 @@ class _Shrinker:
 
         def rank(i: int) -> tuple[bool, int]:
             step = self._steps[i]
-            required = step.ret != OPTIONAL and step.ret <= self._stuck
-            return (required, -abs(step.call - culprit_call))
+            return (step.ret != OPTIONAL, -abs(step.call - culprit_call))
 
         return sorted((i for i in window if i != self._culprit), key=rank)
 
@@ -209,9 +245,5 @@ class _Shrinker:
             if (pending, state) in seen:
                 continue
             seen.add((pending, state))
-            steps = [self._window_step(i) for i in window if i >= self._culprit or pending >> i & 1]
-            yield steps, state
-
-    def _window_step(self, i: int) -> Step:
-        step = self._steps[i]
-        return step if 0 <= step.ret <= self._stuck else step._replace(ret=OPTIONAL)
+            steps = self._steps
+            yield [steps[i] for i in window if i >= self._culprit or pending >> i & 1], state

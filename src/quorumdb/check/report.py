@@ -40,8 +40,11 @@ def render_counterexample(counterexample: Counterexample) -> str:
         f"key {json.dumps(cx.key)} is not linearizable: "
         f"no order explains {_describe(cx.operation)}.",
         *(
-            [f"No operation on this key ever writes {_show(_needed(cx.operation))}."]
-            if cx.never_written
+            [
+                f"No operation on this key invoked before event "
+                f"#{_complete_number(cx.operation)} writes {_show(_needed(cx.operation))}."
+            ]
+            if cx.unwritten
             else []
         ),
         *_start_lines(cx),
@@ -85,7 +88,7 @@ def _counterexample_json(cx: Counterexample) -> dict[str, object]:
         "start_value_sources": [
             None if source is None else _operation_json(source) for source in cx.sources
         ],
-        "never_written": cx.never_written,
+        "unwritten": cx.unwritten,
         "linearizable_through_event": (
             None if cx.linearizable_through is None else cx.linearizable_through + 1
         ),
@@ -140,7 +143,7 @@ def _first_failure_line(cx: Counterexample) -> str:
 
 def _start_lines(cx: Counterexample) -> list[str]:
     where = f"event #{cx.window_start + 1}"
-    if cx.never_written:
+    if cx.unwritten:
         return ["Whatever the key held, nothing explains it:"]
     if not cx.start_values:
         return [
@@ -168,6 +171,11 @@ def _origin(source: Operation | None) -> str:
         return "initial"
     origin = f"from process {source.process}'s {source.f} at {_events(source)}"
     return origin if source.outcome is Outcome.OK else f"{origin}, {_result(source)}"
+
+
+def _complete_number(op: Operation) -> int:
+    assert op.complete_index is not None, op
+    return op.complete_index + 1
 
 
 def _needed(op: Operation) -> Value:
