@@ -59,6 +59,22 @@ def test_a_stale_read_names_the_read_and_the_value_before_it() -> None:
     assert not cx.unwritten
 
 
+def test_where_a_stale_value_came_from_is_shown() -> None:
+    h = history(
+        "1 invoke write x 1",
+        "1 ok write x 1",
+        "1 invoke write x 2",
+        "1 ok write x 2",
+        "2 invoke read x",
+        "2 ok read x 1",
+    )
+    cx = _counterexample(h)
+    first_write = h.operations[0]
+    assert cx.value_source == first_write
+    assert cx.start_values == (2,)
+    assert "(1 was last written by process 1's write at #1..#2.)" in render_counterexample(cx)
+
+
 def test_a_stale_read_renders_as_a_short_table() -> None:
     assert render_counterexample(_counterexample(STALE_READ)) == "\n".join(
         [
@@ -246,6 +262,7 @@ def test_no_reply_and_info_operations_are_labelled() -> None:
         window_start=3,
         start_values=(None, 1),
         sources=(None, info),
+        value_source=None,
         linearizable_through=3,
         minimised=True,
         unwritten=False,

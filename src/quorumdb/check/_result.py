@@ -47,6 +47,9 @@ class Counterexample:
     sources: tuple[Operation | None, ...]
     """Per start value: the last operation invoked before the window that writes it (None:
     no such operation, the value is the initial absent state)."""
+    value_source: Operation | None
+    """The last operation invoked before ``operation`` that writes the value it needs (what a
+    read returned, what a cas expected); None if there is none or it needs no value."""
     unwritten: bool
     """``operation`` needs a value (reads it, or cas expects it) that no operation invoked
     before its completion writes: garbage, or a read from the future. Worth saying outright."""

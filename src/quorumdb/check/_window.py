@@ -84,6 +84,7 @@ def find_counterexample(
         window_start=cut,
         start_values=tuple(register.values[s] for s in states),
         sources=tuple(_source(register, culprit, s) for s in states),
+        value_source=_source(register, culprit, steps[culprit].need),
         linearizable_through=stuck - 1,
         minimised=minimised,
         unwritten=False,
@@ -105,6 +106,7 @@ def impossible_counterexample(
         window_start=op.invoke_index,
         start_values=(),
         sources=(),
+        value_source=None,
         linearizable_through=linearizable_through,
         minimised=True,
         unwritten=True,
@@ -112,6 +114,8 @@ def impossible_counterexample(
 
 
 def _source(register: Register, culprit: int, state: int) -> Operation | None:
+    if state < 0:
+        return None
     writers = (i for i in range(culprit) if register.steps[i].result == state)
     last = max(writers, default=None)
     return None if last is None else register.operations[last]
@@ -160,6 +164,7 @@ def _concurrent_only(key: str, register: Register, culprit: int, stuck: int) -> 
         window_start=cut,
         start_values=(),
         sources=(),
+        value_source=_source(register, culprit, register.steps[culprit].need),
         linearizable_through=stuck - 1,
         minimised=False,
         unwritten=False,

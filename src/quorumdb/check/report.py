@@ -49,6 +49,7 @@ def render_counterexample(counterexample: Counterexample) -> str:
         ),
         *_start_lines(cx),
         *_table(cx),
+        *_value_source_lines(cx),
         _first_failure_line(cx),
     ]
     if cx.start_values and not cx.minimised:
@@ -89,6 +90,7 @@ def _counterexample_json(cx: Counterexample) -> dict[str, object]:
             None if source is None else _operation_json(source) for source in cx.sources
         ],
         "unwritten": cx.unwritten,
+        "value_source": None if cx.value_source is None else _operation_json(cx.value_source),
         "linearizable_through_event": (
             None if cx.linearizable_through is None else cx.linearizable_through + 1
         ),
@@ -129,6 +131,14 @@ def _describe(op: Operation) -> str:
     return f"process {op.process}'s {verb} {_value_text(op)}".rstrip()
 
 
+def _value_source_lines(cx: Counterexample) -> list[str]:
+    source = cx.value_source
+    if source is None or source in cx.window:
+        return []
+    value = _show(_needed(cx.operation))
+    return [f"({value} was last written by {_reference(source)}.)"]
+
+
 def _first_failure_line(cx: Counterexample) -> str:
     if cx.linearizable_through is None:
         return (
@@ -167,10 +177,12 @@ def _start_lines(cx: Counterexample) -> list[str]:
 
 
 def _origin(source: Operation | None) -> str:
-    if source is None:
-        return "initial"
-    origin = f"from process {source.process}'s {source.f} at {_events(source)}"
-    return origin if source.outcome is Outcome.OK else f"{origin}, {_result(source)}"
+    return "initial" if source is None else f"from {_reference(source)}"
+
+
+def _reference(op: Operation) -> str:
+    where = f"process {op.process}'s {op.f} at {_events(op)}"
+    return where if op.outcome is Outcome.OK else f"{where}, {_result(op)}"
 
 
 def _complete_number(op: Operation) -> int:
