@@ -302,6 +302,9 @@ def test_json_result_carries_the_verdict_and_the_window() -> None:
     assert data["ok"] is False
     cx = data["counterexample"]
     assert isinstance(cx, dict)
+    keys = data["keys"]
+    assert isinstance(keys, list)
+    assert keys[0]["counterexample"] == cx
     assert cx["key"] == "x"
     assert cx["start_values"] == [1]
     assert cx["window_start_event"] == 3

@@ -17,6 +17,8 @@ order. The search walks the list from the head:
 The memo is sound because the future of a configuration depends only on the model state and on
 which operations are linearized (an int used as a bitset); state ids are small ints (see
 `_register`), so the loop compares ints and allocates one tuple and a few ints per new state.
+Every rule below only skips configurations that another one explored, or will, is at least as
+good as; `tests/check` holds the checker to a brute-force oracle on thousands of histories.
 
 (``FREE`` operations, used only by the counterexample minimiser, also sit in the list, as calls
 with no return entry: they may or may not take effect, and none of the shortcuts below apply.)
@@ -44,9 +46,11 @@ points), so they are not in the list; four rules govern them instead:
    of them is not explored again. Optional bits are numbered class by class, in invoke order,
    so a set is a prefix per class and "subset" is "used no more of any class".
 
-And one rule for required operations: 5. *Reads go at once.* A pending read of the current
-value is linearized now, and no alternative to it is tried (see `_read_now`). Concurrent reads
-then cost nothing, and a workload of reads and writes branches on the writes alone.
+Required operations get one rule of their own:
+
+5. *Reads go at once.* A pending read of the current value is linearized now, and no
+   alternative to it is tried (see `_read_now`). Concurrent reads then cost nothing, and a
+   workload of reads and writes branches on the writes alone.
 
 The deepest return entry the walk ever reaches is the first completion that no linearization of
 the history before it explains: the history up to that event is linearizable, the history
@@ -140,7 +144,7 @@ class _Required:
         required = _Required(
             nxt=[*range(1, size), size - 1],
             prv=[0, *range(size - 1)],
-            kind=[_RETURN if not is_call else _CALL for _, _, is_call in entries],
+            kind=[_CALL if is_call else _RETURN for _, _, is_call in entries],
             position=[pos for pos, _, _ in entries],
             need=[0] * size,
             result=[0] * size,

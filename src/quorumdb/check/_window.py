@@ -11,10 +11,11 @@ of operation X; see `_search`). Cut the key's history at X's invoke, event C:
    otherwise that configuration's order followed by the window's would explain the history
    through R. So "the key held one of these values at C, then these operations happened" is
    already a valid counterexample, and usually a small one (X and what overlapped it).
-3. *Shrinking.* Drop operations from the window, one at a time, while (a) it still fails from
-   every configuration and (b) without X it is still explained from some configuration. Rule
-   (b) keeps the story about X: dropping, say, the write whose value a read returned would fail
-   too, but for a reason (a value never written) that is not the real one.
+3. *Shrinking.* Drop operations from the window, in chunks and then one at a time, while (a)
+   it still fails from every configuration and (b) without X it is still explained from some
+   configuration. Rule (b) keeps the story about X: dropping, say, the write whose value a
+   read returned would fail too, but for a reason (a value never written) that is not the
+   real one.
 
 Every search here draws on one state budget; when it runs out the best window so far is
 returned (still valid), marked as not minimised.
@@ -145,8 +146,13 @@ def _undominated(configs: Iterable[Config], optional: int) -> list[Config]:
         groups.setdefault((lin & ~optional, state), []).append(lin & optional)
     kept: list[Config] = []
     for (fixed, state), used in groups.items():
-        minimal = [u for u in used if not any(v != u and v & u == v for v in used)]
-        kept += [(fixed | u, state) for u in sorted(set(minimal))]
+        # A subset has no more bits: by size, each set need only be checked against the
+        # minimal ones kept so far.
+        minimal: list[int] = []
+        for u in sorted(set(used), key=int.bit_count):
+            if not any(v & u == v for v in minimal):
+                minimal.append(u)
+        kept += [(fixed | u, state) for u in minimal]
     return kept
 
 

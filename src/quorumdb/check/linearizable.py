@@ -9,6 +9,11 @@ Porcupine's linked list (`_search`). A key that fails gets a counterexample (`_w
 Operations whose outcome is unknown (``info``, or never completed) may take effect at any point
 after their invoke, or never; ``fail`` operations and reads without an ``ok`` are dropped.
 
+Before searching, one cheap test: an operation that needs a value no operation invoked before
+its completion writes (garbage, or a read from the future) fails in every order. Then only the
+history before it is searched, to learn whether an earlier failure comes first: no exhaustive
+search is spent proving what is plain.
+
 The search is exponential in the worst case (the problem is NP-complete, Gibbons & Korach
 1997), so every key gets a budget of explored states; a key that exhausts it is ``UNKNOWN``,
 which is reported as such and never as linearizable.
@@ -34,8 +39,9 @@ __all__ = [
 ]
 
 DEFAULT_MAX_STATES = 1_000_000
-"""States explored per key before giving up. Histories from correct systems need about two per
-operation; the memo keeps a bitset per state, so memory grows with states x operations / 8."""
+"""States explored per key before giving up: a few seconds of CPython. Valid histories with up
+to ~20 concurrent clients per key need about one to thirty per operation. The memo keeps a
+bitset per state, so memory grows with states x operations-per-key / 8 bytes."""
 
 
 def check_linearizable(

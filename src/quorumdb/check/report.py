@@ -72,9 +72,13 @@ def result_to_json(result: LinearizabilityResult) -> dict[str, object]:
                 "verdict": k.verdict.value,
                 "operations": k.operation_count,
                 "explored_states": k.explored_states,
+                "counterexample": (
+                    None if k.counterexample is None else _counterexample_json(k.counterexample)
+                ),
             }
             for k in result.keys
         ],
+        # The first failing key's, repeated here for the common case of one.
         "counterexample": None if cx is None else _counterexample_json(cx),
     }
 
