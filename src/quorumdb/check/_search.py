@@ -95,7 +95,12 @@ class Outcome:
 
 
 def search(
-    steps: Sequence[Step], initial: int, *, max_states: int, collect: bool = False
+    steps: Sequence[Step],
+    initial: int,
+    *,
+    max_states: int,
+    collect: bool = False,
+    needed_later: frozenset[int] = frozenset(),
 ) -> Outcome:
     """Search for a linearization of ``steps`` starting from model state ``initial``.
 
@@ -105,10 +110,12 @@ def search(
         max_states: give up (``found=None``) after visiting this many configurations.
         collect: explore everything and return the configurations where all required
             operations are linearized (``found`` tells whether there is any).
+        needed_later: collect mode: states that operations after ``steps`` need. An optional
+            operation may end a configuration to feed one of them (rule 2 looks past the end).
     """
     return _walk(
         _Required.build(steps),
-        _Classes.build(steps),
+        _Classes.build(steps, needed_later),
         initial,
         max_states=max_states,
         collect=collect,
@@ -177,13 +184,14 @@ class _Classes:
     """Per class: the members' indices in ``steps``."""
     by_result: dict[int, list[int]]
     """Per state: the classes that leave it."""
+    needed_later: frozenset[int]
 
     @staticmethod
-    def build(steps: Sequence[Step]) -> _Classes:
+    def build(steps: Sequence[Step], needed_later: frozenset[int]) -> _Classes:
         members: dict[tuple[int, int], list[int]] = {}
         # By rule 2 an optional operation is applied only to feed one that needs its result:
         # if nothing ever needs it (or it changes nothing, like a read), it never matters.
-        needed = {s.need for s in steps if s.need >= 0}
+        needed = needed_later | {s.need for s in steps if s.need >= 0}
         optional = (i for i, s in enumerate(steps) if s.ret == OPTIONAL and s.result in needed)
         for i in sorted(optional, key=lambda i: steps[i].call):
             members.setdefault((steps[i].need, steps[i].result), []).append(i)
@@ -195,6 +203,7 @@ class _Classes:
             bits=[],
             steps=[members[kind] for kind in kinds],
             by_result={},
+            needed_later=needed_later,
         )
         offset = 0
         for c, kind in enumerate(kinds):
@@ -211,11 +220,13 @@ class _Classes:
 
         A class may go next if it fits the state (needs it, or anything unless hungry), its
         first unused member was invoked before ``limit`` (rule 1) and its result is *wanted*:
-        needed by one of the pending required calls, or by an optional class whose result is
-        wanted in turn (rule 2). Oldest first is the order Porcupine's single list gives; it
-        finds the linearization of histories with many orphaned operations far sooner.
+        needed by one of the pending required calls, or after the searched operations, or by an
+        optional class whose result is wanted in turn (rule 2). Oldest first is the order
+        Porcupine's single list gives; it finds the linearization of histories with many
+        orphaned operations far sooner.
         """
-        seen = set(wanted)
+        seen = set(self.needed_later)
+        seen.update(wanted)
         work = list(seen)
         while work:
             for c in self.by_result.get(work.pop(), ()):

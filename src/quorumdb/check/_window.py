@@ -43,8 +43,17 @@ class _Budget:
     def __init__(self, states: int) -> None:
         self.left = states
 
-    def search(self, steps: Sequence[Step], initial: int, *, collect: bool = False) -> Outcome:
-        outcome = search(steps, initial, max_states=self.left, collect=collect)
+    def search(
+        self,
+        steps: Sequence[Step],
+        initial: int,
+        *,
+        collect: bool = False,
+        needed_later: frozenset[int] = frozenset(),
+    ) -> Outcome:
+        outcome = search(
+            steps, initial, max_states=self.left, collect=collect, needed_later=needed_later
+        )
         self.left -= outcome.explored
         if outcome.found is None:
             raise _BudgetExhaustedError
@@ -63,7 +72,8 @@ def find_counterexample(
     cut = steps[culprit].call
     budget = _Budget(max_states)
     try:
-        configs = _configs_at(steps[:culprit], cut, budget)
+        later = frozenset(step.need for step in steps[culprit:] if step.need >= 0)
+        configs = _configs_at(steps[:culprit], cut, budget, needed_later=later)
     except _BudgetExhaustedError:
         return _concurrent_only(key, register, culprit, stuck)
     # An optional operation whose result nothing needs is never applied (`_search`, rule 2):
@@ -122,14 +132,18 @@ def _source(register: Register, culprit: int, state: int) -> Operation | None:
     return None if last is None else register.operations[last]
 
 
-def _configs_at(prefix: Sequence[Step], cut: int, budget: _Budget) -> list[Config]:
+def _configs_at(
+    prefix: Sequence[Step], cut: int, budget: _Budget, *, needed_later: frozenset[int]
+) -> list[Config]:
     # Still in flight at the cut: operations that completed ok later are FREE (whether they
     # took effect before the cut decides what the window must still explain); info ones stay
-    # OPTIONAL (they may never take effect, before or after).
+    # OPTIONAL (they may never take effect, before or after). An info write may land just
+    # before the cut to feed a read after it: ``needed_later`` keeps those configurations, so
+    # the window need not keep that write to stay true.
     in_flight = [
         s if 0 <= s.ret < cut or s.ret == OPTIONAL else s._replace(ret=FREE) for s in prefix
     ]
-    outcome = budget.search(in_flight, ABSENT, collect=True)
+    outcome = budget.search(in_flight, ABSENT, collect=True, needed_later=needed_later)
     # The history through the completion before the stuck one is linearizable, so is this cut.
     assert outcome.found, f"no configuration at cut {cut}"
     optional = sum(1 << i for i, step in enumerate(prefix) if step.ret == OPTIONAL)
