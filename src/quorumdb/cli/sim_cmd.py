@@ -193,24 +193,22 @@ def _summary(
     elapsed: float,
 ) -> None:
     table = Table(title="simulation sweep")
-    table.add_column("seeds run", justify="right")
-    table.add_column("passed", justify="right")
-    table.add_column("failed", justify="right")
-    table.add_column("simulated s", justify="right")
-    table.add_column("events", justify="right")
-    table.add_column("committed", justify="right")
-    table.add_column("client ops ok", justify="right")
-    table.add_column("seeds/min", justify="right")
-    table.add_row(
-        str(done),
-        str(done - len(failures)),
-        str(len(failures)),
-        f"{totals.get('sim_us', 0) / 1e6:,.0f}",
-        f"{totals.get('events', 0):,}",
-        f"{totals.get('committed', 0):,}",
-        f"{totals.get('ops_ok', 0):,}",
-        f"{done / elapsed * 60:,.0f}" if elapsed > 0 else "-",
+    table.add_column("measure")
+    table.add_column("value", justify="right")
+    rows = (
+        ("seeds run", f"{done:,}"),
+        ("passed", f"{done - len(failures):,}"),
+        ("failed", f"{len(failures):,}"),
+        ("simulated seconds", f"{totals.get('sim_us', 0) / 1e6:,.0f}"),
+        ("events", f"{totals.get('events', 0):,}"),
+        ("simulated messages", f"{totals.get('messages', 0):,}"),
+        ("entries committed", f"{totals.get('committed', 0):,}"),
+        ("client operations ok", f"{totals.get('ops_ok', 0):,}"),
+        ("wall seconds", f"{elapsed:,.1f}"),
+        ("seeds per minute", f"{done / elapsed * 60:,.0f}" if elapsed > 0 else "-"),
     )
+    for name, value in rows:
+        table.add_row(name, value)
     console.print(table)
     if failures:
         by: dict[str, int] = {}
