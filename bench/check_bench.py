@@ -65,7 +65,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--seed", type=int, default=1)
     seed = parser.parse_args().seed
-    console = Console(width=max(Console().width, 132))
+    console = Console(width=max(Console().width, 160))
     console.print(f"check_bench: seed {seed}")
     measured = [_measure(row) for row in _rows(seed)]
     console.print(_table(measured))

@@ -72,7 +72,8 @@ def find_counterexample(
     cut = steps[culprit].call
     budget = _Budget(max_states)
     try:
-        later = frozenset(step.need for step in steps[culprit:] if step.need >= 0)
+        # What the window's own operations need (nothing after it matters to the window).
+        later = frozenset(s.need for s in steps[culprit:] if s.call <= stuck and s.need >= 0)
         configs = _configs_at(steps[:culprit], cut, budget, needed_later=later)
     except _BudgetExhaustedError:
         return _concurrent_only(key, register, culprit, stuck)
