@@ -68,6 +68,24 @@ def test_a_stale_read_exits_1_and_prints_the_counterexample(tmp_path: Path) -> N
     assert done.stderr == ""
 
 
+def test_text_output_shows_at_most_five_counterexamples(tmp_path: Path) -> None:
+    lines = []
+    for k in range(7):
+        key = f"k{k}"
+        lines += [
+            _event(1, "invoke", "write", 1, key),
+            _event(1, "ok", "write", 1, key),
+            _event(2, "invoke", "read", None, key),
+            _event(2, "ok", "read", None, key),
+        ]
+    done = _run(_write(tmp_path, lines))
+    assert done.returncode == 1
+    assert done.stdout.count("<- cannot be placed") == 5
+    assert "... and 2 more failing keys (--format json lists them all)" in done.stdout
+    data = json.loads(_run("--format", "json", _write(tmp_path, lines)).stdout)
+    assert sum(1 for key in data["keys"] if key["counterexample"]) == 7
+
+
 def test_json_format(tmp_path: Path) -> None:
     done = _run("--format", "json", _write(tmp_path, STALE))
     assert done.returncode == 1

@@ -30,6 +30,7 @@ from quorumdb.errors import UserError
 __all__ = ["ExitStatus", "OutputFormat", "check"]
 
 _STDIN = "-"
+_COUNTEREXAMPLES_SHOWN = 5
 
 
 class OutputFormat(StrEnum):
@@ -135,8 +136,10 @@ def _name(history: str) -> str:
 
 
 def _text(result: LinearizabilityResult) -> str:
+    counterexamples = [key.counterexample for key in result.keys if key.counterexample]
     parts = [summary_line(result)]
-    parts += [
-        render_counterexample(key.counterexample) for key in result.keys if key.counterexample
-    ]
+    parts += [render_counterexample(cx) for cx in counterexamples[:_COUNTEREXAMPLES_SHOWN]]
+    if len(counterexamples) > _COUNTEREXAMPLES_SHOWN:
+        hidden = len(counterexamples) - _COUNTEREXAMPLES_SHOWN
+        parts.append(f"... and {hidden} more failing keys (--format json lists them all)")
     return "\n\n".join(parts)
