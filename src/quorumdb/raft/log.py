@@ -191,7 +191,8 @@ class RaftLog:
         self.applying = max(self.applying, index)
 
     def applied_to(self, index: int) -> None:
-        if index == 0:
+        if index <= self.applied:
+            # Nothing new, or a snapshot installed meanwhile already moved `applied` past it.
             return
         assert self.applied <= index <= self.committed, (
             f"applied {index} out of range [{self.applied}, {self.committed}]"
