@@ -24,21 +24,21 @@ EXPECTED: dict[PlantedBug, tuple[frozenset[str], int]] = {
     ),
     PlantedBug.VOTE_BEFORE_PERSIST: (
         frozenset({"election-safety", "leader-completeness", "state-machine-safety"}),
-        237,
+        170,
     ),
     PlantedBug.STALE_LOCAL_READS: (frozenset({"linearizability"}), 2),
-    PlantedBug.LEASE_WITHOUT_QUORUM: (frozenset({"linearizability"}), 69),
+    PlantedBug.LEASE_WITHOUT_QUORUM: (frozenset({"linearizability"}), 38),
     PlantedBug.APPEND_WITHOUT_PREV_TERM_CHECK: (
         frozenset(
             {"state-machine-safety", "log-matching", "leader-completeness", "invariant-assertion"}
         ),
-        6,
+        5,
     ),
     PlantedBug.ACK_BEFORE_SYNC: (
         frozenset(
             {"leader-completeness", "state-machine-safety", "election-safety", "linearizability"}
         ),
-        11,
+        26,
     ),
 }
 
