@@ -96,8 +96,9 @@ def run_cmd(
     for violation in result.violations[:5]:
         console.print(violation, markup=False, highlight=False)
     console.print(f"caught by: {', '.join(result.caught_by)}")
-    console.print(f"replay:    {replay}", markup=False, highlight=False)
-    console.print(f"artifacts: {folder}", markup=False, highlight=False)
+    # soft_wrap: never break the command or the path across lines (they must be copyable).
+    console.print(f"replay:    {replay}", markup=False, highlight=False, soft_wrap=True)
+    console.print(f"artifacts: {folder}", markup=False, highlight=False, soft_wrap=True)
     raise SystemExit(1)
 
 
@@ -181,7 +182,12 @@ def sweep_cmd(  # noqa: PLR0917  (click passes options positionally)
         folder = write_failure(result, out, replay)
         console.print(f"[red]seed {f.seed}[/red] caught by {', '.join(f.caught_by)}: ", end="")
         console.print(f.first_violation.splitlines()[0][:200], markup=False, highlight=False)
-        console.print(f"  replay: {replay}   artifacts: {folder}", markup=False, highlight=False)
+        console.print(
+            f"  replay: {replay}   artifacts: {folder}",
+            markup=False,
+            highlight=False,
+            soft_wrap=True,  # the command must stay on one line to be copyable
+        )
     raise SystemExit(1)
 
 
