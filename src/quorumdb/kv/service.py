@@ -1,0 +1,66 @@
+"""What the HTTP API needs from a node: the KV operations, cluster status and metrics.
+
+The API layer (`kv.api`) is written against this protocol, so it is tested alone and the
+node host implements it for real. Errors a client can act on are exceptions here and become
+HTTP statuses in one place (`kv.api`).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from enum import Enum
+from typing import Any, Protocol
+
+from quorumdb.errors import QuorumError
+from quorumdb.kv.commands import Result
+
+__all__ = [
+    "Consistency",
+    "KVService",
+    "NotLeaderHereError",
+    "ServiceUnavailableError",
+    "ValueRecord",
+]
+
+
+class Consistency(Enum):
+    LINEARIZABLE = "linearizable"  # ReadIndex: confirmed with a quorum before reading
+    LEASE = "lease"  # leader lease (needs check-quorum and a clock-drift bound)
+    STALE = "stale"  # whatever this replica has applied; may be behind
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class ValueRecord:
+    key: bytes
+    value: bytes
+    revision: int
+
+
+class NotLeaderHereError(QuorumError):
+    """This node cannot serve the request; `leader_url` is where to go (None: unknown)."""
+
+    def __init__(self, leader_url: str | None) -> None:
+        super().__init__(f"not leader; leader is {leader_url or 'unknown'}")
+        self.leader_url = leader_url
+
+
+class ServiceUnavailableError(QuorumError):
+    """No quorum, or the request did not complete in time; safe to retry with the same id."""
+
+
+class KVService(Protocol):
+    async def put(
+        self, key: bytes, value: bytes, *, expected_revision: int, client: int, seq: int
+    ) -> Result: ...
+
+    async def delete(self, key: bytes, *, client: int, seq: int) -> Result: ...
+
+    async def get(self, key: bytes, consistency: Consistency) -> ValueRecord | None: ...
+
+    async def scan(
+        self, start: bytes, end: bytes | None, limit: int, consistency: Consistency
+    ) -> list[ValueRecord]: ...
+
+    def cluster_status(self) -> dict[str, Any]: ...
+
+    def metrics_text(self) -> str: ...
