@@ -1,0 +1,294 @@
+"""`quorumdb.Client` / `AsyncClient`: the KV service from Python, with leader discovery and retries.
+
+Every write carries (client_id, seq): the client id is random per client object and seq
+increases per write, so a write retried after a timeout or a lost connection is applied at
+most once (the state machine's session table answers the retry with the first result).
+Retries use exponential back-off with full jitter; a 421 answer moves straight to the leader it
+names, without waiting. Both clients share the request logic (`_Plan`) so they cannot drift.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import http.client
+import json
+import random
+import time
+import urllib.parse
+from collections.abc import Iterator
+from dataclasses import dataclass
+from typing import Any
+
+import aiohttp
+
+from quorumdb.errors import QuorumError
+
+__all__ = ["AsyncClient", "Client", "ClientError", "RetryPolicy", "UnavailableError"]
+
+
+class ClientError(QuorumError):
+    """The server refused the request (a 4xx other than 404/409/421): do not retry."""
+
+    def __init__(self, status: int, message: str) -> None:
+        super().__init__(f"HTTP {status}: {message}")
+        self.status = status
+
+
+class UnavailableError(QuorumError):
+    """No node answered successfully within the retry budget."""
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class RetryPolicy:
+    attempts_max: int = 10
+    backoff_min_s: float = 0.02
+    backoff_max_s: float = 1.0
+
+    def delays(self, rng: random.Random) -> Iterator[float]:
+        """Full-jitter exponential back-off (AWS architecture blog): uniform in [0, cap]."""
+        cap = self.backoff_min_s
+        for _ in range(self.attempts_max - 1):
+            yield rng.uniform(0, cap)
+            cap = min(cap * 2, self.backoff_max_s)
+
+
+@dataclass(frozen=True, slots=True)
+class _Request:
+    method: str
+    path: str
+    body: dict[str, Any] | None
+
+
+@dataclass(frozen=True, slots=True)
+class _Answer:
+    status: int
+    body: dict[str, Any]
+    location: str | None
+
+
+class _Plan:
+    """Endpoint choice and the meaning of each answer, shared by both clients."""
+
+    def __init__(self, endpoints: list[str], seed: int | None) -> None:
+        if not endpoints:
+            raise ValueError("need at least one endpoint")
+        self.endpoints = [e.rstrip("/") for e in endpoints]
+        self.rng = random.Random(seed)
+        self.current = self.endpoints[0]
+        self.client_id = self.rng.getrandbits(62) + 1
+        self.seq = 0
+
+    def next_seq(self) -> int:
+        self.seq += 1
+        return self.seq
+
+    def rotate(self) -> None:
+        i = self.endpoints.index(self.current) if self.current in self.endpoints else -1
+        self.current = self.endpoints[(i + 1) % len(self.endpoints)]
+
+    def follow(self, answer: _Answer) -> bool:
+        """Handle a 421: move to the named leader. True if we know where to go."""
+        leader = answer.body.get("leader")
+        if isinstance(leader, str) and leader:
+            self.current = leader.rstrip("/")
+            return True
+        self.rotate()
+        return False
+
+
+def _raise_for(answer: _Answer) -> None:
+    if answer.status >= 400 and answer.status not in (404, 409):
+        raise ClientError(answer.status, str(answer.body.get("error", "")))
+
+
+class AsyncClient:
+    """asyncio client (aiohttp). Use `async with AsyncClient([...]) as c:`."""
+
+    def __init__(
+        self,
+        endpoints: list[str],
+        *,
+        timeout_s: float = 5.0,
+        retry: RetryPolicy | None = None,
+        seed: int | None = None,
+    ) -> None:
+        self._plan = _Plan(endpoints, seed)
+        self._retry = retry or RetryPolicy()
+        self._timeout = aiohttp.ClientTimeout(total=timeout_s)
+        self._session: aiohttp.ClientSession | None = None
+
+    async def __aenter__(self) -> AsyncClient:
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.close()
+
+    async def close(self) -> None:
+        if self._session is not None:
+            await self._session.close()
+            self._session = None
+
+    async def _send(self, req: _Request) -> _Answer:
+        plan = self._plan
+        if self._session is None:
+            self._session = aiohttp.ClientSession(timeout=self._timeout)
+        delays = self._retry.delays(plan.rng)
+        last = "no attempt"
+        while True:
+            url = plan.current + req.path
+            try:
+                async with self._session.request(
+                    req.method, url, json=req.body, allow_redirects=False
+                ) as resp:
+                    body = await resp.json(content_type=None)
+                    answer = _Answer(resp.status, body if isinstance(body, dict) else {}, None)
+            except (aiohttp.ClientError, TimeoutError, ValueError) as exc:
+                last = f"{url}: {exc!r}"
+                plan.rotate()
+            else:
+                if answer.status == 421:
+                    if plan.follow(answer):
+                        continue
+                    last = f"{url}: not leader, leader unknown"
+                elif answer.status in (502, 503, 504):
+                    last = f"{url}: HTTP {answer.status} {answer.body.get('error', '')}"
+                    plan.rotate()
+                else:
+                    _raise_for(answer)
+                    return answer
+            delay = next(delays, None)
+            if delay is None:
+                raise UnavailableError(f"gave up after {self._retry.attempts_max} attempts: {last}")
+            await asyncio.sleep(delay)
+
+    async def put(
+        self, key: str, value: str, *, expected_revision: int | None = None
+    ) -> int | None:
+        """Write; returns the new revision, or None when `expected_revision` did not match."""
+        body = _put_body(self._plan, value, expected_revision)
+        answer = await self._send(_Request("PUT", _kv_path(key), body))
+        return None if answer.status == 409 else int(answer.body["revision"])
+
+    async def get(self, key: str, *, consistency: str = "linearizable") -> tuple[str, int] | None:
+        answer = await self._send(_Request("GET", _kv_path(key, consistency=consistency), None))
+        if answer.status == 404:
+            return None
+        return str(answer.body["value"]), int(answer.body["revision"])
+
+    async def delete(self, key: str) -> bool:
+        path = _kv_path(key, client_id=self._plan.client_id, seq=self._plan.next_seq())
+        answer = await self._send(_Request("DELETE", path, None))
+        return answer.status == 200
+
+    async def scan(
+        self, start: str = "", end: str | None = None, limit: int = 100
+    ) -> list[tuple[str, str, int]]:
+        answer = await self._send(_Request("GET", _scan_path(start, end, limit), None))
+        return [(i["key"], i["value"], i["revision"]) for i in answer.body["items"]]
+
+    async def cluster(self) -> dict[str, Any]:
+        return (await self._send(_Request("GET", "/v1/cluster", None))).body
+
+
+class Client:
+    """Blocking client (standard library HTTP); same semantics as `AsyncClient`."""
+
+    def __init__(
+        self,
+        endpoints: list[str],
+        *,
+        timeout_s: float = 5.0,
+        retry: RetryPolicy | None = None,
+        seed: int | None = None,
+    ) -> None:
+        self._plan = _Plan(endpoints, seed)
+        self._retry = retry or RetryPolicy()
+        self._timeout_s = timeout_s
+
+    def _once(self, req: _Request) -> _Answer:
+        u = urllib.parse.urlsplit(self._plan.current)
+        conn = http.client.HTTPConnection(
+            u.hostname or "127.0.0.1", u.port, timeout=self._timeout_s
+        )
+        try:
+            payload = json.dumps(req.body).encode() if req.body is not None else None
+            headers = {"Content-Type": "application/json"} if payload is not None else {}
+            conn.request(req.method, req.path, body=payload, headers=headers)
+            resp = conn.getresponse()
+            raw = resp.read()
+            body = json.loads(raw) if raw else {}
+            return _Answer(resp.status, body if isinstance(body, dict) else {}, None)
+        finally:
+            conn.close()
+
+    def _send(self, req: _Request) -> _Answer:
+        plan = self._plan
+        delays = self._retry.delays(plan.rng)
+        last = "no attempt"
+        while True:
+            url = plan.current + req.path
+            try:
+                answer = self._once(req)
+            except (OSError, http.client.HTTPException, ValueError) as exc:
+                last = f"{url}: {exc!r}"
+                plan.rotate()
+            else:
+                if answer.status == 421:
+                    if plan.follow(answer):
+                        continue
+                    last = f"{url}: not leader, leader unknown"
+                elif answer.status in (502, 503, 504):
+                    last = f"{url}: HTTP {answer.status} {answer.body.get('error', '')}"
+                    plan.rotate()
+                else:
+                    _raise_for(answer)
+                    return answer
+            delay = next(delays, None)
+            if delay is None:
+                raise UnavailableError(f"gave up after {self._retry.attempts_max} attempts: {last}")
+            time.sleep(delay)
+
+    def put(self, key: str, value: str, *, expected_revision: int | None = None) -> int | None:
+        body = _put_body(self._plan, value, expected_revision)
+        answer = self._send(_Request("PUT", _kv_path(key), body))
+        return None if answer.status == 409 else int(answer.body["revision"])
+
+    def get(self, key: str, *, consistency: str = "linearizable") -> tuple[str, int] | None:
+        answer = self._send(_Request("GET", _kv_path(key, consistency=consistency), None))
+        if answer.status == 404:
+            return None
+        return str(answer.body["value"]), int(answer.body["revision"])
+
+    def delete(self, key: str) -> bool:
+        path = _kv_path(key, client_id=self._plan.client_id, seq=self._plan.next_seq())
+        return self._send(_Request("DELETE", path, None)).status == 200
+
+    def scan(
+        self, start: str = "", end: str | None = None, limit: int = 100
+    ) -> list[tuple[str, str, int]]:
+        answer = self._send(_Request("GET", _scan_path(start, end, limit), None))
+        return [(i["key"], i["value"], i["revision"]) for i in answer.body["items"]]
+
+    def cluster(self) -> dict[str, Any]:
+        return self._send(_Request("GET", "/v1/cluster", None)).body
+
+
+def _put_body(plan: _Plan, value: str, expected_revision: int | None) -> dict[str, Any]:
+    body: dict[str, Any] = {"value": value, "client_id": plan.client_id, "seq": plan.next_seq()}
+    if expected_revision is not None:
+        body["expected_revision"] = expected_revision
+    return body
+
+
+def _kv_path(key: str, **query: object) -> str:
+    path = "/v1/kv/" + urllib.parse.quote(key, safe="")
+    if query:
+        path += "?" + urllib.parse.urlencode(query)
+    return path
+
+
+def _scan_path(start: str, end: str | None, limit: int) -> str:
+    q: dict[str, object] = {"start": start, "limit": limit}
+    if end is not None:
+        q["end"] = end
+    return "/v1/kv?" + urllib.parse.urlencode(q)
