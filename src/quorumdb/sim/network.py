@@ -2,7 +2,10 @@
 
 Links are directed, so one-way partitions are expressible. With `fifo` set, each directed link
 delivers in send order (like one TCP connection); otherwise independent random delays reorder
-messages. A clogged node's traffic, in and out, is delayed by an extra amount.
+messages. A clogged node's traffic, in and out, is delayed by an extra amount. NB: a duplicate
+is scheduled outside the FIFO order (at twice a fresh delay), so with duplication on, a FIFO
+link may deliver the copy before later messages, as a reconnecting TCP sender that resends
+could; Raft must (and does) tolerate it.
 """
 
 from __future__ import annotations
