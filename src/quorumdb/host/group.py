@@ -1,0 +1,191 @@
+"""One Raft group hosted on a node: its RawNode, its state machine, and the requests waiting on it.
+
+Requests never touch the RawNode directly: they queue proposals and reads here and wait on
+futures, and the host's driver loop (the only code that calls the core) feeds the queues to
+the core between Readies and resolves the futures when entries apply or read states arrive.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+from quorumdb.kv.commands import Command, Result, decode_command
+from quorumdb.kv.state_machine import KVStateMachine
+from quorumdb.raft import (
+    ConfState,
+    EntryType,
+    Message,
+    ProposalDroppedError,
+    RaftError,
+    RawNode,
+    Ready,
+)
+from quorumdb.raft.codec import decode_conf_change
+
+__all__ = ["Group", "GroupStats"]
+
+_REQ_KEY = tuple[int, int]
+
+
+@dataclass(slots=True)
+class GroupStats:
+    proposals: int = 0
+    proposals_dropped: int = 0
+    applied_entries: int = 0
+    reads: int = 0
+    leader_changes: int = 0
+    snapshots_made: int = 0
+    snapshots_installed: int = 0
+
+
+@dataclass(slots=True)
+class _Pending:
+    data: bytes
+    key: _REQ_KEY
+    future: asyncio.Future[Result]
+
+
+@dataclass(slots=True)
+class Group:
+    """A hosted group. `storage` is the durable raft Storage of this group on this node."""
+
+    group_id: int
+    raw: RawNode
+    sm: KVStateMachine
+    conf_state: ConfState
+    inbox: list[Message] = field(default_factory=list)
+    proposals: list[_Pending] = field(default_factory=list)
+    writes: dict[_REQ_KEY, list[asyncio.Future[Result]]] = field(default_factory=dict)
+    read_requests: list[tuple[bytes, asyncio.Future[int]]] = field(default_factory=list)
+    reads: dict[bytes, asyncio.Future[int]] = field(default_factory=dict)
+    waiting_reads: list[tuple[int, asyncio.Future[int]]] = field(default_factory=list)
+    snapshot_index: int = 0
+    last_lead: int = 0
+    stats: GroupStats = field(default_factory=GroupStats)
+    on_conf_change: Callable[[ConfState], None] | None = None
+
+    # -- requests (called by the API side) -----------------------------------------------
+
+    def submit(
+        self, cmd: Command, data: bytes, loop: asyncio.AbstractEventLoop
+    ) -> asyncio.Future[Result]:
+        key = (cmd.client, cmd.seq)
+        fut: asyncio.Future[Result] = loop.create_future()
+        waiting = self.writes.get(key)
+        if waiting is not None:
+            # A retry of a request already in flight here: answer both from one application.
+            waiting.append(fut)
+            return fut
+        self.writes[key] = [fut]
+        self.proposals.append(_Pending(data=data, key=key, future=fut))
+        return fut
+
+    def submit_read(self, ctx: bytes, loop: asyncio.AbstractEventLoop) -> asyncio.Future[int]:
+        fut: asyncio.Future[int] = loop.create_future()
+        self.read_requests.append((ctx, fut))
+        return fut
+
+    # -- inputs, run by the driver loop ------------------------------------------------------
+
+    def feed(self, ticks: int) -> None:
+        """Deliver due ticks, queued messages, proposals and read requests to the core."""
+        raw = self.raw
+        for _ in range(ticks):
+            raw.tick()
+        if self.inbox:
+            msgs, self.inbox = self.inbox, []
+            for m in msgs:
+                # e.g. a response from a node that left the configuration
+                with contextlib.suppress(RaftError):
+                    raw.step(m)
+        if self.proposals:
+            self._propose()
+        if self.read_requests:
+            reqs, self.read_requests = self.read_requests, []
+            for ctx, fut in reqs:
+                try:
+                    raw.read_index(ctx)
+                except ProposalDroppedError as exc:
+                    if not fut.done():
+                        fut.set_exception(exc)
+                    continue
+                self.reads[ctx] = fut
+                self.stats.reads += 1
+
+    def _propose(self) -> None:
+        batch, self.proposals = self.proposals, []
+        try:
+            self.raw.propose_batch([p.data for p in batch])
+        except ProposalDroppedError as exc:
+            self.stats.proposals_dropped += len(batch)
+            for p in batch:
+                for fut in self.writes.pop(p.key, []):
+                    if not fut.done():
+                        fut.set_exception(exc)
+            return
+        self.stats.proposals += len(batch)
+
+    # -- outputs -------------------------------------------------------------------------------
+
+    def apply(self, rd: Ready) -> None:
+        """Apply a Ready's snapshot and committed entries; answer writes and reads."""
+        raw = self.raw
+        if rd.soft_state is not None and rd.soft_state.lead != self.last_lead:
+            self.last_lead = rd.soft_state.lead
+            self.stats.leader_changes += 1
+        if rd.snapshot is not None:
+            self.sm.restore(rd.snapshot.data)
+            self.conf_state = rd.snapshot.metadata.conf_state
+            self.snapshot_index = rd.snapshot.metadata.index
+            self.stats.snapshots_installed += 1
+        for e in rd.committed_entries:
+            if e.type == EntryType.CONF_CHANGE:
+                self.conf_state = raw.apply_conf_change(decode_conf_change(e.data))
+                self.sm.skip(e.index)
+                if self.on_conf_change is not None:
+                    self.on_conf_change(self.conf_state)
+                continue
+            if not e.data:
+                self.sm.skip(e.index)
+                continue
+            cmd = decode_command(e.data)
+            result = self.sm.apply(e.index, cmd)
+            waiting = self.writes.pop((cmd.client, cmd.seq), None)
+            if waiting is None or result is None:
+                continue
+            for fut in waiting:
+                if not fut.done():
+                    fut.set_result(result)
+        self.stats.applied_entries += len(rd.committed_entries)
+        for rs in rd.read_states:
+            read = self.reads.pop(rs.request_ctx, None)
+            if read is not None:
+                self.waiting_reads.append((rs.index, read))
+        if self.waiting_reads:
+            self._serve_reads()
+
+    def _serve_reads(self) -> None:
+        applied = self.sm.applied
+        still: list[tuple[int, asyncio.Future[int]]] = []
+        for index, fut in self.waiting_reads:
+            if index <= applied:
+                if not fut.done():
+                    fut.set_result(index)
+            else:
+                still.append((index, fut))
+        self.waiting_reads = still
+
+    def forget(self, fut: asyncio.Future[object]) -> None:
+        """Drop references to a request that timed out (its entry may still apply later)."""
+        for key, futs in list(self.writes.items()):
+            if fut in futs:
+                futs.remove(fut)  # type: ignore[arg-type]
+                if not futs:
+                    del self.writes[key]
+        for ctx, f in list(self.reads.items()):
+            if f is fut:
+                del self.reads[ctx]
+        self.waiting_reads = [(i, f) for i, f in self.waiting_reads if f is not fut]

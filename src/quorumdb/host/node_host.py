@@ -1,0 +1,448 @@
+"""NodeHost: the Raft groups of one node driven by one asyncio loop, one WAL, one transport.
+
+Theory of operation. One driver task is the only code that calls into the Raft cores. Each
+round it (1) hands every group its due ticks, queued peer messages, proposals and read
+requests, (2) collects a Ready from every group that has one, sends their early messages,
+stages their entries and hard states, and commits all of them with ONE write and ONE
+fdatasync in a worker thread (group commit across groups and across requests), then (3) sends
+the messages that promise durability, applies committed entries (answering clients), and
+advances. While the fsync runs, requests and messages keep arriving and queue up; the next
+round takes them all, so batches grow exactly when the disk is the bottleneck. This is the
+same persist-before-acknowledge model the simulator checks (`sim/node.py`).
+
+Groups: group 0 is the controller (cluster metadata: members and their addresses, as KV
+entries), groups 1..S hold KV shards; a key lives in shard `crc32c(key) % S + 1`. Every group
+has every member as a voter (replication factor = cluster size).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import random
+import time
+from collections.abc import Awaitable
+from typing import Any, TypeVar
+
+import crc32c
+from aiohttp import web
+
+from quorumdb.host.config import NodeConfig
+from quorumdb.host.group import Group
+from quorumdb.host.metrics import Histogram, render
+from quorumdb.host.persistence import GroupLog, NodeLog
+from quorumdb.kv.api import build_app
+from quorumdb.kv.commands import Command, CommandKind, Result, encode_command
+from quorumdb.kv.service import (
+    Consistency,
+    NotLeaderHereError,
+    ServiceUnavailableError,
+    ValueRecord,
+)
+from quorumdb.kv.state_machine import KVStateMachine
+from quorumdb.raft import (
+    Config,
+    ConfState,
+    ProposalDroppedError,
+    RawNode,
+    ReadOnlyOption,
+    Rng,
+    StateType,
+)
+from quorumdb.runtime.transport import Transport
+from quorumdb.runtime.wire import GroupMessage
+
+__all__ = ["CONTROLLER_GROUP", "NodeHost"]
+
+log = logging.getLogger("quorumdb.host")
+
+_T = TypeVar("_T")
+
+CONTROLLER_GROUP = 0
+_TICK_CATCH_UP_MAX = 100
+_SNAPSHOT_KEEP = 1_000
+
+
+class NodeHost:
+    """A running node; implements `kv.service.KVService` for the HTTP API."""
+
+    def __init__(self, config: NodeConfig, node_log: NodeLog) -> None:
+        self.config = config
+        self.node_log = node_log
+        self.rng = random.Random()
+        self.groups: dict[int, Group] = {}
+        self.logs: dict[int, GroupLog] = {}
+        self._kick = asyncio.Event()
+        self._ticks_pending = 0
+        self._tasks: list[asyncio.Task[None]] = []
+        self._runner: web.AppRunner | None = None
+        self._session = self.rng.getrandbits(62) + 1
+        self._seq = 0
+        self._read_seq = 0
+        self._running = False
+        self.fsync_s = Histogram()
+        self.batch_entries = Histogram(bounds=(1, 2, 4, 8, 16, 32, 64, 128, 256, 512, 1024, 4096))
+        self.request_s: dict[str, Histogram] = {}
+        self.requests_total: dict[tuple[str, int], int] = {}
+        self.transport = Transport(
+            node_id=config.node_id,
+            cluster=config.cluster,
+            listen=config.me.raft,
+            peers={i: m.raft for i, m in config.members.items() if i != config.node_id},
+            deliver=self._deliver,
+            rng=random.Random(),
+        )
+        voters = ConfState(voters=tuple(sorted(config.members)))
+        for gid in range(config.shards + 1):
+            self._open_group(gid, voters)
+
+    def _open_group(self, gid: int, bootstrap: ConfState) -> None:
+        c = self.config
+        glog = self.node_log.group(gid, bootstrap)
+        snap = glog.snapshot()
+        sm = KVStateMachine()
+        sm.restore(snap.data)
+        raft_cfg = Config(
+            id=c.node_id,
+            election_ticks=c.election_ticks,
+            heartbeat_ticks=c.heartbeat_ticks,
+            applied=snap.metadata.index,
+            check_quorum=True,
+            pre_vote=True,
+            read_only_option=ReadOnlyOption.LEASE_BASED if c.lease_reads else ReadOnlyOption.SAFE,
+            lease_drift_ticks=max(1, c.election_ticks // 5),
+            max_size_per_msg=1 << 20,
+            max_inflight_msgs=256,
+        )
+        raw = RawNode(raft_cfg, glog.storage, Rng(random.Random().randrange))
+        cs = glog.storage.initial_state()[1]
+        self.groups[gid] = Group(
+            group_id=gid, raw=raw, sm=sm, conf_state=cs, snapshot_index=snap.metadata.index
+        )
+        self.logs[gid] = glog
+
+    # -- lifecycle ---------------------------------------------------------------------------
+
+    async def start(self) -> None:
+        self._running = True
+        await self.transport.start()
+        loop = asyncio.get_running_loop()
+        self._tasks = [loop.create_task(self._tick_loop()), loop.create_task(self._driver_loop())]
+        app = build_app(self)
+        self._runner = web.AppRunner(app, access_log=None)
+        await self._runner.setup()
+        host, port = self.config.me.http
+        await web.TCPSite(self._runner, host, port).start()
+        log.info(
+            "node started id=%d raft=%s:%d http=%s:%d groups=%d fsync=%s",
+            self.config.node_id,
+            *self.config.me.raft,
+            host,
+            port,
+            len(self.groups),
+            self.config.fsync,
+        )
+
+    async def stop(self) -> None:
+        self._running = False
+        for t in self._tasks:
+            t.cancel()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
+        if self._runner is not None:
+            await self._runner.cleanup()
+        await self.transport.stop()
+        self.node_log.close()
+
+    # -- the driver ----------------------------------------------------------------------------
+
+    def _deliver(self, sender: int, msgs: list[GroupMessage]) -> None:
+        groups = self.groups
+        for gm in msgs:
+            g = groups.get(gm.group)
+            if g is not None:
+                g.inbox.append(gm.message)
+        self._kick.set()
+
+    async def _tick_loop(self) -> None:
+        interval = self.config.tick_ms / 1000
+        started = time.monotonic()
+        done = 0
+        while True:
+            await asyncio.sleep(interval)
+            # Deliver every tick that is due by the monotonic clock, even after a stall.
+            due = int((time.monotonic() - started) / interval)
+            self._ticks_pending += min(due - done, _TICK_CATCH_UP_MAX)
+            done = due
+            self._kick.set()
+
+    async def _driver_loop(self) -> None:
+        while True:
+            await self._kick.wait()
+            self._kick.clear()
+            try:
+                await self._round()
+            except Exception:
+                log.exception("driver round failed; stopping the node")
+                raise
+
+    async def _round(self) -> None:
+        ticks, self._ticks_pending = self._ticks_pending, 0
+        for g in self.groups.values():
+            g.feed(ticks)
+        readies = [(g, g.raw.ready()) for g in self.groups.values() if g.raw.has_ready()]
+        if not readies:
+            return
+        # The order of `raft.ready.effects()`, split at Persist so that the Persist step of
+        # every group shares one WAL write: early sends, persist (all groups, one fdatasync),
+        # then sends that promise durability, apply, advance.
+        send = self.transport.send
+        staged: list[object] = []
+        sync = False
+        for g, rd in readies:
+            for m in rd.messages:
+                send(g.group_id, m)
+            if rd.needs_persist():
+                item = self.logs[g.group_id].stage(rd)
+                if item is not None:
+                    staged.append(item)
+                sync = sync or rd.must_sync
+        if staged:
+            started = time.perf_counter()
+            await asyncio.to_thread(self.node_log.commit, staged, sync=sync and self.config.fsync)
+            self.fsync_s.observe(time.perf_counter() - started)
+            self.batch_entries.observe(sum(len(rd.entries) for _, rd in readies))
+        for g, rd in readies:
+            for m in rd.persisted_messages:
+                send(g.group_id, m)
+            g.apply(rd)
+            g.raw.advance(rd)
+            self._maybe_snapshot(g)
+        self._kick.set()
+
+    def _maybe_snapshot(self, g: Group) -> None:
+        applied = g.sm.applied
+        if applied - g.snapshot_index < self.config.snapshot_entries:
+            return
+        self.logs[g.group_id].create_snapshot(
+            applied, g.conf_state, g.sm.snapshot(), _SNAPSHOT_KEEP
+        )
+        g.snapshot_index = applied
+        g.stats.snapshots_made += 1
+
+    # -- KVService -------------------------------------------------------------------------------
+
+    def shard_of(self, key: bytes) -> Group:
+        return self.groups[crc32c.crc32c(key) % self.config.shards + 1]
+
+    def _leader_url(self, g: Group) -> str | None:
+        lead = g.raw.lead
+        m = self.config.members.get(lead)
+        return m.http_url if m is not None else None
+
+    async def _write(self, g: Group, cmd: Command) -> Result:
+        if not g.raw.is_leader:
+            raise NotLeaderHereError(self._leader_url(g))
+        if cmd.client == 0:
+            self._seq += 1
+            cmd = Command(
+                kind=cmd.kind,
+                key=cmd.key,
+                value=cmd.value,
+                expected_revision=cmd.expected_revision,
+                client=self._session,
+                seq=self._seq,
+            )
+        fut = g.submit(cmd, encode_command(cmd), asyncio.get_running_loop())
+        self._kick.set()
+        try:
+            return await asyncio.wait_for(asyncio.shield(fut), self.config.request_timeout_s)
+        except TimeoutError:
+            g.forget(fut)  # type: ignore[arg-type]
+            raise ServiceUnavailableError("timed out waiting for the write to commit") from None
+        except ProposalDroppedError:
+            raise NotLeaderHereError(self._leader_url(g)) from None
+
+    async def _read_barrier(self, g: Group) -> None:
+        """Wait until a linearizable read of `g` may be served here (ReadIndex)."""
+        self._read_seq += 1
+        ctx = f"{self._session}:{self._read_seq}".encode()
+        fut = g.submit_read(ctx, asyncio.get_running_loop())
+        self._kick.set()
+        try:
+            await asyncio.wait_for(asyncio.shield(fut), self.config.request_timeout_s)
+        except TimeoutError:
+            g.forget(fut)  # type: ignore[arg-type]
+            raise ServiceUnavailableError("timed out confirming the read with a quorum") from None
+        except ProposalDroppedError:
+            raise ServiceUnavailableError("no leader to confirm the read") from None
+
+    async def put(
+        self, key: bytes, value: bytes, *, expected_revision: int, client: int, seq: int
+    ) -> Result:
+        kind = CommandKind.CAS if expected_revision >= 0 else CommandKind.PUT
+        cmd = Command(
+            kind=kind,
+            key=key,
+            value=value,
+            expected_revision=expected_revision,
+            client=client,
+            seq=seq,
+        )
+        return await self._timed("put", self._write(self.shard_of(key), cmd))
+
+    async def delete(self, key: bytes, *, client: int, seq: int) -> Result:
+        cmd = Command(kind=CommandKind.DELETE, key=key, client=client, seq=seq)
+        return await self._timed("delete", self._write(self.shard_of(key), cmd))
+
+    async def get(self, key: bytes, consistency: Consistency) -> ValueRecord | None:
+        async def op() -> ValueRecord | None:
+            g = self.shard_of(key)
+            if consistency != Consistency.STALE:
+                await self._read_barrier(g)
+            got = g.sm.get(key)
+            return None if got is None else ValueRecord(key=key, value=got[0], revision=got[1])
+
+        return await self._timed("get", op())
+
+    async def scan(
+        self, start: bytes, end: bytes | None, limit: int, consistency: Consistency
+    ) -> list[ValueRecord]:
+        async def op() -> list[ValueRecord]:
+            shards = [g for gid, g in sorted(self.groups.items()) if gid != CONTROLLER_GROUP]
+            if consistency != Consistency.STALE:
+                await asyncio.gather(*(self._read_barrier(g) for g in shards))
+            rows = [r for g in shards for r in g.sm.scan(start, end, limit)]
+            rows.sort()
+            return [ValueRecord(key=k, value=v, revision=r) for k, v, r in rows[:limit]]
+
+        return await self._timed("scan", op())
+
+    async def _timed(self, name: str, coro: Awaitable[_T]) -> _T:
+        started = time.perf_counter()
+        status = 200
+        try:
+            return await coro
+        except NotLeaderHereError:
+            status = 421
+            raise
+        except ServiceUnavailableError:
+            status = 503
+            raise
+        finally:
+            self.request_s.setdefault(name, Histogram()).observe(time.perf_counter() - started)
+            key = (name, status)
+            self.requests_total[key] = self.requests_total.get(key, 0) + 1
+
+    # -- status and metrics ----------------------------------------------------------------------
+
+    def cluster_status(self) -> dict[str, Any]:
+        c = self.config
+        groups = []
+        for gid, g in sorted(self.groups.items()):
+            st = g.raw.status()
+            last = st.last_index
+            lag = {}
+            if g.raw.is_leader:
+                for node_id, pr in sorted(g.raw.raft.trk.progress.items()):
+                    lag[str(node_id)] = max(0, last - pr.match)
+            groups.append(
+                {
+                    "group": gid,
+                    "role": st.soft_state.raft_state.name.lower(),
+                    "leader": st.soft_state.lead,
+                    "term": st.hard_state.term,
+                    "commit": st.hard_state.commit,
+                    "applied": g.sm.applied,
+                    "last_index": last,
+                    "voters": list(g.conf_state.voters),
+                    "learners": list(g.conf_state.learners),
+                    "follower_lag": lag,
+                }
+            )
+        return {
+            "cluster": c.cluster,
+            "node_id": c.node_id,
+            "fsync": c.fsync,
+            "members": [
+                {"id": m.node_id, "raft": f"{m.raft[0]}:{m.raft[1]}", "http": m.http_url}
+                for _, m in sorted(c.members.items())
+            ],
+            "groups": groups,
+        }
+
+    def metrics_text(self) -> str:
+        gauges: list[tuple[str, str, str, float]] = []
+        for gid, g in sorted(self.groups.items()):
+            st = g.raw.status()
+            lab = f'group="{gid}"'
+            is_leader = 1.0 if st.soft_state.raft_state == StateType.LEADER else 0.0
+            gauges += [
+                ("quorumdb_raft_term", "Current Raft term", lab, st.hard_state.term),
+                ("quorumdb_raft_is_leader", "1 if this node leads the group", lab, is_leader),
+                ("quorumdb_raft_commit_index", "Commit index", lab, st.hard_state.commit),
+                ("quorumdb_raft_applied_index", "Applied index", lab, g.sm.applied),
+                (
+                    "quorumdb_raft_apply_lag",
+                    "Committed but not applied entries",
+                    lab,
+                    st.hard_state.commit - g.sm.applied,
+                ),
+                (
+                    "quorumdb_raft_leader_changes_total",
+                    "Leader changes seen",
+                    lab,
+                    g.stats.leader_changes,
+                ),
+                ("quorumdb_raft_proposals_total", "Entries proposed", lab, g.stats.proposals),
+                (
+                    "quorumdb_raft_proposals_dropped_total",
+                    "Proposals refused",
+                    lab,
+                    g.stats.proposals_dropped,
+                ),
+                ("quorumdb_raft_snapshots_total", "Snapshots made", lab, g.stats.snapshots_made),
+            ]
+        ts = self.transport.stats
+        for peer, depth in self.transport.queue_depths().items():
+            gauges.append(
+                (
+                    "quorumdb_transport_queue_depth",
+                    "Messages queued per peer",
+                    f'peer="{peer}"',
+                    depth,
+                )
+            )
+        gauges += [
+            ("quorumdb_transport_sent_messages_total", "Messages sent", "", ts.sent_messages),
+            (
+                "quorumdb_transport_dropped_total",
+                "Messages dropped (full queue)",
+                'reason="full"',
+                ts.dropped_full,
+            ),
+            (
+                "quorumdb_transport_dropped_total",
+                "Messages dropped",
+                'reason="failed"',
+                ts.dropped_failed,
+            ),
+            (
+                "quorumdb_transport_rejected_connections_total",
+                "Bad peer connections",
+                "",
+                ts.rejected_connections,
+            ),
+        ]
+        for (name, status), n in sorted(self.requests_total.items()):
+            gauges.append(
+                ("quorumdb_api_requests_total", "API requests", f'op="{name}",status="{status}"', n)
+            )
+        hists = [
+            ("quorumdb_wal_fsync_seconds", "WAL write+fdatasync latency", "", self.fsync_s),
+            ("quorumdb_wal_batch_entries", "Entries per WAL batch", "", self.batch_entries),
+        ]
+        hists += [
+            ("quorumdb_api_request_seconds", "API request latency", f'op="{k}"', h)
+            for k, h in sorted(self.request_s.items())
+        ]
+        return render(gauges, hists)
