@@ -1,11 +1,26 @@
 """A simulated disk: writes are durable only after sync; a crash loses (or tears) the rest.
 
 Fault model (TigerBeetle's storage.zig, kept to faults a correct node must survive):
-- a crash keeps every synced byte, and of the unsynced tail possibly a prefix (a torn write);
+- a crash keeps every synced byte, and of the unsynced writes of each file possibly a prefix
+  (in write order, the last one torn);
 - a corruption flips one bit inside a synced record that is not the file's last record, so a
   correct recovery detects it (see `storage.records`) and refuses to start instead of
   trusting it.
 `replace` models the write-temp, fsync, rename, fsync-directory pattern: atomic and durable.
+
+Names have their own durability (what `quorumdb.sim.disk_fs.SimFileSystem` needs to be
+honest about directories): `create`, `rename` and `remove` change the current namespace at
+once but the durable one only at `sync_dir` of their directory; a crash keeps the durable
+namespace plus, with a tear, a prefix of the pending name operations (a journaling file
+system commits them in order). Files reached through the original single-file API
+(`append`/`replace`/`read` of a new name) are created durably, as before.
+
+Each file keeps two images: `data` (what reads see) and `durable` (what survives a crash),
+plus the writes made since the last sync. Writes may overwrite (`write` at an offset), which
+preallocated files need; appends are writes at the end.
+
+NB: directories are implicit (a path's prefix up to its last `/`); creating one costs nothing
+and is always durable.
 """
 
 from __future__ import annotations
@@ -13,28 +28,47 @@ from __future__ import annotations
 import random
 import struct
 
+import crc32c
+
 from quorumdb.storage.records import HEADER_BYTES
 
 __all__ = ["SimDisk"]
 
 _LEN = struct.Struct("<I")
+_HEADER_CRC = struct.Struct("<I")
+_LEN_TYPE_CRC = 9  # the header bytes its own CRC covers (see storage.records)
 
 
 class _File:
-    __slots__ = ("data", "synced")
+    __slots__ = ("data", "durable", "pending")
 
     def __init__(self) -> None:
         self.data = bytearray()
-        self.synced = 0
+        self.durable = bytearray()
+        self.pending: list[tuple[int, bytes]] = []  # (offset, bytes) written since the sync
+
+    def unsynced(self) -> int:
+        return sum(len(d) for _, d in self.pending)
+
+
+# A name operation: its directory and the (name, file or None for "removed") it sets; a
+# rename sets two names in one atomic operation.
+_NameOp = tuple[str, tuple[tuple[str, _File | None], ...]]
+
+
+def _dir_of(file: str) -> str:
+    return file.rpartition("/")[0]
 
 
 class SimDisk:
-    __slots__ = ("_files", "name", "rng", "stats")
+    __slots__ = ("_durable_names", "_files", "_name_ops", "name", "rng", "stats")
 
     def __init__(self, name: str, rng: random.Random) -> None:
         self.name = name
         self.rng = rng
-        self._files: dict[str, _File] = {}
+        self._files: dict[str, _File] = {}  # the current namespace
+        self._durable_names: dict[str, _File] = {}  # what a crash keeps
+        self._name_ops: list[_NameOp] = []  # not yet made durable by `sync_dir`
         self.stats = {"writes": 0, "syncs": 0, "torn": 0, "lost_bytes": 0, "corrupted": 0}
 
     def path(self, file: str) -> str:
@@ -43,67 +77,168 @@ class SimDisk:
     def _file(self, file: str) -> _File:
         f = self._files.get(file)
         if f is None:
-            f = self._files[file] = _File()
+            f = self._files[file] = self._durable_names[file] = _File()
         return f
 
     def append(self, file: str, data: bytes) -> None:
+        f = self._file(file)
+        self.write(file, len(f.data), data)
+
+    def write(self, file: str, offset: int, data: bytes | bytearray | memoryview) -> None:
+        """Write at `offset` (at most the current length: files have no holes)."""
+        f = self._file(file)
+        assert 0 <= offset <= len(f.data), f"write at {offset} beyond the end {len(f.data)}"
         self.stats["writes"] += 1
-        self._file(file).data += data
+        chunk = bytes(data)
+        f.data[offset : offset + len(chunk)] = chunk
+        f.pending.append((offset, chunk))
 
     def sync(self, file: str) -> None:
         self.stats["syncs"] += 1
         f = self._file(file)
-        f.synced = len(f.data)
+        for off, chunk in f.pending:
+            f.durable[off : off + len(chunk)] = chunk
+        f.pending.clear()
+        assert len(f.durable) == len(f.data), f"{file}: durable image differs after sync"
 
     def replace(self, file: str, data: bytes) -> None:
         f = self._file(file)
         f.data = bytearray(data)
-        f.synced = len(data)
+        f.durable = bytearray(data)
+        f.pending.clear()
 
     def read(self, file: str) -> bytes:
         return bytes(self._file(file).data)
 
+    def size(self, file: str) -> int:
+        return len(self._file(file).data)
+
     def truncate(self, file: str, length: int) -> None:
+        """Cut the file; durable at once (as if followed by an fsync)."""
         f = self._file(file)
         del f.data[length:]
-        f.synced = min(f.synced, length)
+        del f.durable[length:]
+        f.pending = [(off, chunk[: length - off]) for off, chunk in f.pending if off < length]
 
     def unsynced_bytes(self) -> int:
-        return sum(len(f.data) - f.synced for f in self._files.values())
+        return sum(f.unsynced() for f in self._files.values())
+
+    # -- names ---------------------------------------------------------------------------------
+
+    def exists(self, file: str) -> bool:
+        return file in self._files
+
+    def list_dir(self, directory: str) -> list[str]:
+        """Names (without the directory) of the files directly in `directory`, sorted."""
+        prefix = f"{directory}/" if directory else ""
+        return sorted(
+            name[len(prefix) :]
+            for name in self._files
+            if name.startswith(prefix) and "/" not in name[len(prefix) :]
+        )
+
+    def create(self, file: str) -> None:
+        """A new empty file (replacing any file of that name); the name is not yet durable."""
+        f = self._files[file] = _File()
+        self._name_ops.append((_dir_of(file), ((file, f),)))
+
+    def rename(self, src: str, dst: str) -> None:
+        """Atomically move `src` to `dst` in the same directory; durable after `sync_dir`."""
+        assert _dir_of(src) == _dir_of(dst), f"rename across directories: {src} -> {dst}"
+        f = self._files.pop(src)
+        self._files[dst] = f
+        self._name_ops.append((_dir_of(src), ((dst, f), (src, None))))
+
+    def remove(self, file: str) -> None:
+        del self._files[file]
+        self._name_ops.append((_dir_of(file), ((file, None),)))
+
+    def sync_dir(self, directory: str) -> None:
+        """Make every pending name operation in `directory` durable."""
+        self.stats["syncs"] += 1
+        rest: list[_NameOp] = []
+        for op in self._name_ops:
+            if op[0] == directory:
+                self._apply_name_op(op)
+            else:
+                rest.append(op)
+        self._name_ops = rest
+
+    def _apply_name_op(self, op: _NameOp) -> None:
+        for name, f in op[1]:
+            if f is None:
+                self._durable_names.pop(name, None)
+            else:
+                self._durable_names[name] = f
+
+    # -- faults --------------------------------------------------------------------------------
 
     def crash(self, *, tear: bool) -> None:
-        """Lose unsynced data; with `tear`, a random prefix of it survives."""
-        for name in sorted(self._files):
-            f = self._files[name]
-            extra = len(f.data) - f.synced
+        """Lose unsynced data and names; with `tear`, a random prefix of each survives."""
+        seen: set[int] = set()
+        order = [self._files[n] for n in sorted(self._files)]
+        order += [self._durable_names[n] for n in sorted(self._durable_names)]
+        for f in order:
+            if id(f) in seen:
+                continue
+            seen.add(id(f))
+            extra = f.unsynced()
             keep = self.rng.randrange(extra) if tear and extra > 0 else 0
             if extra:
                 self.stats["lost_bytes"] += extra - keep
                 if keep:
                     self.stats["torn"] += 1
-            del f.data[f.synced + keep :]
-            f.synced = len(f.data)
+            _lose_unsynced(f, keep)
+        if self._name_ops:
+            kept = self.rng.randrange(len(self._name_ops) + 1) if tear else 0
+            for op in self._name_ops[:kept]:
+                self._apply_name_op(op)
+            self._name_ops = []
+        self._files = dict(self._durable_names)
 
     def corrupt(self) -> tuple[str, int] | None:
         """Flip one bit in a synced record that is not the last one; return (file, offset)."""
         for name in sorted(self._files):
             f = self._files[name]
-            starts = _record_starts(f.data, f.synced)  # record starts, then the end
+            starts = _record_starts(f.durable)  # record starts, then the end
             if len(starts) < 3:
                 continue
             i = self.rng.randrange(len(starts) - 2)  # never the last record
             lo, hi = starts[i], starts[i + 1]
             off = self.rng.randrange(lo, hi)
-            f.data[off] ^= 1 << self.rng.randrange(8)
+            bit = 1 << self.rng.randrange(8)
+            f.durable[off] ^= bit
+            f.data[off] ^= bit
             self.stats["corrupted"] += 1
             return self.path(name), lo
         return None
 
 
-def _record_starts(data: bytearray, limit: int) -> list[int]:
+def _lose_unsynced(f: _File, keep: int) -> None:
+    """Roll `f` back to its durable image plus the first `keep` bytes of its pending writes."""
+    image = f.durable
+    for off, chunk in f.pending:
+        if keep <= 0:
+            break
+        part = chunk[:keep]
+        image[off : off + len(part)] = part
+        keep -= len(part)
+    f.pending.clear()
+    f.data = bytearray(image)
+
+
+def _record_starts(data: bytearray) -> list[int]:
+    """Starts of the complete records with a valid header (so preallocated zeros or a
+    snapshot's raw data end the walk), then the end of the last one."""
     out: list[int] = []
     off = 0
+    limit = len(data)
     while off + HEADER_BYTES <= limit:
+        if (
+            crc32c.crc32c(data[off : off + _LEN_TYPE_CRC])
+            != _HEADER_CRC.unpack_from(data, off + _LEN_TYPE_CRC)[0]
+        ):
+            break
         (length,) = _LEN.unpack_from(data, off)
         end = off + HEADER_BYTES + length
         if end > limit:
