@@ -28,11 +28,14 @@ def cli(ctx: click.Context, debug: bool) -> None:
 
 
 def _register() -> None:
-    from quorumdb.cli import check_cmd, demo_cmd, sim_cmd
+    from quorumdb.cli import check_cmd, cluster_cmd, demo_cmd, kv_cmd, sim_cmd
 
     cli.add_command(check_cmd.check)
     cli.add_command(sim_cmd.sim)
     cli.add_command(demo_cmd.demo)
+    for command in (cluster_cmd.node, cluster_cmd.up, cluster_cmd.down, cluster_cmd.status):
+        cli.add_command(command)
+    cli.add_command(kv_cmd.kv)
 
 
 _register()
@@ -70,3 +73,7 @@ def main(argv: list[str] | None = None) -> None:
         sys.stderr.write(f"quorumdb: error: {exc}\n")
         sys.exit(1)
     sys.exit(0)
+
+
+if __name__ == "__main__":
+    main()

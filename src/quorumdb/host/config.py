@@ -14,7 +14,15 @@ from typing import Any
 
 from quorumdb.errors import UserError
 
-__all__ = ["Address", "Member", "NodeConfig", "load_config", "parse_address"]
+__all__ = [
+    "Address",
+    "Member",
+    "NodeConfig",
+    "load_config",
+    "node_config_from",
+    "parse_address",
+    "render_config",
+]
 
 Address = tuple[str, int]
 
@@ -88,3 +96,89 @@ def load_config(path: Path) -> dict[str, Any]:
         raise UserError(f"config file {path} not found") from None
     except tomllib.TOMLDecodeError as exc:
         raise UserError(f"config file {path}: {exc}") from None
+
+
+_INT_KEYS = (
+    "node_id",
+    "shards",
+    "tick_ms",
+    "election_ticks",
+    "heartbeat_ticks",
+    "snapshot_entries",
+)
+_BOOL_KEYS = ("lease_reads", "fsync")
+
+
+def node_config_from(raw: dict[str, Any], env: dict[str, str]) -> NodeConfig:
+    """Build a NodeConfig from a TOML dict, then `QUORUMDB_<KEY>` environment overrides.
+
+    Raises UserError naming the key for anything missing, mistyped or out of range.
+    """
+    merged = dict(raw)
+    for key in (*_INT_KEYS, *_BOOL_KEYS, "data_dir", "cluster"):
+        value = env.get(f"QUORUMDB_{key.upper()}")
+        if value is not None:
+            merged[key] = value
+    try:
+        kwargs: dict[str, Any] = {}
+        for key in _INT_KEYS:
+            if key in merged:
+                kwargs[key] = int(merged[key])
+        for key in _BOOL_KEYS:
+            if key in merged:
+                v = merged[key]
+                kwargs[key] = v if isinstance(v, bool) else str(v).lower() in ("1", "true", "yes")
+        if "request_timeout_s" in merged:
+            kwargs["request_timeout_s"] = float(merged["request_timeout_s"])
+    except (TypeError, ValueError) as exc:
+        raise UserError(f"config: {exc}") from None
+    if "node_id" not in kwargs:
+        raise UserError("config: node_id is required")
+    if "data_dir" not in merged:
+        raise UserError("config: data_dir is required")
+    raw_members = merged.get("members")
+    if not isinstance(raw_members, dict) or not raw_members:
+        raise UserError("config: [members.<id>] tables with raft and http addresses are required")
+    members: dict[int, Member] = {}
+    for key, m in raw_members.items():
+        try:
+            node_id = int(key)
+        except ValueError:
+            raise UserError(f"config: member id {key!r} is not a number") from None
+        if not isinstance(m, dict) or "raft" not in m or "http" not in m:
+            raise UserError(f"config: member {key} needs raft = 'host:port' and http = 'host:port'")
+        members[node_id] = Member(
+            node_id=node_id,
+            raft=parse_address(str(m["raft"]), f"member {key} raft"),
+            http=parse_address(str(m["http"]), f"member {key} http"),
+        )
+    return NodeConfig(
+        data_dir=Path(str(merged["data_dir"])),
+        members=members,
+        cluster=str(merged.get("cluster", "quorumdb")),
+        **kwargs,
+    )
+
+
+def render_config(config: NodeConfig) -> str:
+    """The TOML text of `config` (what `quorumdb up` writes for each local node)."""
+    lines = [
+        f"node_id = {config.node_id}",
+        f'cluster = "{config.cluster}"',
+        f'data_dir = "{config.data_dir}"',
+        f"shards = {config.shards}",
+        f"tick_ms = {config.tick_ms}",
+        f"election_ticks = {config.election_ticks}",
+        f"heartbeat_ticks = {config.heartbeat_ticks}",
+        f"lease_reads = {str(config.lease_reads).lower()}",
+        f"fsync = {str(config.fsync).lower()}",
+        f"snapshot_entries = {config.snapshot_entries}",
+    ]
+    for node_id, m in sorted(config.members.items()):
+        lines += [
+            "",
+            f"[members.{node_id}]",
+            f'raft = "{m.raft[0]}:{m.raft[1]}"',
+            f'http = "{m.http[0]}:{m.http[1]}"',
+        ]
+    return "\n".join(lines) + "\n"

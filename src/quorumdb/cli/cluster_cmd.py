@@ -1,0 +1,132 @@
+"""`quorumdb node | up | down | status`: run one node, or a local cluster of node processes."""
+
+from __future__ import annotations
+
+import json
+import os
+import urllib.error
+import urllib.request
+from pathlib import Path
+from typing import Any
+
+import click
+from rich.console import Console
+from rich.table import Table
+
+from quorumdb.cli.local_cluster import load_cluster, start_cluster, stop_cluster, wait_ready
+from quorumdb.errors import UserError
+from quorumdb.host.config import load_config, node_config_from
+
+__all__ = ["down", "node", "status", "up"]
+
+_DIR_OPTION = click.option(
+    "--dir",
+    "cluster_dir",
+    type=click.Path(file_okay=False, path_type=Path),
+    default=Path(".quorumdb"),
+    show_default=True,
+    help="Directory of the local cluster (configs, data, logs).",
+)
+
+
+@click.command()
+@click.option(
+    "--config",
+    "config_path",
+    type=click.Path(dir_okay=False, path_type=Path),
+    required=True,
+    help="The node's TOML config (see the README for a 3-host example).",
+)
+@click.option("--unsafe-no-fsync", is_flag=True, help="UNSAFE (labs only): never fdatasync.")
+def node(config_path: Path, unsafe_no_fsync: bool) -> None:
+    """Run one node in the foreground (config file, then QUORUMDB_* environment, then flags)."""
+    from quorumdb.runtime.node_main import run_node
+
+    raw = load_config(config_path)
+    if unsafe_no_fsync:
+        raw["fsync"] = False
+    config = node_config_from(raw, dict(os.environ))
+    raise SystemExit(run_node(config))
+
+
+@click.command()
+@click.option("--nodes", type=click.IntRange(1, 9), default=3, show_default=True)
+@click.option("--base-port", type=click.IntRange(1024, 60000), default=7000, show_default=True)
+@click.option("--shards", type=click.IntRange(1, 64), default=4, show_default=True)
+@click.option("--unsafe-no-fsync", is_flag=True, help="UNSAFE (labs only): never fdatasync.")
+@_DIR_OPTION
+def up(nodes: int, base_port: int, shards: int, unsafe_no_fsync: bool, cluster_dir: Path) -> None:
+    """Start a local cluster of separate node processes and print its endpoints."""
+    console = Console()
+    cluster = start_cluster(
+        cluster_dir, nodes=nodes, base_port=base_port, shards=shards, fsync=not unsafe_no_fsync
+    )
+    console.print(f"started {nodes} nodes in {cluster_dir}/ (logs: {cluster_dir}/n*/node.log)")
+    wait_ready(cluster)
+    table = Table(title="quorumdb local cluster")
+    for col in ("node", "pid", "HTTP API", "raft"):
+        table.add_column(col)
+    for i, m in sorted(cluster.nodes.items()):
+        table.add_row(str(i), str(cluster.pids[i]), m.http_url, f"{m.raft[0]}:{m.raft[1]}")
+    console.print(table)
+    if unsafe_no_fsync:
+        console.print("[red]fsync is OFF: acknowledged writes can be lost on a crash[/red]")
+    console.print("try: quorumdb kv put hello world && quorumdb kv get hello && quorumdb status")
+
+
+@click.command()
+@_DIR_OPTION
+def down(cluster_dir: Path) -> None:
+    """Stop the local cluster (SIGTERM, then SIGKILL after 10 s)."""
+    stopped = stop_cluster(cluster_dir)
+    Console().print(f"stopped nodes {stopped}" if stopped else "no node was running")
+
+
+def _get_json(url: str) -> Any:
+    with urllib.request.urlopen(url, timeout=2.0) as resp:
+        return json.loads(resp.read())
+
+
+def endpoints_for(cluster_dir: Path, endpoints: str | None) -> list[str]:
+    if endpoints:
+        return [e if e.startswith("http") else f"http://{e}" for e in endpoints.split(",")]
+    return load_cluster(cluster_dir).http_urls
+
+
+@click.command()
+@click.option("--endpoints", default=None, help="Comma-separated host:port of nodes' HTTP APIs.")
+@_DIR_OPTION
+def status(endpoints: str | None, cluster_dir: Path) -> None:
+    """A table of nodes and groups: roles, terms, leaders, commit/applied indexes, lag."""
+    urls = endpoints_for(cluster_dir, endpoints)
+    console = Console()
+    table = Table(title="quorumdb status")
+    for col in ("node", "group", "role", "term", "leader", "commit", "applied", "follower lag"):
+        table.add_column(col, justify="right" if col not in ("role",) else "left")
+    reachable = 0
+    fsync_off = False
+    for url in urls:
+        try:
+            st = _get_json(url + "/v1/cluster")
+        except (OSError, urllib.error.URLError, ValueError) as exc:
+            table.add_row(url, "-", f"[red]unreachable[/red] ({exc})", "", "", "", "", "")
+            continue
+        reachable += 1
+        fsync_off = fsync_off or not st.get("fsync", True)
+        for g in st["groups"]:
+            lag = ", ".join(f"{k}:{v}" for k, v in g["follower_lag"].items()) or "-"
+            table.add_row(
+                str(st["node_id"]),
+                str(g["group"]),
+                g["role"],
+                str(g["term"]),
+                str(g["leader"]),
+                str(g["commit"]),
+                str(g["applied"]),
+                lag,
+            )
+    console.print(table)
+    if fsync_off:
+        console.print("[red]fsync is OFF on some node (--unsafe-no-fsync)[/red]")
+    if reachable == 0:
+        raise UserError("no node answered", hint="is the cluster up? 'quorumdb up'")

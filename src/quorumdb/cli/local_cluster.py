@@ -1,0 +1,235 @@
+"""A local cluster of node processes: layout on disk, start, health wait, stop.
+
+`quorumdb up` writes one config per node under the cluster directory (default `.quorumdb/`),
+starts each node as its own OS process (its own session, logs to `n<id>/node.log`), waits
+until every node answers `/v1/health` and every group has a leader, and records the pids in
+`cluster.json`. `quorumdb down` stops them (SIGTERM, then SIGKILL after a grace period).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from quorumdb.errors import UserError
+from quorumdb.host.config import Member, NodeConfig, render_config
+
+__all__ = [
+    "LocalCluster",
+    "load_cluster",
+    "start_cluster",
+    "stop_cluster",
+    "wait_ready",
+]
+
+_STATE = "cluster.json"
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class LocalCluster:
+    dir: Path
+    nodes: dict[int, Member]
+    pids: dict[int, int]
+
+    @property
+    def http_urls(self) -> list[str]:
+        return [m.http_url for _, m in sorted(self.nodes.items())]
+
+
+def _members(n: int, host: str, base_port: int) -> dict[int, Member]:
+    return {
+        i: Member(node_id=i, raft=(host, base_port + 100 + i), http=(host, base_port + i))
+        for i in range(1, n + 1)
+    }
+
+
+def node_command(config_path: Path, extra: list[str] | None = None) -> list[str]:
+    return [
+        sys.executable,
+        "-m",
+        "quorumdb.cli.main",
+        "node",
+        "--config",
+        str(config_path),
+        *(extra or []),
+    ]
+
+
+def start_node(cluster_dir: Path, node_id: int, extra: list[str] | None = None) -> int:
+    """Start one node process from its config in `cluster_dir`; return its pid."""
+    node_dir = cluster_dir / f"n{node_id}"
+    log = (node_dir / "node.log").open("ab")
+    proc = subprocess.Popen(
+        node_command(node_dir / "node.toml", extra),
+        stdout=log,
+        stderr=subprocess.STDOUT,
+        stdin=subprocess.DEVNULL,
+        start_new_session=True,
+    )
+    log.close()
+    return proc.pid
+
+
+def start_cluster(
+    cluster_dir: Path,
+    *,
+    nodes: int,
+    base_port: int,
+    shards: int,
+    fsync: bool,
+    host: str = "127.0.0.1",
+) -> LocalCluster:
+    if nodes < 1 or nodes > 9:
+        raise UserError(f"--nodes must be in 1..9, got {nodes}")
+    existing = _read_state(cluster_dir)
+    if existing and any(_alive(pid) for pid in existing.get("pids", {}).values()):
+        raise UserError(f"a cluster is already running in {cluster_dir}", hint="quorumdb down")
+    members = _members(nodes, host, base_port)
+    pids: dict[int, int] = {}
+    for node_id in members:
+        node_dir = cluster_dir / f"n{node_id}"
+        node_dir.mkdir(parents=True, exist_ok=True)
+        cfg = NodeConfig(
+            node_id=node_id,
+            data_dir=(node_dir / "data").resolve(),
+            members=members,
+            shards=shards,
+            fsync=fsync,
+        )
+        (node_dir / "node.toml").write_text(render_config(cfg))
+    for node_id in members:
+        pids[node_id] = start_node(cluster_dir, node_id)
+    cluster = LocalCluster(dir=cluster_dir, nodes=members, pids=pids)
+    _write_state(cluster)
+    return cluster
+
+
+def _write_state(c: LocalCluster) -> None:
+    state = {
+        "nodes": {
+            str(i): {"raft": f"{m.raft[0]}:{m.raft[1]}", "http": m.http_url}
+            for i, m in sorted(c.nodes.items())
+        },
+        "pids": {str(i): pid for i, pid in sorted(c.pids.items())},
+    }
+    (c.dir / _STATE).write_text(json.dumps(state, indent=2) + "\n")
+
+
+def _read_state(cluster_dir: Path) -> dict[str, Any] | None:
+    path = cluster_dir / _STATE
+    if not path.exists():
+        return None
+    try:
+        state = json.loads(path.read_text())
+    except ValueError as exc:
+        raise UserError(f"{path} is not valid JSON: {exc}") from None
+    if not isinstance(state, dict):
+        raise UserError(f"{path} is not a cluster state file")
+    return state
+
+
+def load_cluster(cluster_dir: Path) -> LocalCluster:
+    state = _read_state(cluster_dir)
+    if state is None:
+        raise UserError(f"no local cluster in {cluster_dir}", hint="start one with 'quorumdb up'")
+    nodes: dict[int, Member] = {}
+    for key, info in state.get("nodes", {}).items():
+        raft_host, _, raft_port = info["raft"].rpartition(":")
+        http = info["http"].removeprefix("http://")
+        http_host, _, http_port = http.rpartition(":")
+        nodes[int(key)] = Member(
+            node_id=int(key), raft=(raft_host, int(raft_port)), http=(http_host, int(http_port))
+        )
+    pids = {int(k): int(v) for k, v in state.get("pids", {}).items()}
+    return LocalCluster(dir=cluster_dir, nodes=nodes, pids=pids)
+
+
+def _alive(pid: int) -> bool:
+    with contextlib.suppress(ChildProcessError):
+        # Our own child that exited is a zombie until reaped; kill(pid, 0) would still succeed.
+        done, _ = os.waitpid(pid, os.WNOHANG)
+        if done == pid:
+            return False
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def _get_json(url: str, timeout_s: float = 1.0) -> Any:
+    with urllib.request.urlopen(url, timeout=timeout_s) as resp:
+        return json.loads(resp.read())
+
+
+def wait_ready(cluster: LocalCluster, timeout_s: float = 30.0) -> dict[str, Any]:
+    """Wait until every node answers and every group has a leader; return one status."""
+    deadline = time.monotonic() + timeout_s
+    last = "no answer yet"
+    while time.monotonic() < deadline:
+        for node_id, pid in cluster.pids.items():
+            if not _alive(pid):
+                log = cluster.dir / f"n{node_id}" / "node.log"
+                tail = (
+                    log.read_text(errors="replace").strip().splitlines()[-1:]
+                    if log.exists()
+                    else []
+                )
+                raise UserError(
+                    f"node {node_id} exited during start-up", hint=(tail[0] if tail else str(log))
+                )
+        try:
+            statuses = [_get_json(u + "/v1/cluster") for u in cluster.http_urls]
+        except (OSError, urllib.error.URLError, ValueError) as exc:
+            last = str(exc)
+            time.sleep(0.1)
+            continue
+        if all(all(g["leader"] for g in s["groups"]) for s in statuses):
+            first: dict[str, Any] = statuses[0]
+            return first
+        last = "waiting for leaders"
+        time.sleep(0.1)
+    raise UserError(f"cluster not ready after {timeout_s:.0f} s: {last}")
+
+
+def stop_cluster(cluster_dir: Path, grace_s: float = 10.0) -> list[int]:
+    """Stop every node of the local cluster; return the ids that were running."""
+    cluster = load_cluster(cluster_dir)
+    running = [i for i, pid in sorted(cluster.pids.items()) if _alive(pid)]
+    for i in running:
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(cluster.pids[i], signal.SIGTERM)
+    deadline = time.monotonic() + grace_s
+    while time.monotonic() < deadline and any(_alive(cluster.pids[i]) for i in running):
+        _reap()
+        time.sleep(0.05)
+    for i in running:
+        if _alive(cluster.pids[i]):
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(cluster.pids[i], signal.SIGKILL)
+    _reap()
+    (cluster_dir / _STATE).unlink(missing_ok=True)
+    return running
+
+
+def _reap() -> None:
+    """Collect exited children (when the cluster was started by this very process)."""
+    while True:
+        try:
+            pid, _ = os.waitpid(-1, os.WNOHANG)
+        except ChildProcessError:
+            return
+        if pid == 0:
+            return

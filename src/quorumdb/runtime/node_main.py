@@ -1,0 +1,63 @@
+"""One node process: logging, the event loop (uvloop when available), signals, clean exit.
+
+A node that cannot start (corrupt WAL, port in use, bad config) prints one line naming the
+cause (the file and offset, for corruption) and exits non-zero; SIGTERM and SIGINT stop it
+gracefully (the WAL is closed after the last batch).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import signal
+import sys
+
+from quorumdb.errors import QuorumError
+from quorumdb.host.config import NodeConfig
+from quorumdb.host.node_host import NodeHost
+from quorumdb.host.wal_log import WalNodeLog
+
+__all__ = ["run_node"]
+
+log = logging.getLogger("quorumdb.node")
+
+
+def _setup_logging(node_id: int) -> None:
+    logging.basicConfig(
+        level=logging.INFO,
+        format=f"%(asctime)s level=%(levelname)s node={node_id} logger=%(name)s %(message)s",
+        stream=sys.stderr,
+    )
+
+
+async def _serve(config: NodeConfig) -> None:
+    node_log = WalNodeLog.open(config.data_dir)
+    host = NodeHost(config, node_log)
+    await host.start()
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)
+    await stop.wait()
+    log.info("stopping")
+    await host.stop()
+
+
+def run_node(config: NodeConfig) -> int:
+    """Run until signalled; return the process exit status."""
+    _setup_logging(config.node_id)
+    try:
+        import uvloop
+
+        runner = uvloop.run
+    except ImportError:
+        runner = asyncio.run
+    try:
+        runner(_serve(config))
+    except QuorumError as exc:
+        sys.stderr.write(f"quorumdb: error: node {config.node_id} cannot run: {exc}\n")
+        return 1
+    except OSError as exc:
+        sys.stderr.write(f"quorumdb: error: node {config.node_id}: {exc}\n")
+        return 1
+    return 0
