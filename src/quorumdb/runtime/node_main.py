@@ -48,12 +48,13 @@ def run_node(config: NodeConfig) -> int:
     _setup_logging(config.node_id)
     try:
         import uvloop
-
-        runner = uvloop.run
     except ImportError:
-        runner = asyncio.run
+        uvloop = None  # type: ignore[assignment]
     try:
-        runner(_serve(config))
+        if uvloop is not None:
+            uvloop.run(_serve(config))
+        else:
+            asyncio.run(_serve(config))
     except QuorumError as exc:
         sys.stderr.write(f"quorumdb: error: node {config.node_id} cannot run: {exc}\n")
         return 1
