@@ -26,6 +26,8 @@ from quorumdb.host.config import Member, NodeConfig, render_config
 
 __all__ = [
     "LocalCluster",
+    "add_local_node",
+    "forget_local_node",
     "load_cluster",
     "start_cluster",
     "stop_cluster",
@@ -112,6 +114,55 @@ def start_cluster(
     cluster = LocalCluster(dir=cluster_dir, nodes=members, pids=pids)
     _write_state(cluster)
     return cluster
+
+
+def add_local_node(cluster_dir: Path, *, shards: int | None = None) -> tuple[LocalCluster, Member]:
+    """Write the config of the next node (id = max + 1) and start it, empty; return it."""
+    cluster = load_cluster(cluster_dir)
+    node_id = max(cluster.nodes) + 1
+    first = cluster.nodes[min(cluster.nodes)]
+    base_port = first.http[1] - first.node_id
+    member = Member(
+        node_id=node_id,
+        raft=(first.raft[0], base_port + 100 + node_id),
+        http=(first.http[0], base_port + node_id),
+    )
+    members = {**cluster.nodes, node_id: member}
+    node_dir = cluster_dir / f"n{node_id}"
+    node_dir.mkdir(parents=True, exist_ok=True)
+    existing = (cluster_dir / f"n{first.node_id}" / "node.toml").read_text()
+    shard_count = shards if shards is not None else _shards_of(existing)
+    cfg = NodeConfig(
+        node_id=node_id,
+        data_dir=(node_dir / "data").resolve(),
+        members=members,
+        shards=shard_count,
+    )
+    (node_dir / "node.toml").write_text(render_config(cfg))
+    pids = {**cluster.pids, node_id: start_node(cluster_dir, node_id)}
+    grown = LocalCluster(dir=cluster_dir, nodes=members, pids=pids)
+    _write_state(grown)
+    return grown, member
+
+
+def forget_local_node(cluster_dir: Path, node_id: int) -> None:
+    """Stop a removed node's process and drop it from the cluster state."""
+    cluster = load_cluster(cluster_dir)
+    pid = cluster.pids.get(node_id)
+    if pid is not None and _alive(pid):
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(pid, signal.SIGTERM)
+    nodes = {i: m for i, m in cluster.nodes.items() if i != node_id}
+    pids = {i: p for i, p in cluster.pids.items() if i != node_id}
+    _write_state(LocalCluster(dir=cluster_dir, nodes=nodes, pids=pids))
+
+
+def _shards_of(toml_text: str) -> int:
+    for line in toml_text.splitlines():
+        key, _, value = line.partition("=")
+        if key.strip() == "shards":
+            return int(value.strip())
+    return 4
 
 
 def _write_state(c: LocalCluster) -> None:

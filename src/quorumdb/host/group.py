@@ -60,12 +60,17 @@ class Group:
     proposals: list[_Pending] = field(default_factory=list)
     writes: dict[_REQ_KEY, list[asyncio.Future[Result]]] = field(default_factory=dict)
     read_requests: list[tuple[bytes, asyncio.Future[int]]] = field(default_factory=list)
+    actions: list[tuple[Callable[[RawNode], None], asyncio.Future[None]]] = field(
+        default_factory=list
+    )
     reads: dict[bytes, asyncio.Future[int]] = field(default_factory=dict)
     waiting_reads: list[tuple[int, asyncio.Future[int]]] = field(default_factory=list)
     snapshot_index: int = 0
     last_lead: int = 0
+    force_snapshot: bool = False
     stats: GroupStats = field(default_factory=GroupStats)
     on_conf_change: Callable[[ConfState], None] | None = None
+    on_command: Callable[[Command, Result], None] | None = None
 
     # -- requests (called by the API side) -----------------------------------------------
 
@@ -81,6 +86,14 @@ class Group:
             return fut
         self.writes[key] = [fut]
         self.proposals.append(_Pending(data=data, key=key, future=fut))
+        return fut
+
+    def submit_action(
+        self, act: Callable[[RawNode], None], loop: asyncio.AbstractEventLoop
+    ) -> asyncio.Future[None]:
+        """Run `act(raw)` in the driver loop (admin operations: conf changes, transfers)."""
+        fut: asyncio.Future[None] = loop.create_future()
+        self.actions.append((act, fut))
         return fut
 
     def submit_read(self, ctx: bytes, loop: asyncio.AbstractEventLoop) -> asyncio.Future[int]:
@@ -103,6 +116,17 @@ class Group:
                     raw.step(m)
         if self.proposals:
             self._propose()
+        if self.actions:
+            acts, self.actions = self.actions, []
+            for act, done in acts:
+                try:
+                    act(raw)
+                except RaftError as exc:
+                    if not done.done():
+                        done.set_exception(exc)
+                    continue
+                if not done.done():
+                    done.set_result(None)
         if self.read_requests:
             reqs, self.read_requests = self.read_requests, []
             for ctx, fut in reqs:
@@ -153,6 +177,8 @@ class Group:
                 continue
             cmd = decode_command(e.data)
             result = self.sm.apply(e.index, cmd)
+            if result is not None and self.on_command is not None:
+                self.on_command(cmd, result)
             waiting = self.writes.pop((cmd.client, cmd.seq), None)
             if waiting is None or result is None:
                 continue

@@ -18,21 +18,24 @@ has every member as a voter (replication factor = cluster size).
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import functools
+import json
 import logging
 import random
 import time
-from collections.abc import Awaitable
+from collections.abc import Awaitable, Callable
 from typing import Any, TypeVar
 
 import crc32c
 from aiohttp import web
 
-from quorumdb.host.config import NodeConfig
+from quorumdb.host.config import Member, NodeConfig, parse_address
 from quorumdb.host.group import Group
 from quorumdb.host.metrics import Histogram, render
 from quorumdb.host.persistence import GroupLog, NodeLog
 from quorumdb.kv.api import build_app
-from quorumdb.kv.commands import Command, CommandKind, Result, encode_command
+from quorumdb.kv.commands import Command, CommandKind, Outcome, Result, encode_command
 from quorumdb.kv.service import (
     Consistency,
     NotLeaderHereError,
@@ -41,6 +44,9 @@ from quorumdb.kv.service import (
 )
 from quorumdb.kv.state_machine import KVStateMachine
 from quorumdb.raft import (
+    ConfChange,
+    ConfChangeSingle,
+    ConfChangeType,
     Config,
     ConfState,
     ProposalDroppedError,
@@ -59,6 +65,9 @@ log = logging.getLogger("quorumdb.host")
 _T = TypeVar("_T")
 
 CONTROLLER_GROUP = 0
+_MEMBER_PREFIX = b"member/"
+_MEMBER_END = b"member0"
+_ADMIN_TIMEOUT_S = 30.0
 _TICK_CATCH_UP_MAX = 100
 _SNAPSHOT_KEEP = 1_000
 
@@ -70,6 +79,7 @@ class NodeHost:
         self.config = config
         self.node_log = node_log
         self.rng = random.Random()
+        self.members: dict[int, Member] = dict(config.members)
         self.groups: dict[int, Group] = {}
         self.logs: dict[int, GroupLog] = {}
         self._kick = asyncio.Event()
@@ -77,6 +87,7 @@ class NodeHost:
         self._tasks: list[asyncio.Task[None]] = []
         self._runner: web.AppRunner | None = None
         self._session = self.rng.getrandbits(62) + 1
+        self._last_voters: dict[int, set[int]] = {}
         self._seq = 0
         self._read_seq = 0
         self._running = False
@@ -116,9 +127,13 @@ class NodeHost:
         )
         raw = RawNode(raft_cfg, glog.storage, Rng(random.Random().randrange))
         cs = glog.storage.initial_state()[1]
-        self.groups[gid] = Group(
-            group_id=gid, raw=raw, sm=sm, conf_state=cs, snapshot_index=snap.metadata.index
-        )
+        g = Group(group_id=gid, raw=raw, sm=sm, conf_state=cs, snapshot_index=snap.metadata.index)
+        g.on_conf_change = lambda conf, g=g: self._on_conf_change(g, conf)
+        if gid == CONTROLLER_GROUP:
+            g.on_command = self._on_controller_command
+            for key, value, _ in sm.scan(_MEMBER_PREFIX, _MEMBER_END, 10_000):
+                self._apply_member_record(key, value)
+        self.groups[gid] = g
         self.logs[gid] = glog
 
     # -- lifecycle ---------------------------------------------------------------------------
@@ -216,18 +231,148 @@ class NodeHost:
                 send(g.group_id, m)
             g.apply(rd)
             g.raw.advance(rd)
-            self._maybe_snapshot(g)
+            self._maybe_snapshot(g, force=g.force_snapshot)
+            g.force_snapshot = False
         self._kick.set()
 
-    def _maybe_snapshot(self, g: Group) -> None:
+    def _maybe_snapshot(self, g: Group, *, force: bool = False) -> None:
         applied = g.sm.applied
-        if applied - g.snapshot_index < self.config.snapshot_entries:
+        if applied <= g.snapshot_index or (
+            not force and applied - g.snapshot_index < self.config.snapshot_entries
+        ):
             return
-        self.logs[g.group_id].create_snapshot(
-            applied, g.conf_state, g.sm.snapshot(), _SNAPSHOT_KEEP
-        )
+        # A forced snapshot (a member joined) compacts fully, so that the newcomer is sent
+        # a snapshot whose membership includes it rather than a log that predates it.
+        keep = 0 if force else _SNAPSHOT_KEEP
+        self.logs[g.group_id].create_snapshot(applied, g.conf_state, g.sm.snapshot(), keep)
         g.snapshot_index = applied
         g.stats.snapshots_made += 1
+
+    # -- membership ------------------------------------------------------------------------------
+
+    def _on_conf_change(self, g: Group, conf: ConfState) -> None:
+        voters = set(conf.voters) | set(conf.learners)
+        log.info(
+            "group=%d configuration voters=%s learners=%s", g.group_id, conf.voters, conf.learners
+        )
+        if voters - self._last_voters.get(g.group_id, voters):
+            g.force_snapshot = True
+        self._last_voters[g.group_id] = voters
+
+    def _on_controller_command(self, cmd: Command, result: Result) -> None:
+        if cmd.key.startswith(_MEMBER_PREFIX) and result.outcome == Outcome.OK:
+            value = None if cmd.kind == CommandKind.DELETE else cmd.value
+            self._apply_member_record(cmd.key, value)
+
+    def _apply_member_record(self, key: bytes, value: bytes | None) -> None:
+        node_id = int(key[len(_MEMBER_PREFIX) :])
+        if node_id == self.config.node_id:
+            return
+        if value is None:
+            self.members.pop(node_id, None)
+            self.transport.remove_peer(node_id)
+            log.info("member removed id=%d", node_id)
+            return
+        info = json.loads(value)
+        m = Member(
+            node_id=node_id,
+            raft=parse_address(info["raft"], "member raft"),
+            http=parse_address(info["http"], "member http"),
+        )
+        self.members[node_id] = m
+        self.transport.add_peer(node_id, m.raft)
+        log.info("member known id=%d raft=%s http=%s", node_id, info["raft"], info["http"])
+
+    async def _act(self, g: Group, act: Callable[[RawNode], None]) -> None:
+        fut = g.submit_action(act, asyncio.get_running_loop())
+        self._kick.set()
+        try:
+            await fut
+        except ProposalDroppedError as exc:
+            raise ServiceUnavailableError(f"group {g.group_id}: {exc}") from None
+
+    async def _until(self, cond: Callable[[], bool], what: str, timeout_s: float) -> None:
+        deadline = time.monotonic() + timeout_s
+        while not cond():
+            if time.monotonic() > deadline:
+                raise ServiceUnavailableError(f"timed out waiting for {what}")
+            await asyncio.sleep(0.01)
+
+    async def _change(self, g: Group, change: ConfChangeSingle) -> None:
+        """Propose one simple membership change on `g` and wait until it applies here."""
+        want_in = change.type != ConfChangeType.REMOVE_NODE
+        node_id = change.node_id
+        deadline = time.monotonic() + _ADMIN_TIMEOUT_S
+
+        def done() -> bool:
+            return (node_id in g.conf_state.voters) == want_in
+
+        while not done():
+            if time.monotonic() > deadline:
+                raise ServiceUnavailableError(f"group {g.group_id}: {change} did not apply")
+            cc = ConfChange(changes=(change,))
+            with contextlib.suppress(ServiceUnavailableError):
+                await self._act(g, functools.partial(RawNode.propose_conf_change, cc=cc))
+            # Refused (another change pending), dropped or lost: look again, then re-propose.
+            with contextlib.suppress(ServiceUnavailableError):
+                await self._until(done, f"group {g.group_id} to apply {change}", 2.0)
+        log.info("group=%d applied %s", g.group_id, change)
+
+    def _require_controller_leader(self) -> None:
+        g = self.groups[CONTROLLER_GROUP]
+        if not g.raw.is_leader:
+            raise NotLeaderHereError(self._leader_url(g))
+
+    async def add_member(self, node_id: int, raft: str, http: str) -> dict[str, Any]:
+        """Make `node_id` a voter of every group (it must be running, with an empty data dir)."""
+        self._require_controller_leader()
+        parse_address(raft, "raft address")
+        parse_address(http, "http address")
+        record = json.dumps({"raft": raft, "http": http}).encode()
+        ctl = self.groups[CONTROLLER_GROUP]
+        await self._write(
+            ctl, Command(kind=CommandKind.PUT, key=_member_key(node_id), value=record)
+        )
+        change = ConfChangeSingle(type=ConfChangeType.ADD_NODE, node_id=node_id)
+        await asyncio.gather(*(self._change(g, change) for g in self.groups.values()))
+        return {"added": node_id, "groups": sorted(self.groups)}
+
+    async def remove_member(self, node_id: int) -> dict[str, Any]:
+        """Remove `node_id` from every group (moving leadership away first) and forget it."""
+        self._require_controller_leader()
+        voters = self.groups[CONTROLLER_GROUP].conf_state.voters
+        if node_id not in voters:
+            raise LookupError(f"node {node_id} is not a member")
+        if node_id == self.config.node_id:
+            raise LookupError("ask another node to remove this one (it leads the controller)")
+        others = [i for i in sorted(voters) if i != node_id]
+        for g in self.groups.values():
+            if g.raw.lead == node_id:
+                to = others[0]
+                await self._act(g, functools.partial(RawNode.transfer_leader, transferee=to))
+                moved = functools.partial(_lead_is_not, g, (0, node_id))
+                await self._until(moved, "leadership to move", 10.0)
+        change = ConfChangeSingle(type=ConfChangeType.REMOVE_NODE, node_id=node_id)
+        for g in self.groups.values():
+            await self._change(g, change)
+        ctl = self.groups[CONTROLLER_GROUP]
+        await self._write(ctl, Command(kind=CommandKind.DELETE, key=_member_key(node_id)))
+        return {"removed": node_id}
+
+    async def transfer_leader(self, to: int, group: int | None) -> dict[str, Any]:
+        """Ask the leaders of `group` (or of every group) to hand leadership to `to`."""
+        if to not in self.members:
+            raise LookupError(f"node {to} is not a member")
+        if group is not None and group not in self.groups:
+            raise LookupError(f"no group {group}")
+        targets = [self.groups[group]] if group is not None else list(self.groups.values())
+        for g in targets:
+            if g.raw.lead != to:
+                await self._act(g, functools.partial(RawNode.transfer_leader, transferee=to))
+        for g in targets:
+            arrived = functools.partial(_lead_is, g, to)
+            await self._until(arrived, f"group {g.group_id} leader {to}", 10.0)
+        return {"leader": to, "groups": [g.group_id for g in targets]}
 
     # -- KVService -------------------------------------------------------------------------------
 
@@ -236,7 +381,7 @@ class NodeHost:
 
     def _leader_url(self, g: Group) -> str | None:
         lead = g.raw.lead
-        m = self.config.members.get(lead)
+        m = self.members.get(lead)
         return m.http_url if m is not None else None
 
     async def _write(self, g: Group, cmd: Command) -> Result:
@@ -365,7 +510,7 @@ class NodeHost:
             "fsync": c.fsync,
             "members": [
                 {"id": m.node_id, "raft": f"{m.raft[0]}:{m.raft[1]}", "http": m.http_url}
-                for _, m in sorted(c.members.items())
+                for _, m in sorted(self.members.items())
             ],
             "groups": groups,
         }
@@ -446,3 +591,15 @@ class NodeHost:
             for k, h in sorted(self.request_s.items())
         ]
         return render(gauges, hists)
+
+
+def _member_key(node_id: int) -> bytes:
+    return _MEMBER_PREFIX + str(node_id).encode()
+
+
+def _lead_is(g: Group, node_id: int) -> bool:
+    return g.raw.lead == node_id
+
+
+def _lead_is_not(g: Group, node_ids: tuple[int, ...]) -> bool:
+    return g.raw.lead not in node_ids

@@ -96,6 +96,27 @@ ROUTES = (
         ),
     ),
     _Route("GET", "/v1/cluster", "Members, groups, leaders, terms, indexes, follower lag"),
+    _Route(
+        "POST",
+        "/v1/admin/members",
+        "Add a node as a voter of every group (start it first, with an empty data dir)",
+        body='{"id": int, "raft": "host:port", "http": "host:port"}',
+        responses=((200, "added"), (421, "not the controller leader")),
+    ),
+    _Route(
+        "DELETE",
+        "/v1/admin/members/{id}",
+        "Remove a node from every group (leadership is moved away first)",
+        (("id", "path", "node id"),),
+        responses=((200, "removed"), (404, "not a member")),
+    ),
+    _Route(
+        "POST",
+        "/v1/admin/transfer-leader",
+        "Move leadership of one group (or all) to a node",
+        body='{"to": int, "group"?: int}',
+        responses=((200, "moved"), (404, "unknown node or group")),
+    ),
     _Route("GET", "/v1/health", "Liveness of this node"),
     _Route("GET", "/metrics", "Prometheus text metrics"),
     _Route("GET", "/v1/openapi.json", "This document"),
@@ -154,6 +175,8 @@ async def _errors(request: web.Request, handler: Handler) -> web.StreamResponse:
         return resp
     except ServiceUnavailableError as exc:
         return _error(503, str(exc))
+    except LookupError as exc:
+        return _error(404, str(exc).strip("'\""))
     except web.HTTPRequestEntityTooLarge:
         return _error(413, f"request body larger than {_BODY_BYTES_MAX} bytes")
     except web.HTTPNotFound:
@@ -276,6 +299,31 @@ async def _cluster(request: web.Request) -> web.StreamResponse:
     return web.json_response(request.app[_SERVICE].cluster_status())
 
 
+async def _add_member(request: web.Request) -> web.StreamResponse:
+    body = await _json_body(request)
+    node_id = _int_field(body, "id", 0, 1, 1 << 31)
+    raft, http = body.get("raft"), body.get("http")
+    if not isinstance(raft, str) or not isinstance(http, str):
+        raise _HTTPError(400, "'raft' and 'http' must be 'host:port' strings")
+    return web.json_response(await request.app[_SERVICE].add_member(node_id, raft, http))
+
+
+async def _remove_member(request: web.Request) -> web.StreamResponse:
+    try:
+        node_id = int(request.match_info["id"])
+    except ValueError:
+        raise _HTTPError(400, "node id must be an integer") from None
+    return web.json_response(await request.app[_SERVICE].remove_member(node_id))
+
+
+async def _transfer_leader(request: web.Request) -> web.StreamResponse:
+    body = await _json_body(request)
+    to = _int_field(body, "to", 0, 1, 1 << 31)
+    group = _int_field(body, "group", -1, -1, 1 << 16)
+    result = await request.app[_SERVICE].transfer_leader(to, None if group < 0 else group)
+    return web.json_response(result)
+
+
 async def _health(request: web.Request) -> web.StreamResponse:
     return web.json_response({"status": "ok"})
 
@@ -295,6 +343,9 @@ _HANDLERS: dict[tuple[str, str], Handler] = {
     ("DELETE", "/v1/kv/{key}"): _delete,
     ("GET", "/v1/kv"): _scan,
     ("GET", "/v1/cluster"): _cluster,
+    ("POST", "/v1/admin/members"): _add_member,
+    ("DELETE", "/v1/admin/members/{id}"): _remove_member,
+    ("POST", "/v1/admin/transfer-leader"): _transfer_leader,
     ("GET", "/v1/health"): _health,
     ("GET", "/metrics"): _metrics,
     ("GET", "/v1/openapi.json"): _openapi,
