@@ -53,13 +53,32 @@ def node(config_path: Path, unsafe_no_fsync: bool) -> None:
 @click.option("--nodes", type=click.IntRange(1, 9), default=3, show_default=True)
 @click.option("--base-port", type=click.IntRange(1024, 60000), default=7000, show_default=True)
 @click.option("--shards", type=click.IntRange(1, 64), default=4, show_default=True)
+@click.option(
+    "--snapshot-entries",
+    type=click.IntRange(10, 10_000_000),
+    default=10_000,
+    show_default=True,
+    help="Applied entries between snapshots of a group.",
+)
 @click.option("--unsafe-no-fsync", is_flag=True, help="UNSAFE (labs only): never fdatasync.")
 @_DIR_OPTION
-def up(nodes: int, base_port: int, shards: int, unsafe_no_fsync: bool, cluster_dir: Path) -> None:
+def up(  # noqa: PLR0917  (click passes options positionally)
+    nodes: int,
+    base_port: int,
+    shards: int,
+    snapshot_entries: int,
+    unsafe_no_fsync: bool,
+    cluster_dir: Path,
+) -> None:
     """Start a local cluster of separate node processes and print its endpoints."""
     console = Console()
     cluster = start_cluster(
-        cluster_dir, nodes=nodes, base_port=base_port, shards=shards, fsync=not unsafe_no_fsync
+        cluster_dir,
+        nodes=nodes,
+        base_port=base_port,
+        shards=shards,
+        fsync=not unsafe_no_fsync,
+        snapshot_entries=snapshot_entries,
     )
     console.print(f"started {nodes} nodes in {cluster_dir}/ (logs: {cluster_dir}/n*/node.log)")
     wait_ready(cluster)

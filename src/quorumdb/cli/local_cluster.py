@@ -30,8 +30,10 @@ __all__ = [
     "forget_local_node",
     "load_cluster",
     "start_cluster",
+    "start_node",
     "stop_cluster",
     "wait_ready",
+    "write_state",
 ]
 
 _STATE = "cluster.json"
@@ -89,6 +91,7 @@ def start_cluster(
     base_port: int,
     shards: int,
     fsync: bool,
+    snapshot_entries: int = 10_000,
     host: str = "127.0.0.1",
 ) -> LocalCluster:
     if nodes < 1 or nodes > 9:
@@ -107,12 +110,13 @@ def start_cluster(
             members=members,
             shards=shards,
             fsync=fsync,
+            snapshot_entries=snapshot_entries,
         )
         (node_dir / "node.toml").write_text(render_config(cfg))
     for node_id in members:
         pids[node_id] = start_node(cluster_dir, node_id)
     cluster = LocalCluster(dir=cluster_dir, nodes=members, pids=pids)
-    _write_state(cluster)
+    write_state(cluster)
     return cluster
 
 
@@ -141,7 +145,7 @@ def add_local_node(cluster_dir: Path, *, shards: int | None = None) -> tuple[Loc
     (node_dir / "node.toml").write_text(render_config(cfg))
     pids = {**cluster.pids, node_id: start_node(cluster_dir, node_id)}
     grown = LocalCluster(dir=cluster_dir, nodes=members, pids=pids)
-    _write_state(grown)
+    write_state(grown)
     return grown, member
 
 
@@ -154,7 +158,7 @@ def forget_local_node(cluster_dir: Path, node_id: int) -> None:
             os.kill(pid, signal.SIGTERM)
     nodes = {i: m for i, m in cluster.nodes.items() if i != node_id}
     pids = {i: p for i, p in cluster.pids.items() if i != node_id}
-    _write_state(LocalCluster(dir=cluster_dir, nodes=nodes, pids=pids))
+    write_state(LocalCluster(dir=cluster_dir, nodes=nodes, pids=pids))
 
 
 def _shards_of(toml_text: str) -> int:
@@ -165,7 +169,7 @@ def _shards_of(toml_text: str) -> int:
     return 4
 
 
-def _write_state(c: LocalCluster) -> None:
+def write_state(c: LocalCluster) -> None:
     state = {
         "nodes": {
             str(i): {"raft": f"{m.raft[0]}:{m.raft[1]}", "http": m.http_url}

@@ -1,0 +1,181 @@
+"""Real node processes on loopback for end-to-end tests: start, kill -9, restart, poll.
+
+Each cluster gets its own directory and a random free port range, so tests can run in
+parallel. Waiting is always a bounded poll of a condition that names what it waits for.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import random
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from quorumdb.cli.local_cluster import (
+    LocalCluster,
+    load_cluster,
+    start_node,
+    stop_cluster,
+    write_state,
+)
+
+QUORUMDB = str(Path(sys.executable).parent / "quorumdb")
+
+
+def _port_free(port: int) -> bool:
+    with socket.socket() as s:
+        try:
+            s.bind(("127.0.0.1", port))
+        except OSError:
+            return False
+    return True
+
+
+def free_base_port(nodes: int = 5) -> int:
+    rng = random.Random()
+    for _ in range(200):
+        base = rng.randrange(20_000, 55_000, 200)
+        ports = [base + i for i in range(1, nodes + 1)] + [
+            base + 100 + i for i in range(1, nodes + 1)
+        ]
+        if all(_port_free(p) for p in ports):
+            return base
+    raise RuntimeError("no free port range found")
+
+
+def run_cli(*args: str, timeout_s: float = 120.0) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [QUORUMDB, *args], capture_output=True, text=True, timeout=timeout_s, check=False
+    )
+
+
+def wait_for(cond: Callable[[], bool], what: str, timeout_s: float = 30.0) -> None:
+    deadline = time.monotonic() + timeout_s
+    while True:
+        try:
+            if cond():
+                return
+        except (OSError, urllib.error.URLError, ValueError, KeyError):
+            pass
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out after {timeout_s:.0f} s waiting for {what}")
+        time.sleep(0.05)
+
+
+def get_json(url: str, timeout_s: float = 2.0) -> Any:
+    with urllib.request.urlopen(url, timeout=timeout_s) as resp:
+        return json.loads(resp.read())
+
+
+class Cluster:
+    """A local cluster started through the real CLI (`quorumdb up`)."""
+
+    def __init__(
+        self, root: Path, *, nodes: int = 3, shards: int = 2, extra: tuple[str, ...] = ()
+    ) -> None:
+        self.dir = root / "cluster"
+        self.base_port = free_base_port()
+        proc = run_cli(
+            "up",
+            "--dir",
+            str(self.dir),
+            "--nodes",
+            str(nodes),
+            "--shards",
+            str(shards),
+            "--base-port",
+            str(self.base_port),
+            *extra,
+        )
+        assert proc.returncode == 0, f"quorumdb up failed: {proc.stdout}\n{proc.stderr}"
+
+    @property
+    def state(self) -> LocalCluster:
+        return load_cluster(self.dir)
+
+    def url(self, node_id: int) -> str:
+        return self.state.nodes[node_id].http_url
+
+    @property
+    def urls(self) -> list[str]:
+        return self.state.http_urls
+
+    def status(self, node_id: int) -> dict[str, Any]:
+        st: dict[str, Any] = get_json(self.url(node_id) + "/v1/cluster")
+        return st
+
+    def leaders(self, via: int) -> dict[int, int]:
+        return {g["group"]: g["leader"] for g in self.status(via)["groups"]}
+
+    def busiest_leader(self) -> int:
+        for node_id in sorted(self.state.nodes):
+            try:
+                counts: dict[int, int] = {}
+                for lead in self.leaders(node_id).values():
+                    counts[lead] = counts.get(lead, 0) + 1
+                return max(counts, key=lambda n: (counts[n], -n))
+            except (OSError, urllib.error.URLError):
+                continue
+        raise AssertionError("no node answered /v1/cluster")
+
+    def kill9(self, node_id: int) -> None:
+        pid = self.state.pids[node_id]
+        os.kill(pid, signal.SIGKILL)
+        wait_for(lambda: not _alive(pid), f"node {node_id} (pid {pid}) to die")
+
+    def restart(self, node_id: int) -> None:
+        pid = start_node(self.dir, node_id)
+        state = self.state
+        pids = {**state.pids, node_id: pid}
+        write_state(LocalCluster(dir=self.dir, nodes=state.nodes, pids=pids))
+        wait_for(
+            lambda: get_json(self.url(node_id) + "/v1/health")["status"] == "ok",
+            f"node {node_id} up",
+        )
+
+    def wait_all_leaders(self, via: int, timeout_s: float = 30.0) -> None:
+        alive = {i for i, p in self.state.pids.items() if _alive(p)}
+        wait_for(
+            lambda: all(lead in alive for lead in self.leaders(via).values()),
+            f"every group to have a live leader (seen from node {via})",
+            timeout_s,
+        )
+
+    def data_dir(self, node_id: int) -> Path:
+        return self.dir / f"n{node_id}" / "data"
+
+    def log(self, node_id: int) -> str:
+        return (self.dir / f"n{node_id}" / "node.log").read_text(errors="replace")
+
+    def stop(self) -> None:
+        try:
+            stop_cluster(self.dir, grace_s=5.0)
+        except Exception:
+            # Best effort in teardown: whatever went wrong, leave no process behind.
+            for pid in self.state.pids.values():
+                with contextlib.suppress(ProcessLookupError):
+                    os.kill(pid, signal.SIGKILL)
+
+
+def _alive(pid: int) -> bool:
+    try:
+        done, _ = os.waitpid(pid, os.WNOHANG)
+        if done == pid:
+            return False
+    except ChildProcessError:
+        pass
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    return True
