@@ -243,7 +243,7 @@ class NodeHost:
             return
         # A forced snapshot (a member joined) compacts fully, so that the newcomer is sent
         # a snapshot whose membership includes it rather than a log that predates it.
-        keep = 0 if force else _SNAPSHOT_KEEP
+        keep = 0 if force else min(_SNAPSHOT_KEEP, self.config.snapshot_entries // 2)
         self.logs[g.group_id].create_snapshot(applied, g.conf_state, g.sm.snapshot(), keep)
         g.snapshot_index = applied
         g.stats.snapshots_made += 1
@@ -546,6 +546,12 @@ class NodeHost:
                     g.stats.proposals_dropped,
                 ),
                 ("quorumdb_raft_snapshots_total", "Snapshots made", lab, g.stats.snapshots_made),
+                (
+                    "quorumdb_raft_snapshots_installed_total",
+                    "Snapshots received from a leader and installed",
+                    lab,
+                    g.stats.snapshots_installed,
+                ),
             ]
         ts = self.transport.stats
         for peer, depth in self.transport.queue_depths().items():
