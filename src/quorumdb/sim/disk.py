@@ -129,12 +129,14 @@ class SimDisk:
         return file in self._files
 
     def list_dir(self, directory: str) -> list[str]:
-        """Names (without the directory) of the files directly in `directory`, sorted."""
+        """Names (without the directory) of the files and sub-directories in `directory`."""
         prefix = f"{directory}/" if directory else ""
         return sorted(
-            name[len(prefix) :]
-            for name in self._files
-            if name.startswith(prefix) and "/" not in name[len(prefix) :]
+            {
+                name[len(prefix) :].split("/", 1)[0]
+                for name in self._files
+                if name.startswith(prefix)
+            }
         )
 
     def create(self, file: str) -> None:

@@ -276,8 +276,14 @@ class WAL:
         fs.make_dirs(dir)
         snapshots.remove_leftovers()
         logs = wal._replay()
-        recovered = wal._reconcile(logs, snapshots)
+        recovered, marks = wal._reconcile(logs, snapshots)
         wal._open_writer()
+        if marks:
+            # Make the reconciliation itself durable: appends after the snapshot must not be
+            # replayed onto the log it replaced (they would look like a gap, or be discarded
+            # with it at the next recovery).
+            wal.save(marks, sync=True)
+        wal._drop_covered()
         return wal, recovered
 
     def _segment_numbers(self) -> list[int]:
@@ -363,8 +369,9 @@ class WAL:
 
     def _reconcile(
         self, logs: dict[int, _GroupLog], snapshots: SnapshotStore
-    ) -> dict[int, RecoveredGroup]:
+    ) -> tuple[dict[int, RecoveredGroup], list[GroupWrite]]:
         out: dict[int, RecoveredGroup] = {}
+        marks: list[GroupWrite] = []
         for group in sorted(set(logs) | set(snapshots.groups())):
             log = logs.get(group) or _GroupLog()
             base = log.base_index
@@ -386,7 +393,7 @@ class WAL:
                         else "there is no snapshot"
                     ),
                 )
-            entries = _entries_after(log, index, term)
+            entries, replaced = _entries_after(log, index, term)
             hs = log.hard_state
             if hs.commit < index:
                 hs = msgspec.structs.replace(hs, commit=index)
@@ -399,7 +406,10 @@ class WAL:
             if not hs.is_empty():
                 self._hard_states[group] = hs
             self._compacted[group] = index
-        return out
+            if replaced:
+                mark = SnapshotMark(index=index, term=term)
+                marks.append(GroupWrite(group=group, hard_state=hs, snapshot=mark))
+        return out, marks
 
     def _open_writer(self) -> None:
         if self._file is None:
@@ -429,7 +439,8 @@ class WAL:
         need = sum(len(r) for r in records)
         f = self._file
         assert f is not None
-        if self._segment_batches and f.position + need > self.segment_bytes_max:
+        rotated = bool(self._segment_batches) and f.position + need > self.segment_bytes_max
+        if rotated:
             self._rotate()
             f = self._file
             assert f is not None
@@ -455,6 +466,8 @@ class WAL:
         self.stats["bytes"] += len(buf)
         if sync:
             self._sync()
+        if rotated:
+            self._drop_covered()
 
     def _check_write(self, w: GroupWrite) -> None:
         ents = w.entries
@@ -544,6 +557,10 @@ class WAL:
         self._check_usable()
         if index > self._compacted.get(group, 0):
             self._compacted[group] = index
+        return self._drop_covered()
+
+    def _drop_covered(self) -> list[str]:
+        """Delete the oldest closed segments while every group's entries in them are covered."""
         removed: list[str] = []
         while len(self._segments) > 1:
             seg = self._segments[0]
@@ -638,19 +655,23 @@ def _decode(decode: Callable[[memoryview], _T], payload: memoryview, path: str, 
         raise CorruptRecordError(path, offset, f"undecodable payload: {exc}") from exc
 
 
-def _entries_after(log: _GroupLog, index: int, term: int) -> list[Entry]:
-    """The log's entries after a snapshot at (index, term), reconciled as Raft §7 says."""
+def _entries_after(log: _GroupLog, index: int, term: int) -> tuple[list[Entry], bool]:
+    """The log's entries after a snapshot at (index, term), reconciled as Raft §7 says.
+
+    Also returns whether the snapshot replaced the log (it conflicts with it or lies beyond
+    it), in which case the WAL must record that before anything is appended after it.
+    """
     base = log.base_index
     if base is None:
-        return []
+        return [], False  # no entries were ever written: the first append sets the base
     assert index >= base, f"snapshot {index} before the log's base {base} (checked by caller)"
     if index == base:
         if log.base_term is not None and log.base_term != term:
-            return []
-        return log.entries
+            return [], True
+        return log.entries, False
     pos = index - base - 1  # position of entry `index`
     if pos >= len(log.entries):
-        return []  # the snapshot is ahead of the whole log
+        return [], True  # the snapshot is ahead of the whole log
     if log.entries[pos].term != term:
-        return []  # the log conflicts with the snapshot: the snapshot wins
-    return log.entries[pos + 1 :]
+        return [], True  # the log conflicts with the snapshot: the snapshot wins
+    return log.entries[pos + 1 :], False
