@@ -177,7 +177,10 @@ def write_state(c: LocalCluster) -> None:
         },
         "pids": {str(i): pid for i, pid in sorted(c.pids.items())},
     }
-    (c.dir / _STATE).write_text(json.dumps(state, indent=2) + "\n")
+    # Atomic replace: other processes (tests, a second CLI) may be reading it right now.
+    tmp = c.dir / (_STATE + ".tmp")
+    tmp.write_text(json.dumps(state, indent=2) + "\n")
+    tmp.replace(c.dir / _STATE)
 
 
 def _read_state(cluster_dir: Path) -> dict[str, Any] | None:

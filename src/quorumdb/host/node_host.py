@@ -260,9 +260,13 @@ class NodeHost:
         self._last_voters[g.group_id] = voters
 
     def _on_controller_command(self, cmd: Command, result: Result) -> None:
-        if cmd.key.startswith(_MEMBER_PREFIX) and result.outcome == Outcome.OK:
-            value = None if cmd.kind == CommandKind.DELETE else cmd.value
-            self._apply_member_record(cmd.key, value)
+        if not cmd.key.startswith(_MEMBER_PREFIX):
+            return
+        if cmd.kind == CommandKind.DELETE:
+            # Founding members have no record to delete (they come from the config files).
+            self._apply_member_record(cmd.key, None)
+        elif result.outcome == Outcome.OK:
+            self._apply_member_record(cmd.key, cmd.value)
 
     def _apply_member_record(self, key: bytes, value: bytes | None) -> None:
         node_id = int(key[len(_MEMBER_PREFIX) :])
@@ -366,12 +370,18 @@ class NodeHost:
         if group is not None and group not in self.groups:
             raise LookupError(f"no group {group}")
         targets = [self.groups[group]] if group is not None else list(self.groups.values())
+        deadline = time.monotonic() + _ADMIN_TIMEOUT_S
         for g in targets:
-            if g.raw.lead != to:
-                await self._act(g, functools.partial(RawNode.transfer_leader, transferee=to))
-        for g in targets:
-            arrived = functools.partial(_lead_is, g, to)
-            await self._until(arrived, f"group {g.group_id} leader {to}", 10.0)
+            # A transfer is abandoned after an election timeout if the target is not caught
+            # up by then (Raft thesis §3.10): ask again until it happens or time runs out.
+            while g.raw.lead != to:
+                if time.monotonic() > deadline:
+                    raise ServiceUnavailableError(f"group {g.group_id}: leadership did not move")
+                with contextlib.suppress(ServiceUnavailableError):
+                    await self._act(g, functools.partial(RawNode.transfer_leader, transferee=to))
+                arrived = functools.partial(_lead_is, g, to)
+                with contextlib.suppress(ServiceUnavailableError):
+                    await self._until(arrived, f"group {g.group_id} leader {to}", 0.5)
         return {"leader": to, "groups": [g.group_id for g in targets]}
 
     # -- KVService -------------------------------------------------------------------------------
