@@ -1,19 +1,31 @@
-"""`quorumdb demo`: the README's first command, a guided run of a 5-node cluster under faults.
+"""`quorumdb demo`: the README's first command.
 
-At this stage of the project the cluster is simulated (deterministic, from a seed): the demo
-narrates what the nemesis does and how the cluster reacts, then shows the verdict of every
-checker. With `--bug`, it runs the same story with a known Raft mistake planted and shows the
-checker that catches it.
+By default it starts (or reuses) the local 3-node cluster and runs a short live workload with
+a kill -9 of a leader (`cli.live_demo`); the cluster keeps running afterwards. With `--sim` it
+narrates a deterministic simulation of a 5-node cluster under every fault kind and shows the
+verdict of every checker; with `--sim --bug B`, the same story with a known Raft mistake
+planted and the checker that catches it.
 """
 
 from __future__ import annotations
 
 from dataclasses import replace
+from pathlib import Path
 
 import click
 from rich.console import Console
 from rich.table import Table
 
+from quorumdb.cli.live_demo import run_live_demo
+from quorumdb.cli.local_cluster import (
+    alive as _alive,
+)
+from quorumdb.cli.local_cluster import (
+    load_cluster,
+    start_cluster,
+    stop_if_stale,
+    wait_ready,
+)
 from quorumdb.errors import UserError
 from quorumdb.raft import PlantedBug
 from quorumdb.sim.options import ALL_FAULTS, US_PER_MS, SimOptions, swarm_options
@@ -36,13 +48,46 @@ _SHOWN = (
 
 
 @click.command()
+@click.option("--sim", is_flag=True, help="Simulated 5-node cluster under every fault kind.")
 @click.option("--seed", type=click.IntRange(min=0), default=2026, show_default=True)
 @click.option(
-    "--bug", "bugs", multiple=True, help="Plant a known Raft bug to watch a checker catch it."
+    "--bug", "bugs", multiple=True, help="With --sim: plant a known Raft bug to watch it caught."
 )
-@click.option("--quiet", is_flag=True, help="Only the summary tables.")
-def demo(seed: int, bugs: tuple[str, ...], quiet: bool) -> None:
-    """Watch a 5-node Raft cluster survive partitions, crashes, pauses and disk faults."""
+@click.option("--quiet", is_flag=True, help="With --sim: only the summary tables.")
+@click.option(
+    "--dir",
+    "cluster_dir",
+    type=click.Path(file_okay=False, path_type=Path),
+    default=Path(".quorumdb"),
+    show_default=True,
+    help="Local cluster directory (live demo).",
+)
+def demo(sim: bool, seed: int, bugs: tuple[str, ...], quiet: bool, cluster_dir: Path) -> None:
+    """A live local cluster with a kill -9 of a leader (or, with --sim, a simulated storm)."""
+    if not sim:
+        if bugs:
+            raise UserError("--bug works with --sim only")
+        _live(cluster_dir)
+        return
+    _simulated(seed, bugs, quiet)
+
+
+def _live(cluster_dir: Path) -> None:
+    console = Console()
+    try:
+        cluster = load_cluster(cluster_dir)
+        if not all(_alive(pid) for pid in cluster.pids.values()):
+            raise UserError("stale")
+        console.print(f"reusing the local cluster in {cluster_dir}/")
+    except UserError:
+        stop_if_stale(cluster_dir)
+        cluster = start_cluster(cluster_dir, nodes=3, base_port=7000, shards=4, fsync=True)
+        console.print(f"started a 3-node cluster in {cluster_dir}/ (HTTP {cluster.http_urls})")
+    wait_ready(cluster)
+    run_live_demo(cluster_dir, console)
+
+
+def _simulated(seed: int, bugs: tuple[str, ...], quiet: bool) -> None:
     try:
         planted = parse_bugs(bugs)
     except ValueError as exc:

@@ -27,11 +27,13 @@ from quorumdb.host.config import Member, NodeConfig, render_config
 __all__ = [
     "LocalCluster",
     "add_local_node",
+    "alive",
     "forget_local_node",
     "load_cluster",
     "start_cluster",
     "start_node",
     "stop_cluster",
+    "stop_if_stale",
     "wait_ready",
     "write_state",
 ]
@@ -210,6 +212,17 @@ def load_cluster(cluster_dir: Path) -> LocalCluster:
         )
     pids = {int(k): int(v) for k, v in state.get("pids", {}).items()}
     return LocalCluster(dir=cluster_dir, nodes=nodes, pids=pids)
+
+
+def stop_if_stale(cluster_dir: Path) -> None:
+    """Clear the state of a cluster whose processes are gone (or partly gone)."""
+    if _read_state(cluster_dir) is not None:
+        stop_cluster(cluster_dir, grace_s=5.0)
+
+
+def alive(pid: int) -> bool:
+    """Whether process `pid` is running (and not a zombie child of ours)."""
+    return _alive(pid)
 
 
 def _alive(pid: int) -> bool:
