@@ -168,3 +168,25 @@ def test_overwriting_writes_are_torn_in_order() -> None:
         assert len(data) == 32
         kept = data.rstrip(b"\x00")
         assert (b"A" * 8 + b"B" * 8).startswith(kept), "a prefix of the writes, in order"
+
+
+# -- the one door to the operating system --------------------------------------------------------
+
+
+def test_only_fs_py_in_storage_touches_the_operating_system() -> None:
+    import ast
+
+    import quorumdb.storage
+
+    pkg = Path(quorumdb.storage.__file__).parent
+    forbidden = {"os", "io", "pathlib", "shutil", "tempfile", "time", "random", "socket"}
+    for path in sorted(pkg.glob("*.py")):
+        if path.name == "fs.py":
+            continue
+        names: set[str] = set()
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.Import):
+                names.update(a.name.split(".")[0] for a in node.names)
+            elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
+                names.add(node.module.split(".")[0])
+        assert not names & forbidden, f"storage/{path.name} imports {sorted(names & forbidden)}"
