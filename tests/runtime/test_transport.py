@@ -1,0 +1,167 @@
+"""The TCP transport on loopback: delivery, batching, reconnection, bounded queues, bad peers."""
+
+from __future__ import annotations
+
+import asyncio
+import random
+import socket
+import struct
+
+from quorumdb.raft import Message, MessageType
+from quorumdb.runtime.transport import Transport
+from quorumdb.runtime.wire import GroupMessage, encode_hello
+
+
+def _msg(to: int, from_: int, index: int) -> Message:
+    return Message(type=MessageType.HEARTBEAT, to=to, from_=from_, term=1, index=index)
+
+
+async def _pair(got: dict[int, list[GroupMessage]], **kw: int) -> tuple[Transport, Transport]:
+    t1 = Transport(
+        node_id=1,
+        cluster="c",
+        listen=("127.0.0.1", 0),
+        peers={},
+        deliver=lambda f, ms: got[1].extend(ms),
+        rng=random.Random(1),
+        **kw,
+    )
+    t2 = Transport(
+        node_id=2,
+        cluster="c",
+        listen=("127.0.0.1", 0),
+        peers={},
+        deliver=lambda f, ms: got[2].extend(ms),
+        rng=random.Random(2),
+        **kw,
+    )
+    await t1.start()
+    await t2.start()
+    t1.add_peer(2, ("127.0.0.1", t2.port))
+    t2.add_peer(1, ("127.0.0.1", t1.port))
+    return t1, t2
+
+
+async def _until(cond, what: str, timeout_s: float = 5.0) -> None:  # type: ignore[no-untyped-def]
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + timeout_s
+    while not cond():
+        assert loop.time() < deadline, f"timed out waiting for {what}"
+        await asyncio.sleep(0.005)
+
+
+def test_messages_arrive_in_order_and_batched() -> None:
+    async def main() -> None:
+        got: dict[int, list[GroupMessage]] = {1: [], 2: []}
+        t1, t2 = await _pair(got)
+        try:
+            for i in range(1000):
+                t1.send(i % 3, _msg(2, 1, i))
+            await _until(lambda: len(got[2]) == 1000, "1000 messages")
+            assert [gm.message.index for gm in got[2]] == list(range(1000))
+            assert [gm.group for gm in got[2][:3]] == [0, 1, 2]
+            assert t1.stats.sent_frames < 1000  # batched
+        finally:
+            await t1.stop()
+            await t2.stop()
+
+    asyncio.run(main())
+
+
+def test_reconnects_after_the_peer_restarts() -> None:
+    async def main() -> None:
+        got: dict[int, list[GroupMessage]] = {1: [], 2: []}
+        t1, t2 = await _pair(got, backoff_max_s=0.05)  # type: ignore[arg-type]
+        port = t2.port
+        t1.send(0, _msg(2, 1, 1))
+        await _until(lambda: len(got[2]) == 1, "first message")
+        await t2.stop()
+        t2b = Transport(
+            node_id=2,
+            cluster="c",
+            listen=("127.0.0.1", port),
+            peers={},
+            deliver=lambda f, ms: got[2].extend(ms),
+            rng=random.Random(3),
+        )
+        await t2b.start()
+        try:
+
+            async def keep_sending() -> None:
+                i = 2
+                while len(got[2]) < 2:
+                    t1.send(0, _msg(2, 1, i))
+                    i += 1
+                    await asyncio.sleep(0.01)
+
+            await asyncio.wait_for(keep_sending(), 10)
+        finally:
+            await t1.stop()
+            await t2b.stop()
+
+    asyncio.run(main())
+
+
+def test_full_queue_drops_and_counts_instead_of_growing() -> None:
+    async def main() -> None:
+        got: dict[int, list[GroupMessage]] = {1: [], 2: []}
+        t1 = Transport(
+            node_id=1,
+            cluster="c",
+            listen=("127.0.0.1", 0),
+            peers={},
+            deliver=lambda f, ms: None,
+            rng=random.Random(1),
+            queue_max=10,
+        )
+        await t1.start()
+        with socket.socket() as s:
+            s.bind(("127.0.0.1", 0))
+            dead_port = s.getsockname()[1]
+        t1.add_peer(2, ("127.0.0.1", dead_port))  # nobody listens there
+        try:
+            for i in range(100):
+                t1.send(0, _msg(2, 1, i))
+            assert t1.queue_depths()[2] == 10
+            assert t1.stats.dropped_full == 90
+        finally:
+            await t1.stop()
+        assert got == {1: [], 2: []}
+
+    asyncio.run(main())
+
+
+def test_bad_peers_are_disconnected_and_the_transport_keeps_working() -> None:
+    async def main() -> None:
+        got: dict[int, list[GroupMessage]] = {1: [], 2: []}
+        t1, t2 = await _pair(got)
+        try:
+            bad = [
+                b"\xff" * 16,
+                encode_hello("other-cluster", 1),
+                encode_hello("c", 1) + encode_hello("c", 1),
+                struct.pack("<I", 2) + b"\x01\x00",
+            ]
+            for payload in bad:
+                reader, writer = await asyncio.open_connection("127.0.0.1", t2.port)
+                writer.write(payload)
+                await writer.drain()
+                assert await asyncio.wait_for(reader.read(), 5) == b""
+                writer.close()
+            # A message claiming another sender is refused as well.
+            reader, writer = await asyncio.open_connection("127.0.0.1", t2.port)
+            from quorumdb.runtime.wire import encode_batch
+
+            writer.write(encode_hello("c", 1) + encode_batch([GroupMessage(0, _msg(2, 3, 0))]))
+            await writer.drain()
+            assert await asyncio.wait_for(reader.read(), 5) == b""
+            writer.close()
+            assert t2.stats.rejected_connections == len(bad) + 1
+            t1.send(0, _msg(2, 1, 42))
+            await _until(lambda: any(gm.message.index == 42 for gm in got[2]), "a good message")
+            assert not any(gm.message.from_ == 3 for gm in got[2])
+        finally:
+            await t1.stop()
+            await t2.stop()
+
+    asyncio.run(main())
