@@ -28,6 +28,7 @@ from quorumdb.cli.local_cluster import (
     stop_cluster,
     write_state,
 )
+from quorumdb.errors import QuorumError
 
 QUORUMDB = str(Path(sys.executable).parent / "quorumdb")
 
@@ -65,10 +66,12 @@ def wait_for(cond: Callable[[], bool], what: str, timeout_s: float = 30.0) -> No
         try:
             if cond():
                 return
-        except (OSError, urllib.error.URLError, ValueError, KeyError):
-            pass
+        except (OSError, urllib.error.URLError, ValueError, KeyError, QuorumError) as exc:
+            last = repr(exc)
+        else:
+            last = "condition false"
         if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout_s:.0f} s waiting for {what}")
+            raise AssertionError(f"timed out after {timeout_s:.0f} s waiting for {what} ({last})")
         time.sleep(0.05)
 
 

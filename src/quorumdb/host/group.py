@@ -11,9 +11,9 @@ import asyncio
 import contextlib
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import Any
 
-from quorumdb.kv.commands import Command, Result, decode_command
-from quorumdb.kv.state_machine import KVStateMachine
+from quorumdb.host.state_machine import ReplicatedStateMachine
 from quorumdb.raft import (
     ConfState,
     EntryType,
@@ -45,7 +45,7 @@ class GroupStats:
 class _Pending:
     data: bytes
     key: _REQ_KEY
-    future: asyncio.Future[Result]
+    future: asyncio.Future[Any]
 
 
 @dataclass(slots=True)
@@ -54,11 +54,11 @@ class Group:
 
     group_id: int
     raw: RawNode
-    sm: KVStateMachine
+    sm: ReplicatedStateMachine
     conf_state: ConfState
     inbox: list[Message] = field(default_factory=list)
     proposals: list[_Pending] = field(default_factory=list)
-    writes: dict[_REQ_KEY, list[asyncio.Future[Result]]] = field(default_factory=dict)
+    writes: dict[_REQ_KEY, list[asyncio.Future[Any]]] = field(default_factory=dict)
     read_requests: list[tuple[bytes, asyncio.Future[int]]] = field(default_factory=list)
     actions: list[tuple[Callable[[RawNode], None], asyncio.Future[None]]] = field(
         default_factory=list
@@ -70,15 +70,14 @@ class Group:
     force_snapshot: bool = False
     stats: GroupStats = field(default_factory=GroupStats)
     on_conf_change: Callable[[ConfState], None] | None = None
-    on_command: Callable[[Command, Result], None] | None = None
 
     # -- requests (called by the API side) -----------------------------------------------
 
     def submit(
-        self, cmd: Command, data: bytes, loop: asyncio.AbstractEventLoop
-    ) -> asyncio.Future[Result]:
-        key = (cmd.client, cmd.seq)
-        fut: asyncio.Future[Result] = loop.create_future()
+        self, key: tuple[int, int], data: bytes, loop: asyncio.AbstractEventLoop
+    ) -> asyncio.Future[Any]:
+        """Propose `data`; the future resolves with the state machine's answer for `key`."""
+        fut: asyncio.Future[Any] = loop.create_future()
         waiting = self.writes.get(key)
         if waiting is not None:
             # A retry of a request already in flight here: answer both from one application.
@@ -175,12 +174,12 @@ class Group:
             if not e.data:
                 self.sm.skip(e.index)
                 continue
-            cmd = decode_command(e.data)
-            result = self.sm.apply(e.index, cmd)
-            if result is not None and self.on_command is not None:
-                self.on_command(cmd, result)
-            waiting = self.writes.pop((cmd.client, cmd.seq), None)
-            if waiting is None or result is None:
+            answer = self.sm.apply_entry(e.index, e.data)
+            if answer is None:
+                continue
+            key, result = answer
+            waiting = self.writes.pop(key, None)
+            if waiting is None:
                 continue
             for fut in waiting:
                 if not fut.done():
@@ -208,7 +207,7 @@ class Group:
         """Drop references to a request that timed out (its entry may still apply later)."""
         for key, futs in list(self.writes.items()):
             if fut in futs:
-                futs.remove(fut)  # type: ignore[arg-type]
+                futs.remove(fut)
                 if not futs:
                     del self.writes[key]
         for ctx, f in list(self.reads.items()):

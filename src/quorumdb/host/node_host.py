@@ -111,7 +111,8 @@ class NodeHost:
         c = self.config
         glog = self.node_log.group(gid, bootstrap)
         snap = glog.snapshot()
-        sm = KVStateMachine()
+        observer = self._on_controller_command if gid == CONTROLLER_GROUP else None
+        sm = KVStateMachine(observer)
         sm.restore(snap.data)
         raft_cfg = Config(
             id=c.node_id,
@@ -130,7 +131,6 @@ class NodeHost:
         g = Group(group_id=gid, raw=raw, sm=sm, conf_state=cs, snapshot_index=snap.metadata.index)
         g.on_conf_change = lambda conf, g=g: self._on_conf_change(g, conf)
         if gid == CONTROLLER_GROUP:
-            g.on_command = self._on_controller_command
             for key, value, _ in sm.scan(_MEMBER_PREFIX, _MEMBER_END, 10_000):
                 self._apply_member_record(key, value)
         self.groups[gid] = g
@@ -407,12 +407,12 @@ class NodeHost:
                 client=self._session,
                 seq=self._seq,
             )
-        fut = g.submit(cmd, encode_command(cmd), asyncio.get_running_loop())
+        fut = g.submit((cmd.client, cmd.seq), encode_command(cmd), asyncio.get_running_loop())
         self._kick.set()
         try:
             return await asyncio.wait_for(asyncio.shield(fut), self.config.request_timeout_s)
         except TimeoutError:
-            g.forget(fut)  # type: ignore[arg-type]
+            g.forget(fut)
             raise ServiceUnavailableError("timed out waiting for the write to commit") from None
         except ProposalDroppedError:
             raise NotLeaderHereError(self._leader_url(g)) from None
@@ -454,7 +454,7 @@ class NodeHost:
             g = self.shard_of(key)
             if consistency != Consistency.STALE:
                 await self._read_barrier(g)
-            got = g.sm.get(key)
+            got = _kv(g).get(key)
             return None if got is None else ValueRecord(key=key, value=got[0], revision=got[1])
 
         return await self._timed("get", op())
@@ -466,7 +466,7 @@ class NodeHost:
             shards = [g for gid, g in sorted(self.groups.items()) if gid != CONTROLLER_GROUP]
             if consistency != Consistency.STALE:
                 await asyncio.gather(*(self._read_barrier(g) for g in shards))
-            rows = [r for g in shards for r in g.sm.scan(start, end, limit)]
+            rows = [r for g in shards for r in _kv(g).scan(start, end, limit)]
             rows.sort()
             return [ValueRecord(key=k, value=v, revision=r) for k, v, r in rows[:limit]]
 
@@ -619,3 +619,9 @@ def _lead_is(g: Group, node_id: int) -> bool:
 
 def _lead_is_not(g: Group, node_ids: tuple[int, ...]) -> bool:
     return g.raw.lead not in node_ids
+
+
+def _kv(g: Group) -> KVStateMachine:
+    sm = g.sm
+    assert isinstance(sm, KVStateMachine), f"group {g.group_id} is not a KV group"
+    return sm

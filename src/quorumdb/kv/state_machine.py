@@ -12,10 +12,11 @@ from __future__ import annotations
 
 import bisect
 from collections import OrderedDict
+from collections.abc import Callable
 
 import msgspec
 
-from quorumdb.kv.commands import Command, CommandKind, Outcome, Result
+from quorumdb.kv.commands import Command, CommandKind, Outcome, Result, decode_command
 
 __all__ = ["SESSIONS_MAX", "KVStateMachine"]
 
@@ -35,13 +36,24 @@ _decode_image = msgspec.msgpack.Decoder(_Image).decode
 
 
 class KVStateMachine:
-    __slots__ = ("_keys", "applied", "data", "sessions")
+    __slots__ = ("_keys", "applied", "data", "observer", "sessions")
 
-    def __init__(self) -> None:
+    def __init__(self, observer: Callable[[Command, Result], None] | None = None) -> None:
+        self.observer = observer
         self.data: dict[bytes, tuple[bytes, int]] = {}
         self._keys: list[bytes] = []  # sorted, for range scans
         self.sessions: OrderedDict[int, tuple[int, Result]] = OrderedDict()
         self.applied = 0
+
+    def apply_entry(self, index: int, data: bytes) -> tuple[tuple[int, int], Result] | None:
+        """`ReplicatedStateMachine`: decode and apply; answer the (client, seq) request."""
+        cmd = decode_command(data)
+        result = self.apply(index, cmd)
+        if result is None:
+            return None
+        if self.observer is not None:
+            self.observer(cmd, result)
+        return (cmd.client, cmd.seq), result
 
     def apply(self, index: int, cmd: Command) -> Result | None:
         """Apply the command at log `index`; None if it is a stale duplicate (ignored)."""

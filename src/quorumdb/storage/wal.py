@@ -43,16 +43,21 @@ Theory of operation.
 - Snapshots live in a `SnapshotStore`; recovery reconciles each group's log with the newest
   valid snapshot (index i, term t) as Raft §7 does on InstallSnapshot: if the log holds
   entry i with term t the entries after it are kept, otherwise the log is discarded (the
-  snapshot was durable but the WAL write recording its installation was not). The hard
-  state's commit is raised to at least i.
+  snapshot was durable but the WAL write recording its installation was not) and recovery
+  writes that `SnapshotMark` itself, synced, before anything else: otherwise the next
+  appends would be replayed onto the discarded log. The hard state's commit is raised to
+  at least i (the core requires commit >= its first index - 1).
 - Compaction: `compact(group, index)` says entries <= index of that group are covered by a
   snapshot. Segments are deleted oldest first, while every group's entries in the oldest
   closed segment are covered. Only the oldest: a later record may truncate or reset what an
   earlier one wrote, and deleting the later one while the earlier survives would resurrect
   entries Raft had removed. So a lagging group (one that does not snapshot, or keeps many
   entries) pins its oldest segment and every segment after it; disk use is bounded by the
-  slowest group's compaction, as in raft-engine. Each deletion is made durable (directory
-  fsync) before the next, so a crash leaves a contiguous run of segments.
+  slowest group's compaction, as in raft-engine. Deletion is tried on `compact`, after a
+  rotation and at open. Each deletion is made durable (directory fsync) before the next,
+  so a crash leaves a contiguous run of segments. Segments are never recycled.
+- Memory: recovery replays every live segment, holding their entries until it drops those
+  a snapshot covers; after that the WAL keeps only per-segment, per-group maximum indexes.
 
 NB: recovery assumes a crash keeps a prefix of the unsynced writes of a file (what the
 simulator's disk does, and what appending to a preallocated file gives in practice). A disk
@@ -209,7 +214,11 @@ class _GroupLog:
 
 
 class WAL:
-    """The node-wide write-ahead log. Create it with `WAL.open`; one writer at a time."""
+    """The node-wide write-ahead log. Create it with `WAL.open`.
+
+    Not thread-safe: one caller at a time (the host's driver round; its blocking `save`
+    may run in a worker thread as long as nothing else touches the WAL meanwhile).
+    """
 
     __slots__ = (
         "_compacted",
