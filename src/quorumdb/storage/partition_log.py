@@ -1,0 +1,273 @@
+"""One partition's log of record batches on disk: segments, a sparse offset index, a time index.
+
+Theory of operation. Batches are stored exactly as the producer sent them (v2 record batches,
+compressed or not) with only the base offset patched in, so a fetch serves a byte slice of a
+segment file without decoding or re-encoding anything (Kafka's zero-copy design). A segment
+`<base>.log` holds consecutive batches; beside it, in memory, a sparse index maps offsets to
+file positions (one entry per `index_interval_bytes` of data) and a time index maps the
+largest timestamp seen to an offset, for ListOffsets by time. Indexes are rebuilt on open by
+scanning batch headers (cheap: 61 bytes per batch), so they need no durability of their own.
+
+This log is *derived* state: the durable truth is the Raft log of the partition's group. The
+partition state machine fsyncs the segments when it takes a snapshot, and records
+(offset, file lengths) there; after a crash, `truncate_to(next_offset)` drops whatever was
+appended after that snapshot, and the Raft log replays it.
+
+Offsets are dense: every batch occupies [base_offset, base_offset + last_offset_delta].
+"""
+
+from __future__ import annotations
+
+import bisect
+import os
+import struct
+from dataclasses import dataclass, field
+from pathlib import Path
+
+__all__ = ["BATCH_HEADER_BYTES", "PartitionLog", "SegmentInfo"]
+
+# baseOffset int64, batchLength int32, partitionLeaderEpoch int32, magic int8, crc uint32,
+# attributes int16, lastOffsetDelta int32, baseTimestamp int64, maxTimestamp int64, ...
+_HEAD = struct.Struct(">qiibIhiqq")
+BATCH_HEADER_BYTES = 61
+_LOG_OVERHEAD = 12  # baseOffset + batchLength precede the part batchLength counts
+
+
+@dataclass(slots=True)
+class SegmentInfo:
+    base_offset: int
+    path: Path
+    size: int = 0
+    next_offset: int = 0
+    max_timestamp: int = -1
+    index_offsets: list[int] = field(default_factory=list)
+    index_positions: list[int] = field(default_factory=list)
+    time_max: list[int] = field(default_factory=list)  # running max timestamp per index entry
+    last_indexed_position: int = -(1 << 62)
+
+
+class PartitionLog:
+    """Append-only batches with dense offsets; not thread-safe (the host's loop owns it)."""
+
+    def __init__(
+        self,
+        directory: Path,
+        *,
+        segment_bytes_max: int = 64 << 20,
+        index_interval_bytes: int = 4096,
+    ) -> None:
+        self.dir = directory
+        self.segment_bytes_max = segment_bytes_max
+        self.index_interval_bytes = index_interval_bytes
+        self.dir.mkdir(parents=True, exist_ok=True)
+        self.segments: list[SegmentInfo] = []
+        self._fd: int | None = None
+        self._open_existing()
+
+    # -- opening -----------------------------------------------------------------------------
+
+    def _open_existing(self) -> None:
+        for path in sorted(self.dir.glob("*.log"), key=lambda p: int(p.stem)):
+            seg = SegmentInfo(base_offset=int(path.stem), path=path, next_offset=int(path.stem))
+            self._scan(seg)
+            self.segments.append(seg)
+
+    def _scan(self, seg: SegmentInfo) -> None:
+        """Rebuild a segment's indexes; drop a partial batch at its end (a torn append)."""
+        data = seg.path.read_bytes()
+        pos = 0
+        n = len(data)
+        while n - pos >= BATCH_HEADER_BYTES:
+            base, length, _epoch, magic, _crc, _attrs, delta, _bt, max_ts = _HEAD.unpack_from(
+                data, pos
+            )
+            end = pos + _LOG_OVERHEAD + length
+            if magic != 2 or length < BATCH_HEADER_BYTES - _LOG_OVERHEAD or end > n:
+                break
+            self._index(seg, base, pos, max_ts)
+            seg.next_offset = base + delta + 1
+            pos = end
+        if pos < n:
+            with seg.path.open("r+b") as f:
+                f.truncate(pos)
+        seg.size = pos
+
+    def _index(self, seg: SegmentInfo, base: int, pos: int, max_ts: int) -> None:
+        seg.max_timestamp = max(seg.max_timestamp, max_ts)
+        if pos - seg.last_indexed_position >= self.index_interval_bytes or not seg.index_offsets:
+            seg.index_offsets.append(base)
+            seg.index_positions.append(pos)
+            seg.time_max.append(seg.max_timestamp)
+            seg.last_indexed_position = pos
+        elif seg.time_max:
+            seg.time_max[-1] = seg.max_timestamp
+
+    # -- properties --------------------------------------------------------------------------
+
+    @property
+    def log_start_offset(self) -> int:
+        return self.segments[0].base_offset if self.segments else self._empty_start
+
+    _empty_start = 0
+
+    @property
+    def next_offset(self) -> int:
+        return self.segments[-1].next_offset if self.segments else self._empty_start
+
+    @property
+    def size_bytes(self) -> int:
+        return sum(s.size for s in self.segments)
+
+    # -- writing -----------------------------------------------------------------------------
+
+    def append(self, batch: bytes | bytearray | memoryview, base_offset: int) -> None:
+        """Append one batch whose baseOffset is already `base_offset` (== next_offset)."""
+        assert base_offset == self.next_offset, (
+            f"append at {base_offset}, log ends at {self.next_offset}"
+        )
+        _, length, _e, magic, _c, _a, delta, _bt, max_ts = _HEAD.unpack_from(batch, 0)
+        assert magic == 2 and _LOG_OVERHEAD + length == len(batch), (
+            "malformed batch reached the log"
+        )
+        seg = self.segments[-1] if self.segments else None
+        if seg is None or seg.size + len(batch) > self.segment_bytes_max and seg.size > 0:
+            seg = self._roll(base_offset)
+        fd = self._writer(seg)
+        os.write(fd, batch)
+        self._index(seg, base_offset, seg.size, max_ts)
+        seg.size += len(batch)
+        seg.next_offset = base_offset + delta + 1
+
+    def _roll(self, base_offset: int) -> SegmentInfo:
+        self._close_writer()
+        path = self.dir / f"{base_offset:020d}.log"
+        path.touch()
+        seg = SegmentInfo(base_offset=base_offset, path=path, next_offset=base_offset)
+        self.segments.append(seg)
+        return seg
+
+    def _writer(self, seg: SegmentInfo) -> int:
+        if self._fd is None:
+            self._fd = os.open(seg.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+        return self._fd
+
+    def _close_writer(self) -> None:
+        if self._fd is not None:
+            os.close(self._fd)
+            self._fd = None
+
+    def flush(self) -> None:
+        """fsync the active segment (older ones were synced when they rolled)."""
+        if self._fd is not None:
+            os.fdatasync(self._fd)
+
+    def close(self) -> None:
+        self._close_writer()
+
+    def reset(self, start_offset: int) -> None:
+        """Drop everything; the next append goes at `start_offset` (snapshot install)."""
+        self._close_writer()
+        for seg in self.segments:
+            seg.path.unlink(missing_ok=True)
+        self.segments = []
+        self._empty_start = start_offset
+
+    def truncate_to(self, offset: int) -> None:
+        """Drop every batch at or after `offset` (which must be a batch boundary)."""
+        self._close_writer()
+        while self.segments and self.segments[-1].base_offset >= offset and len(self.segments) > 1:
+            self.segments.pop().path.unlink(missing_ok=True)
+        if not self.segments:
+            self._empty_start = offset
+            return
+        seg = self.segments[-1]
+        if seg.next_offset <= offset:
+            return
+        pos = self._position(seg, offset, exact=True)
+        with seg.path.open("r+b") as f:
+            f.truncate(pos)
+        fresh = SegmentInfo(base_offset=seg.base_offset, path=seg.path, next_offset=seg.base_offset)
+        self._scan(fresh)
+        self.segments[-1] = fresh
+        if not fresh.size and fresh.base_offset >= offset:
+            self.segments.pop().path.unlink(missing_ok=True)
+            if not self.segments:
+                self._empty_start = offset
+
+    def delete_before(self, offset: int) -> int:
+        """Retention: delete whole segments that end at or before `offset`; return how many."""
+        n = 0
+        while len(self.segments) > 1 and self.segments[1].base_offset <= offset:
+            self.segments.pop(0).path.unlink(missing_ok=True)
+            n += 1
+        return n
+
+    # -- reading -----------------------------------------------------------------------------
+
+    def _segment_for(self, offset: int) -> SegmentInfo | None:
+        i = bisect.bisect_right([s.base_offset for s in self.segments], offset) - 1
+        return self.segments[i] if i >= 0 else None
+
+    def _position(self, seg: SegmentInfo, offset: int, *, exact: bool = False) -> int:
+        """File position of the batch containing `offset` (scan forward from the index)."""
+        i = bisect.bisect_right(seg.index_offsets, offset) - 1
+        pos = seg.index_positions[i] if i >= 0 else 0
+        with seg.path.open("rb") as f:
+            while pos < seg.size:
+                f.seek(pos)
+                head = f.read(BATCH_HEADER_BYTES)
+                base, length, _e, _m, _c, _a, delta, _bt, _mt = _HEAD.unpack_from(head, 0)
+                if base + delta >= offset:
+                    assert not exact or base == offset, f"{offset} is inside batch {base}"
+                    return pos
+                pos += _LOG_OVERHEAD + length
+        return pos
+
+    def read(self, offset: int, max_bytes: int, upto: int) -> bytes:
+        """Whole batches from the one containing `offset`, ending before `upto`; at least one
+        batch if any is below `upto` (even beyond `max_bytes`, as Kafka does), then as many as
+        fit in `max_bytes`."""
+        out: list[bytes] = []
+        total = 0
+        seg = self._segment_for(offset)
+        while seg is not None and offset < upto:
+            pos = self._position(seg, offset)
+            with seg.path.open("rb") as f:
+                f.seek(pos)
+                while pos < seg.size:
+                    head = f.read(_LOG_OVERHEAD)
+                    base, length = struct.unpack(">qi", head)
+                    if base >= upto:
+                        return b"".join(out)
+                    size = _LOG_OVERHEAD + length
+                    if out and total + size > max_bytes:
+                        return b"".join(out)
+                    out.append(head + f.read(length))
+                    total += size
+                    pos += size
+                    offset = base + 1
+            nxt = self.segments.index(seg) + 1
+            if nxt >= len(self.segments):
+                break
+            seg = self.segments[nxt]
+            offset = seg.base_offset
+        return b"".join(out)
+
+    def offset_for_time(self, timestamp: int) -> int | None:
+        """The first offset whose batch has a timestamp >= `timestamp` (None: none)."""
+        for seg in self.segments:
+            if seg.max_timestamp < timestamp:
+                continue
+            i = bisect.bisect_left(seg.time_max, timestamp)
+            start = seg.index_offsets[max(0, i - 1)] if seg.index_offsets else seg.base_offset
+            with seg.path.open("rb") as f:
+                pos = self._position(seg, start)
+                f.seek(pos)
+                while pos < seg.size:
+                    head = f.read(BATCH_HEADER_BYTES)
+                    base, length, _e, _m, _c, _a, _d, _bt, max_ts = _HEAD.unpack_from(head, 0)
+                    if max_ts >= timestamp:
+                        return int(base)
+                    pos += _LOG_OVERHEAD + length
+                    f.seek(pos)
+        return None

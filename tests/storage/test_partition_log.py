@@ -1,0 +1,117 @@
+"""The partition log: dense offsets, reads by offset and time, truncation, retention, reopen."""
+
+from __future__ import annotations
+
+import struct
+from pathlib import Path
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from quorumdb.storage.partition_log import BATCH_HEADER_BYTES, PartitionLog
+
+_HEAD = struct.Struct(">qiibIhiqq")
+
+
+def batch(base: int, records: int, ts: int, payload: bytes = b"") -> bytes:
+    """A v2 batch header + opaque body (the log never looks past the header)."""
+    body = struct.pack(">qhii", -1, -1, -1, records) + payload  # producer id/epoch/seq, count
+    length = _HEAD.size - 12 + len(body)  # batchLength counts what follows it
+    assert _HEAD.size + 18 == BATCH_HEADER_BYTES
+    return _HEAD.pack(base, length, 0, 2, 0, 0, records - 1, ts, ts) + body
+
+
+def _fill(log: PartitionLog, sizes: list[int], ts0: int = 1000) -> list[tuple[int, int]]:
+    spans = []
+    for i, n in enumerate(sizes):
+        base = log.next_offset
+        log.append(batch(base, n, ts0 + i, b"x" * 50), base)
+        spans.append((base, base + n - 1))
+    return spans
+
+
+def _bases(data: bytes) -> list[int]:
+    out, pos = [], 0
+    while pos < len(data):
+        base, length = struct.unpack_from(">qi", data, pos)
+        out.append(base)
+        pos += 12 + length
+    return out
+
+
+def test_dense_offsets_and_reads(tmp_path: Path) -> None:
+    log = PartitionLog(tmp_path / "p0", segment_bytes_max=400, index_interval_bytes=100)
+    spans = _fill(log, [1, 3, 2, 5, 1, 1, 4])
+    assert log.next_offset == 17
+    assert len(log.segments) > 1
+    assert _bases(log.read(0, 1 << 20, 17)) == [s[0] for s in spans]
+    assert _bases(log.read(5, 1 << 20, 17))[0] == 4  # the batch containing offset 5
+    assert _bases(log.read(0, 1 << 20, 6)) == [0, 1, 4]  # never at or past `upto`
+    assert _bases(log.read(0, 1, 17)) == [0]  # at least one batch even if over max_bytes
+    assert log.read(17, 1 << 20, 17) == b""
+
+
+def test_reopen_rebuilds_indexes_and_drops_a_torn_batch(tmp_path: Path) -> None:
+    log = PartitionLog(tmp_path / "p0", segment_bytes_max=1 << 20)
+    _fill(log, [2, 2, 2])
+    log.close()
+    seg = sorted((tmp_path / "p0").glob("*.log"))[-1]
+    with seg.open("ab") as f:
+        f.write(batch(6, 2, 5000)[:30])  # torn append
+    again = PartitionLog(tmp_path / "p0")
+    assert again.next_offset == 6
+    again.append(batch(6, 1, 6000), 6)
+    assert _bases(again.read(0, 1 << 20, 7)) == [0, 2, 4, 6]
+
+
+def test_truncate_and_reset_and_retention(tmp_path: Path) -> None:
+    log = PartitionLog(tmp_path / "p0", segment_bytes_max=300)
+    _fill(log, [1] * 10)
+    log.truncate_to(6)
+    assert log.next_offset == 6
+    assert _bases(log.read(0, 1 << 20, 100)) == list(range(6))
+    deleted = log.delete_before(4)
+    assert deleted >= 1 and log.log_start_offset <= 4
+    log.reset(100)
+    assert log.next_offset == 100 and log.log_start_offset == 100
+    log.append(batch(100, 2, 1), 100)
+    assert log.next_offset == 102
+
+
+def test_offset_for_time(tmp_path: Path) -> None:
+    log = PartitionLog(tmp_path / "p0", segment_bytes_max=250, index_interval_bytes=1)
+    _fill(log, [1, 1, 1, 1, 1], ts0=100)  # timestamps 100..104
+    assert log.offset_for_time(0) == 0
+    assert log.offset_for_time(102) == 2
+    assert log.offset_for_time(104) == 4
+    assert log.offset_for_time(105) is None
+
+
+def test_append_must_be_dense(tmp_path: Path) -> None:
+    log = PartitionLog(tmp_path / "p0")
+    with pytest.raises(AssertionError):
+        log.append(batch(5, 1, 0), 5)
+
+
+@settings(max_examples=40, deadline=None)
+@given(
+    sizes=st.lists(st.integers(1, 5), min_size=1, max_size=30),
+    seg=st.integers(150, 2000),
+    cut=st.integers(0, 200),
+)
+def test_any_history_reads_back_and_truncates_at_batch_boundaries(
+    tmp_path_factory: pytest.TempPathFactory, sizes: list[int], seg: int, cut: int
+) -> None:
+    d = tmp_path_factory.mktemp("p")
+    log = PartitionLog(d, segment_bytes_max=seg, index_interval_bytes=64)
+    spans = _fill(log, sizes)
+    assert _bases(log.read(0, 1 << 30, log.next_offset)) == [s[0] for s in spans]
+    boundaries = [s[0] for s in spans] + [log.next_offset]
+    cut_at = boundaries[cut % len(boundaries)]
+    log.truncate_to(cut_at)
+    assert log.next_offset == cut_at
+    log.close()
+    reopened = PartitionLog(d, segment_bytes_max=seg)
+    assert reopened.next_offset == cut_at
+    assert _bases(reopened.read(0, 1 << 30, cut_at)) == [b for b in boundaries if b < cut_at]
