@@ -9,7 +9,9 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from quorumdb.storage.partition_log import BATCH_HEADER_BYTES, PartitionLog
+from quorumdb.storage.fs import OsFileSystem
+from quorumdb.storage.partition_log import BATCH_HEADER_BYTES
+from quorumdb.storage.partition_log import PartitionLog as _PartitionLog
 
 _HEAD = struct.Struct(">qiibIhiqq")
 
@@ -22,7 +24,11 @@ def batch(base: int, records: int, ts: int, payload: bytes = b"") -> bytes:
     return _HEAD.pack(base, length, 0, 2, 0, 0, records - 1, ts, ts) + body
 
 
-def _fill(log: PartitionLog, sizes: list[int], ts0: int = 1000) -> list[tuple[int, int]]:
+def PartitionLog(path: Path, **kw: int) -> _PartitionLog:
+    return _PartitionLog(OsFileSystem(), str(path), **kw)
+
+
+def _fill(log: _PartitionLog, sizes: list[int], ts0: int = 1000) -> list[tuple[int, int]]:
     spans = []
     for i, n in enumerate(sizes):
         base = log.next_offset

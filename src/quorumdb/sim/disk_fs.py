@@ -97,6 +97,9 @@ class SimFileSystem:
     def read(self, path: str) -> bytes:
         return self.disk.read(self._existing(path))
 
+    def read_range(self, path: str, offset: int, length: int) -> bytes:
+        return self.disk.read(self._existing(path))[offset : offset + length]
+
     def truncate(self, path: str, length_bytes: int) -> None:
         self.disk.truncate(self._existing(path), length_bytes)
 

@@ -74,6 +74,10 @@ class FileSystem(Protocol):
         """The whole file."""
         ...
 
+    def read_range(self, path: str, offset: int, length: int) -> bytes:
+        """Up to `length` bytes from `offset` (fewer at the end of the file)."""
+        ...
+
     def truncate(self, path: str, length_bytes: int) -> None:
         """Cut the file to `length_bytes`, durably."""
         ...
@@ -196,6 +200,16 @@ class OsFileSystem:
         try:
             with open(path, "rb") as f:
                 return f.read()
+        except OSError as exc:
+            raise _error(path, "read", exc) from exc
+
+    def read_range(self, path: str, offset: int, length: int) -> bytes:
+        try:
+            fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
+            try:
+                return os.pread(fd, length, offset)
+            finally:
+                os.close(fd)
         except OSError as exc:
             raise _error(path, "read", exc) from exc
 

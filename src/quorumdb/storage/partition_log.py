@@ -19,10 +19,10 @@ Offsets are dense: every batch occupies [base_offset, base_offset + last_offset_
 from __future__ import annotations
 
 import bisect
-import os
 import struct
 from dataclasses import dataclass, field
-from pathlib import Path
+
+from quorumdb.storage.fs import FileSystem, WritableFile
 
 __all__ = ["BATCH_HEADER_BYTES", "PartitionLog", "SegmentInfo"]
 
@@ -36,7 +36,7 @@ _LOG_OVERHEAD = 12  # baseOffset + batchLength precede the part batchLength coun
 @dataclass(slots=True)
 class SegmentInfo:
     base_offset: int
-    path: Path
+    path: str
     size: int = 0
     next_offset: int = 0
     max_timestamp: int = -1
@@ -51,30 +51,35 @@ class PartitionLog:
 
     def __init__(
         self,
-        directory: Path,
+        fs: FileSystem,
+        directory: str,
         *,
         segment_bytes_max: int = 64 << 20,
         index_interval_bytes: int = 4096,
     ) -> None:
+        self.fs = fs
         self.dir = directory
         self.segment_bytes_max = segment_bytes_max
         self.index_interval_bytes = index_interval_bytes
-        self.dir.mkdir(parents=True, exist_ok=True)
         self.segments: list[SegmentInfo] = []
-        self._fd: int | None = None
+        self._file: WritableFile | None = None
+        self._empty_start = 0
+        fs.make_dirs(directory)
         self._open_existing()
 
     # -- opening -----------------------------------------------------------------------------
 
     def _open_existing(self) -> None:
-        for path in sorted(self.dir.glob("*.log"), key=lambda p: int(p.stem)):
-            seg = SegmentInfo(base_offset=int(path.stem), path=path, next_offset=int(path.stem))
+        names = [n for n in self.fs.list_dir(self.dir) if n.endswith(".log")]
+        for name in sorted(names, key=lambda n: int(n[: -len(".log")])):
+            base = int(name[: -len(".log")])
+            seg = SegmentInfo(base_offset=base, path=f"{self.dir}/{name}", next_offset=base)
             self._scan(seg)
             self.segments.append(seg)
 
     def _scan(self, seg: SegmentInfo) -> None:
         """Rebuild a segment's indexes; drop a partial batch at its end (a torn append)."""
-        data = seg.path.read_bytes()
+        data = self.fs.read(seg.path)
         pos = 0
         n = len(data)
         while n - pos >= BATCH_HEADER_BYTES:
@@ -88,8 +93,7 @@ class PartitionLog:
             seg.next_offset = base + delta + 1
             pos = end
         if pos < n:
-            with seg.path.open("r+b") as f:
-                f.truncate(pos)
+            self.fs.truncate(seg.path, pos)
         seg.size = pos
 
     def _index(self, seg: SegmentInfo, base: int, pos: int, max_ts: int) -> None:
@@ -107,8 +111,6 @@ class PartitionLog:
     @property
     def log_start_offset(self) -> int:
         return self.segments[0].base_offset if self.segments else self._empty_start
-
-    _empty_start = 0
 
     @property
     def next_offset(self) -> int:
@@ -130,36 +132,38 @@ class PartitionLog:
             "malformed batch reached the log"
         )
         seg = self.segments[-1] if self.segments else None
-        if seg is None or seg.size + len(batch) > self.segment_bytes_max and seg.size > 0:
+        if seg is None or (seg.size + len(batch) > self.segment_bytes_max and seg.size > 0):
             seg = self._roll(base_offset)
-        fd = self._writer(seg)
-        os.write(fd, batch)
+        self._writer(seg).write(batch)
         self._index(seg, base_offset, seg.size, max_ts)
         seg.size += len(batch)
         seg.next_offset = base_offset + delta + 1
 
     def _roll(self, base_offset: int) -> SegmentInfo:
+        if self._file is not None:
+            self._file.sync()  # a closed segment is never written again: make it durable now
         self._close_writer()
-        path = self.dir / f"{base_offset:020d}.log"
-        path.touch()
+        path = f"{self.dir}/{base_offset:020d}.log"
+        self._file = self.fs.create(path)
+        self.fs.fsync_dir(self.dir)
         seg = SegmentInfo(base_offset=base_offset, path=path, next_offset=base_offset)
         self.segments.append(seg)
         return seg
 
-    def _writer(self, seg: SegmentInfo) -> int:
-        if self._fd is None:
-            self._fd = os.open(seg.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
-        return self._fd
+    def _writer(self, seg: SegmentInfo) -> WritableFile:
+        if self._file is None:
+            self._file = self.fs.open_append(seg.path, position=seg.size)
+        return self._file
 
     def _close_writer(self) -> None:
-        if self._fd is not None:
-            os.close(self._fd)
-            self._fd = None
+        if self._file is not None:
+            self._file.close()
+            self._file = None
 
     def flush(self) -> None:
         """fsync the active segment (older ones were synced when they rolled)."""
-        if self._fd is not None:
-            os.fdatasync(self._fd)
+        if self._file is not None:
+            self._file.sync()
 
     def close(self) -> None:
         self._close_writer()
@@ -168,7 +172,8 @@ class PartitionLog:
         """Drop everything; the next append goes at `start_offset` (snapshot install)."""
         self._close_writer()
         for seg in self.segments:
-            seg.path.unlink(missing_ok=True)
+            self.fs.remove(seg.path)
+        self.fs.fsync_dir(self.dir)
         self.segments = []
         self._empty_start = start_offset
 
@@ -176,7 +181,7 @@ class PartitionLog:
         """Drop every batch at or after `offset` (which must be a batch boundary)."""
         self._close_writer()
         while self.segments and self.segments[-1].base_offset >= offset and len(self.segments) > 1:
-            self.segments.pop().path.unlink(missing_ok=True)
+            self.fs.remove(self.segments.pop().path)
         if not self.segments:
             self._empty_start = offset
             return
@@ -184,13 +189,12 @@ class PartitionLog:
         if seg.next_offset <= offset:
             return
         pos = self._position(seg, offset, exact=True)
-        with seg.path.open("r+b") as f:
-            f.truncate(pos)
+        self.fs.truncate(seg.path, pos)
         fresh = SegmentInfo(base_offset=seg.base_offset, path=seg.path, next_offset=seg.base_offset)
         self._scan(fresh)
         self.segments[-1] = fresh
         if not fresh.size and fresh.base_offset >= offset:
-            self.segments.pop().path.unlink(missing_ok=True)
+            self.fs.remove(self.segments.pop().path)
             if not self.segments:
                 self._empty_start = offset
 
@@ -198,8 +202,10 @@ class PartitionLog:
         """Retention: delete whole segments that end at or before `offset`; return how many."""
         n = 0
         while len(self.segments) > 1 and self.segments[1].base_offset <= offset:
-            self.segments.pop(0).path.unlink(missing_ok=True)
+            self.fs.remove(self.segments.pop(0).path)
             n += 1
+        if n:
+            self.fs.fsync_dir(self.dir)
         return n
 
     # -- reading -----------------------------------------------------------------------------
@@ -212,45 +218,43 @@ class PartitionLog:
         """File position of the batch containing `offset` (scan forward from the index)."""
         i = bisect.bisect_right(seg.index_offsets, offset) - 1
         pos = seg.index_positions[i] if i >= 0 else 0
-        with seg.path.open("rb") as f:
-            while pos < seg.size:
-                f.seek(pos)
-                head = f.read(BATCH_HEADER_BYTES)
-                base, length, _e, _m, _c, _a, delta, _bt, _mt = _HEAD.unpack_from(head, 0)
-                if base + delta >= offset:
-                    assert not exact or base == offset, f"{offset} is inside batch {base}"
-                    return pos
-                pos += _LOG_OVERHEAD + length
+        while pos < seg.size:
+            head = self.fs.read_range(seg.path, pos, BATCH_HEADER_BYTES)
+            base, length, _e, _m, _c, _a, delta, _bt, _mt = _HEAD.unpack_from(head, 0)
+            if base + delta >= offset:
+                assert not exact or base == offset, f"{offset} is inside batch {base}"
+                return pos
+            pos += _LOG_OVERHEAD + length
         return pos
 
     def read(self, offset: int, max_bytes: int, upto: int) -> bytes:
         """Whole batches from the one containing `offset`, ending before `upto`; at least one
         batch if any is below `upto` (even beyond `max_bytes`, as Kafka does), then as many as
-        fit in `max_bytes`."""
+        fit in `max_bytes`. One read per segment touched: the slice is found with the index
+        and batch headers, then read in one call."""
         out: list[bytes] = []
         total = 0
-        seg = self._segment_for(offset)
-        while seg is not None and offset < upto:
-            pos = self._position(seg, offset)
-            with seg.path.open("rb") as f:
-                f.seek(pos)
-                while pos < seg.size:
-                    head = f.read(_LOG_OVERHEAD)
-                    base, length = struct.unpack(">qi", head)
-                    if base >= upto:
-                        return b"".join(out)
-                    size = _LOG_OVERHEAD + length
-                    if out and total + size > max_bytes:
-                        return b"".join(out)
-                    out.append(head + f.read(length))
-                    total += size
-                    pos += size
-                    offset = base + 1
-            nxt = self.segments.index(seg) + 1
-            if nxt >= len(self.segments):
-                break
-            seg = self.segments[nxt]
-            offset = seg.base_offset
+        i = bisect.bisect_right([s.base_offset for s in self.segments], offset) - 1
+        i = max(i, 0)
+        while i < len(self.segments) and offset < upto:
+            seg = self.segments[i]
+            start = self._position(seg, offset)
+            pos = start
+            while pos < seg.size:
+                head = self.fs.read_range(seg.path, pos, _LOG_OVERHEAD)
+                base, length = struct.unpack(">qi", head)
+                size = _LOG_OVERHEAD + length
+                if base >= upto or (total and total + size > max_bytes):
+                    upto = offset  # stop after this segment's slice
+                    break
+                total += size
+                pos += size
+                offset = base + 1
+            if pos > start:
+                out.append(self.fs.read_range(seg.path, start, pos - start))
+            i += 1
+            if i < len(self.segments):
+                offset = max(offset, self.segments[i].base_offset)
         return b"".join(out)
 
     def offset_for_time(self, timestamp: int) -> int | None:
@@ -258,16 +262,13 @@ class PartitionLog:
         for seg in self.segments:
             if seg.max_timestamp < timestamp:
                 continue
-            i = bisect.bisect_left(seg.time_max, timestamp)
-            start = seg.index_offsets[max(0, i - 1)] if seg.index_offsets else seg.base_offset
-            with seg.path.open("rb") as f:
-                pos = self._position(seg, start)
-                f.seek(pos)
-                while pos < seg.size:
-                    head = f.read(BATCH_HEADER_BYTES)
-                    base, length, _e, _m, _c, _a, _d, _bt, max_ts = _HEAD.unpack_from(head, 0)
-                    if max_ts >= timestamp:
-                        return int(base)
-                    pos += _LOG_OVERHEAD + length
-                    f.seek(pos)
+            k = bisect.bisect_left(seg.time_max, timestamp)
+            start = seg.index_offsets[max(0, k - 1)] if seg.index_offsets else seg.base_offset
+            pos = self._position(seg, start)
+            while pos < seg.size:
+                head = self.fs.read_range(seg.path, pos, BATCH_HEADER_BYTES)
+                base, length, _e, _m, _c, _a, _d, _bt, max_ts = _HEAD.unpack_from(head, 0)
+                if max_ts >= timestamp:
+                    return int(base)
+                pos += _LOG_OVERHEAD + length
         return None
