@@ -86,6 +86,22 @@ class _Plan:
         i = self.endpoints.index(self.current) if self.current in self.endpoints else -1
         self.current = self.endpoints[(i + 1) % len(self.endpoints)]
 
+    def judge(self, url: str, answer: _Answer | None, error: Exception | None) -> str | None:
+        """Decide what an attempt means: None to return `answer`, "" to retry at once (a
+        leader hint), or the reason to retry after a back-off. Raises ClientError."""
+        if answer is None:
+            self.rotate()
+            return f"{url}: {error!r}"
+        if answer.status == 421:
+            if self.follow(answer):
+                return ""
+            return f"{url}: not leader, leader unknown"
+        if answer.status in (502, 503, 504):
+            self.rotate()
+            return f"{url}: HTTP {answer.status} {answer.body.get('error', '')}"
+        _raise_for(answer)
+        return None
+
     def follow(self, answer: _Answer) -> bool:
         """Handle a 421: move to the named leader. True if we know where to go."""
         leader = answer.body.get("leader")
@@ -133,9 +149,10 @@ class AsyncClient:
         if self._session is None:
             self._session = aiohttp.ClientSession(timeout=self._timeout)
         delays = self._retry.delays(plan.rng)
-        last = "no attempt"
         while True:
             url = plan.current + req.path
+            answer: _Answer | None = None
+            error: Exception | None = None
             try:
                 async with self._session.request(
                     req.method, url, json=req.body, allow_redirects=False
@@ -143,22 +160,15 @@ class AsyncClient:
                     body = await resp.json(content_type=None)
                     answer = _Answer(resp.status, body if isinstance(body, dict) else {}, None)
             except (aiohttp.ClientError, TimeoutError, ValueError) as exc:
-                last = f"{url}: {exc!r}"
-                plan.rotate()
-            else:
-                if answer.status == 421:
-                    if plan.follow(answer):
-                        continue
-                    last = f"{url}: not leader, leader unknown"
-                elif answer.status in (502, 503, 504):
-                    last = f"{url}: HTTP {answer.status} {answer.body.get('error', '')}"
-                    plan.rotate()
-                else:
-                    _raise_for(answer)
-                    return answer
+                error = exc
+            why = plan.judge(url, answer, error)
+            if why is None and answer is not None:
+                return answer
+            if why == "":
+                continue
             delay = next(delays, None)
             if delay is None:
-                raise UnavailableError(f"gave up after {self._retry.attempts_max} attempts: {last}")
+                raise UnavailableError(f"gave up after {self._retry.attempts_max} attempts: {why}")
             await asyncio.sleep(delay)
 
     async def put(
@@ -224,28 +234,22 @@ class Client:
     def _send(self, req: _Request) -> _Answer:
         plan = self._plan
         delays = self._retry.delays(plan.rng)
-        last = "no attempt"
         while True:
             url = plan.current + req.path
+            answer: _Answer | None = None
+            error: Exception | None = None
             try:
                 answer = self._once(req)
             except (OSError, http.client.HTTPException, ValueError) as exc:
-                last = f"{url}: {exc!r}"
-                plan.rotate()
-            else:
-                if answer.status == 421:
-                    if plan.follow(answer):
-                        continue
-                    last = f"{url}: not leader, leader unknown"
-                elif answer.status in (502, 503, 504):
-                    last = f"{url}: HTTP {answer.status} {answer.body.get('error', '')}"
-                    plan.rotate()
-                else:
-                    _raise_for(answer)
-                    return answer
+                error = exc
+            why = plan.judge(url, answer, error)
+            if why is None and answer is not None:
+                return answer
+            if why == "":
+                continue
             delay = next(delays, None)
             if delay is None:
-                raise UnavailableError(f"gave up after {self._retry.attempts_max} attempts: {last}")
+                raise UnavailableError(f"gave up after {self._retry.attempts_max} attempts: {why}")
             time.sleep(delay)
 
     def put(self, key: str, value: str, *, expected_revision: int | None = None) -> int | None:
