@@ -1,0 +1,1 @@
+"""Kafka-compatible streaming service: the wire protocol (`protocol/`) and the broker."""
