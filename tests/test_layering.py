@@ -1,6 +1,6 @@
 """The layering rules of DESIGN.md, enforced on the source (an import-linter contract in test form).
 
-- `raft/`, `check/` and the state machines are pure: no asyncio, socket, time, random, os,
+- `raft/`, `check/`, `kafka/protocol/` and the state machines are pure: no asyncio, socket, time, random, os,
   threading (nor their submodules); time and randomness are injected.
 - `check/` imports nothing else of quorumdb; `raft/` imports no other quorumdb layer.
 """
@@ -14,7 +14,7 @@ import pytest
 
 SRC = Path(__file__).resolve().parent.parent / "src" / "quorumdb"
 FORBIDDEN = {"asyncio", "socket", "time", "random", "os", "threading", "subprocess", "selectors"}
-PURE_PACKAGES = ("raft", "check")
+PURE_PACKAGES = ("raft", "check", "kafka/protocol")
 PURE_MODULES = ("sim/state_machine.py",)
 # raft/testing is test support: it seeds its own random.Random for reproducible test clusters.
 EXEMPT = ("raft/testing/",)
