@@ -1,7 +1,7 @@
 """The layering rules of DESIGN.md, enforced on the source (an import-linter contract in test form).
 
-- `raft/`, `check/`, `kafka/protocol/` and the state machines are pure: no asyncio, socket, time, random, os,
-  threading (nor their submodules); time and randomness are injected.
+- `raft/`, `check/`, `kafka/protocol/` and the state machines are pure: no asyncio, socket,
+  time, random, os, threading (nor their submodules); time and randomness are injected.
 - `check/` imports nothing else of quorumdb; `raft/` imports no other quorumdb layer.
 """
 
