@@ -46,12 +46,15 @@ from quorumdb.kafka.protocol.errors import ErrorCode, LocalProtocolError, Remote
 
 __all__ = [
     "Buffer",
+    "FieldSpec",
     "MessageKind",
+    "MessageSpec",
     "decode",
     "decode_header",
     "encode",
     "encode_chunks",
     "encode_header",
+    "message_spec",
     "request_header_version",
     "response_header_version",
 ]
@@ -99,6 +102,12 @@ def _nbytes(chunk: Buffer) -> int:
 
 def _left(buf: memoryview, pos: int) -> int:
     return len(buf) - pos
+
+
+def _truncated(e: Exception, buf: memoryview, pos: int) -> str:
+    if isinstance(e, VarintError):
+        return str(e)
+    return f"truncated ({_left(buf, pos)} bytes left)"
 
 
 def _length_reader(flexible: bool, width: struct.Struct) -> _Reader:
@@ -206,7 +215,7 @@ def _array_reader(elem: FieldSpec, version: int, flexible: bool) -> _Reader:
             e.path.append(f"[{i}]")
             raise
         except (struct.error, IndexError, VarintError) as e:
-            raise _WireError(f"truncated ({e})", [f"[{i}]"]) from None
+            raise _WireError(_truncated(e, buf, pos), [f"[{i}]"]) from None
         return items, pos
 
     return read_items
@@ -326,7 +335,7 @@ def _tagged_step(tagged: list[FieldSpec], version: int) -> _Step:
                     e.path.append(name)
                     raise
                 except (struct.error, IndexError, VarintError) as e:
-                    raise _WireError(f"truncated ({e})", [name]) from None
+                    raise _WireError(_truncated(e, buf[:end], pos), [name]) from None
                 if used != end:
                     raise _WireError(f"tagged field of {size} bytes used {used - pos}", [name])
             pos = end
@@ -371,7 +380,7 @@ def _struct_decoder(
                 e.path.append(name)
             raise
         except (struct.error, IndexError, VarintError) as e:
-            raise _WireError(f"truncated ({e})", [name] if name else []) from None
+            raise _WireError(_truncated(e, buf, pos), [name] if name else []) from None
         return out, pos
 
     return decode_struct
