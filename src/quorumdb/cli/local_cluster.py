@@ -52,11 +52,20 @@ class LocalCluster:
         return [m.http_url for _, m in sorted(self.nodes.items())]
 
 
+KAFKA_PORT_OFFSET = 2091  # base 7000 -> Kafka on 9092, 9093, ...
+
+
 def _members(n: int, host: str, base_port: int) -> dict[int, Member]:
-    return {
-        i: Member(node_id=i, raft=(host, base_port + 100 + i), http=(host, base_port + i))
-        for i in range(1, n + 1)
-    }
+    return {i: _member(i, host, base_port) for i in range(1, n + 1)}
+
+
+def _member(i: int, host: str, base_port: int) -> Member:
+    return Member(
+        node_id=i,
+        raft=(host, base_port + 100 + i),
+        http=(host, base_port + i),
+        kafka=(host, base_port + KAFKA_PORT_OFFSET + i),
+    )
 
 
 def node_command(config_path: Path, extra: list[str] | None = None) -> list[str]:
@@ -128,11 +137,7 @@ def add_local_node(cluster_dir: Path, *, shards: int | None = None) -> tuple[Loc
     node_id = max(cluster.nodes) + 1
     first = cluster.nodes[min(cluster.nodes)]
     base_port = first.http[1] - first.node_id
-    member = Member(
-        node_id=node_id,
-        raft=(first.raft[0], base_port + 100 + node_id),
-        http=(first.http[0], base_port + node_id),
-    )
+    member = _member(node_id, first.http[0], base_port)
     members = {**cluster.nodes, node_id: member}
     node_dir = cluster_dir / f"n{node_id}"
     node_dir.mkdir(parents=True, exist_ok=True)
@@ -174,7 +179,11 @@ def _shards_of(toml_text: str) -> int:
 def write_state(c: LocalCluster) -> None:
     state = {
         "nodes": {
-            str(i): {"raft": f"{m.raft[0]}:{m.raft[1]}", "http": m.http_url}
+            str(i): {
+                "raft": f"{m.raft[0]}:{m.raft[1]}",
+                "http": m.http_url,
+                "kafka": f"{m.kafka[0]}:{m.kafka[1]}" if m.kafka else None,
+            }
             for i, m in sorted(c.nodes.items())
         },
         "pids": {str(i): pid for i, pid in sorted(c.pids.items())},
@@ -207,8 +216,13 @@ def load_cluster(cluster_dir: Path) -> LocalCluster:
         raft_host, _, raft_port = info["raft"].rpartition(":")
         http = info["http"].removeprefix("http://")
         http_host, _, http_port = http.rpartition(":")
+        kafka = info.get("kafka")
+        kafka_host, _, kafka_port = (kafka or "").rpartition(":")
         nodes[int(key)] = Member(
-            node_id=int(key), raft=(raft_host, int(raft_port)), http=(http_host, int(http_port))
+            node_id=int(key),
+            raft=(raft_host, int(raft_port)),
+            http=(http_host, int(http_port)),
+            kafka=(kafka_host, int(kafka_port)) if kafka else None,
         )
     pids = {int(k): int(v) for k, v in state.get("pids", {}).items()}
     return LocalCluster(dir=cluster_dir, nodes=nodes, pids=pids)

@@ -46,6 +46,7 @@ class Member:
     node_id: int
     raft: Address
     http: Address
+    kafka: Address | None = None  # the Kafka protocol listener, if this node serves one
 
     @property
     def http_url(self) -> str:
@@ -147,10 +148,12 @@ def node_config_from(raw: dict[str, Any], env: dict[str, str]) -> NodeConfig:
             raise UserError(f"config: member id {key!r} is not a number") from None
         if not isinstance(m, dict) or "raft" not in m or "http" not in m:
             raise UserError(f"config: member {key} needs raft = 'host:port' and http = 'host:port'")
+        kafka = m.get("kafka")
         members[node_id] = Member(
             node_id=node_id,
             raft=parse_address(str(m["raft"]), f"member {key} raft"),
             http=parse_address(str(m["http"]), f"member {key} http"),
+            kafka=parse_address(str(kafka), f"member {key} kafka") if kafka else None,
         )
     return NodeConfig(
         data_dir=Path(str(merged["data_dir"])),
@@ -181,4 +184,6 @@ def render_config(config: NodeConfig) -> str:
             f'raft = "{m.raft[0]}:{m.raft[1]}"',
             f'http = "{m.http[0]}:{m.http[1]}"',
         ]
+        if m.kafka is not None:
+            lines.append(f'kafka = "{m.kafka[0]}:{m.kafka[1]}"')
     return "\n".join(lines) + "\n"

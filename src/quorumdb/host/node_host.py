@@ -34,6 +34,7 @@ from quorumdb.host.config import Member, NodeConfig, parse_address
 from quorumdb.host.group import Group
 from quorumdb.host.metrics import Histogram, render
 from quorumdb.host.persistence import GroupLog, NodeLog
+from quorumdb.host.state_machine import ReplicatedStateMachine
 from quorumdb.kv.api import build_app
 from quorumdb.kv.commands import Command, CommandKind, Outcome, Result, encode_command
 from quorumdb.kv.service import (
@@ -52,6 +53,7 @@ from quorumdb.raft import (
     ProposalDroppedError,
     RawNode,
     ReadOnlyOption,
+    Ready,
     Rng,
     StateType,
 )
@@ -88,6 +90,11 @@ class NodeHost:
         self._runner: web.AppRunner | None = None
         self._session = self.rng.getrandbits(62) + 1
         self._last_voters: dict[int, set[int]] = {}
+        # Extensions (the Kafka backend): called after each group's Ready is applied, with
+        # the leader it had before; and for every applied controller command.
+        self.after_apply: list[Callable[[Group, Ready, int], None]] = []
+        self.controller_observers: list[Callable[[Command, Result], None]] = []
+        self.tick_hooks: list[Callable[[], None]] = []
         self._seq = 0
         self._read_seq = 0
         self._running = False
@@ -107,12 +114,16 @@ class NodeHost:
         for gid in range(config.shards + 1):
             self._open_group(gid, voters)
 
-    def _open_group(self, gid: int, bootstrap: ConfState) -> None:
+    def _open_group(
+        self, gid: int, bootstrap: ConfState, sm: ReplicatedStateMachine | None = None
+    ) -> Group:
+        """Open (recover) one group; `sm` defaults to a KV state machine."""
         c = self.config
         glog = self.node_log.group(gid, bootstrap)
         snap = glog.snapshot()
-        observer = self._on_controller_command if gid == CONTROLLER_GROUP else None
-        sm = KVStateMachine(observer)
+        if sm is None:
+            observer = self._on_controller_command if gid == CONTROLLER_GROUP else None
+            sm = KVStateMachine(observer)
         sm.restore(snap.data)
         raft_cfg = Config(
             id=c.node_id,
@@ -130,11 +141,31 @@ class NodeHost:
         cs = glog.storage.initial_state()[1]
         g = Group(group_id=gid, raw=raw, sm=sm, conf_state=cs, snapshot_index=snap.metadata.index)
         g.on_conf_change = lambda conf, g=g: self._on_conf_change(g, conf)
-        if gid == CONTROLLER_GROUP:
+        if gid == CONTROLLER_GROUP and isinstance(sm, KVStateMachine):
             for key, value, _ in sm.scan(_MEMBER_PREFIX, _MEMBER_END, 10_000):
                 self._apply_member_record(key, value)
         self.groups[gid] = g
         self.logs[gid] = glog
+        return g
+
+    def add_group(self, gid: int, voters: tuple[int, ...], sm: ReplicatedStateMachine) -> Group:
+        """Host a new (or recovered) group at run time, e.g. a Kafka partition."""
+        existing = self.groups.get(gid)
+        if existing is not None:
+            return existing
+        g = self._open_group(gid, ConfState(voters=voters), sm)
+        self._kick.set()
+        return g
+
+    def remove_group(self, gid: int) -> None:
+        """Stop hosting a group (its topic was deleted); its WAL entries are compacted away."""
+        g = self.groups.pop(gid, None)
+        self.logs.pop(gid, None)
+        if g is not None:
+            for futs in g.writes.values():
+                for fut in futs:
+                    if not fut.done():
+                        fut.set_exception(ProposalDroppedError("group removed"))
 
     # -- lifecycle ---------------------------------------------------------------------------
 
@@ -188,6 +219,8 @@ class NodeHost:
             due = int((time.monotonic() - started) / interval)
             self._ticks_pending += min(due - done, _TICK_CATCH_UP_MAX)
             done = due
+            for hook in self.tick_hooks:
+                hook()
             self._kick.set()
 
     async def _driver_loop(self) -> None:
@@ -229,8 +262,11 @@ class NodeHost:
         for g, rd in readies:
             for m in rd.persisted_messages:
                 send(g.group_id, m)
+            lead_before = g.last_lead
             g.apply(rd)
             g.raw.advance(rd)
+            for hook in self.after_apply:
+                hook(g, rd, lead_before)
             self._maybe_snapshot(g, force=g.force_snapshot)
             g.force_snapshot = False
         self._kick.set()
@@ -260,6 +296,8 @@ class NodeHost:
         self._last_voters[g.group_id] = voters
 
     def _on_controller_command(self, cmd: Command, result: Result) -> None:
+        for observer in self.controller_observers:
+            observer(cmd, result)
         if not cmd.key.startswith(_MEMBER_PREFIX):
             return
         if cmd.kind == CommandKind.DELETE:
@@ -394,8 +432,15 @@ class NodeHost:
         m = self.members.get(lead)
         return m.http_url if m is not None else None
 
-    async def _write(self, g: Group, cmd: Command) -> Result:
-        if not g.raw.is_leader:
+    def next_request_id(self) -> tuple[int, int]:
+        """A (client, seq) no other request of this node uses: the node's own session."""
+        self._seq += 1
+        return self._session, self._seq
+
+    async def _write(self, g: Group, cmd: Command, *, leader_only: bool = True) -> Result:
+        """Propose `cmd` on `g` and wait for its result. With `leader_only` off, a follower
+        proposes too (the core forwards it to the leader) and answers once it applies it."""
+        if leader_only and not g.raw.is_leader:
             raise NotLeaderHereError(self._leader_url(g))
         if cmd.client == 0:
             self._seq += 1

@@ -223,10 +223,12 @@ class WAL:
     __slots__ = (
         "_compacted",
         "_dir",
+        "_drop_wanted",
         "_failed",
         "_file",
         "_fs",
         "_hard_states",
+        "_header_synced",
         "_next_batch",
         "_pending_header",
         "_segment_batches",
@@ -250,6 +252,10 @@ class WAL:
         self._hard_states: dict[int, HardState] = {}
         self._compacted: dict[int, int] = {}
         self._unsynced = False
+        # Whether the current segment's header (every group's latest hard state) is durable:
+        # until it is, the segment before it holds the only durable copy of some of them.
+        self._header_synced = True
+        self._drop_wanted = False  # a compaction or rotation may have made segments deletable
         self._failed: DurableStateError | None = None
         self.stats = {"batches": 0, "bytes": 0, "syncs": 0, "rotations": 0, "removed": 0}
 
@@ -476,6 +482,8 @@ class WAL:
         if sync:
             self._sync()
         if rotated:
+            self._drop_wanted = True
+        if self._drop_wanted and self._header_synced:
             self._drop_covered()
 
     def _check_write(self, w: GroupWrite) -> None:
@@ -515,6 +523,8 @@ class WAL:
             self._failed = exc
             raise
         self._unsynced = False
+        if self._pending_header is None:
+            self._header_synced = True
         self.stats["syncs"] += 1
 
     def sync(self) -> None:
@@ -549,6 +559,7 @@ class WAL:
             ],
         )
         self._pending_header = encode_record(RecordType.SEGMENT_HEADER, _encoder.encode(header))
+        self._header_synced = False
         self._file = f
         self._segments.append(_Segment(number, path))
         self._segment_batches = 0
@@ -569,11 +580,20 @@ class WAL:
         return self._drop_covered()
 
     def _drop_covered(self) -> list[str]:
-        """Delete the oldest closed segments while every group's entries in them are covered."""
+        """Delete the oldest closed segments while every group's entries in them are covered.
+
+        Hard states need no coverage: each segment's header repeats them all. But the current
+        segment's header may not be durable yet, so the segment before it stays until it is
+        (the next sync); older ones are followed by a closed, synced segment's header.
+        """
         removed: list[str] = []
+        self._drop_wanted = False
         while len(self._segments) > 1:
             seg = self._segments[0]
             if any(mx > self._compacted.get(g, 0) for g, mx in seg.max_index.items()):
+                break
+            if len(self._segments) == 2 and not self._header_synced:
+                self._drop_wanted = True  # retried after the next sync
                 break
             self._fs.remove(seg.path)
             self._fs.fsync_dir(self._dir)
