@@ -1440,10 +1440,19 @@ async def amain(s: Settings, root: Path, procs: Procs) -> int:
         for what, rate, ents in disk:
             t.add_row(what, _rate(rate), _rate(ents), f"{1e6 / rate:.0f}", f"{rate / base:.2f}x")
         console.print(t)
+    load_after = os.getloadavg()[0]
+    cores = os.cpu_count() or 1
     notes.append(
-        f"machine: {os.cpu_count()} cores; 1-minute load average {load_before:.2f} at the "
-        f"start, {os.getloadavg()[0]:.2f} at the end (anything else running shares the cores)"
+        f"machine: {cores} cores; 1-minute load average {load_before:.2f} at the start, "
+        f"{load_after:.2f} at the end (anything else running shares the cores)"
     )
+    if max(load_before, load_after) > cores:
+        verdicts.append(
+            "[yellow]warning: the machine was oversubscribed by other work; a process woken by "
+            "a finished fdatasync or an arriving message then waits for a core, up to a "
+            "scheduler tick (4 ms at HZ=250): latencies and the 1-client rows suffer most, "
+            "single-threaded Python nodes more than etcd's Go runtime[/yellow]"
+        )
     for line in verdicts:
         console.print(line)
     for line in notes:
