@@ -165,3 +165,58 @@ def test_bad_peers_are_disconnected_and_the_transport_keeps_working() -> None:
             await t2.stop()
 
     asyncio.run(main())
+
+
+def test_reconnects_under_uvloop_after_an_idle_reset() -> None:
+    # Found by the KV benchmark: under uvloop, writing to a connection the peer reset (RST)
+    # while the sender was idle raises RuntimeError, which killed the sender task for good,
+    # so a restarted node was never dialled again.
+    import uvloop
+
+    async def main() -> None:
+        async def reset(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+            sock = writer.get_extra_info("socket")
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+            writer.close()  # an RST, as from a killed process with unread data
+
+        fake = await asyncio.start_server(reset, "127.0.0.1", 0)
+        port = fake.sockets[0].getsockname()[1]
+        got: list[GroupMessage] = []
+        t1 = Transport(
+            node_id=1,
+            cluster="c",
+            listen=("127.0.0.1", 0),
+            peers={},
+            deliver=lambda f, ms: None,
+            rng=random.Random(1),
+            backoff_max_s=0.05,
+        )
+        await t1.start()
+        t1.add_peer(2, ("127.0.0.1", port))
+        await asyncio.sleep(0.3)  # connected, reset, idle
+        fake.close()
+        await fake.wait_closed()
+        t2 = Transport(
+            node_id=2,
+            cluster="c",
+            listen=("127.0.0.1", port),
+            peers={},
+            deliver=lambda f, ms: got.extend(ms),
+            rng=random.Random(3),
+        )
+        await t2.start()
+        try:
+
+            async def keep_sending() -> None:
+                i = 0
+                while not got:
+                    t1.send(0, _msg(2, 1, i))
+                    i += 1
+                    await asyncio.sleep(0.01)
+
+            await asyncio.wait_for(keep_sending(), 10)
+        finally:
+            await t1.stop()
+            await t2.stop()
+
+    uvloop.run(main())

@@ -123,8 +123,13 @@ class _PeerSender:
             try:
                 writer.write(encode_hello(self.cluster, self.node_id))
                 await self._pump(writer)
-            except (OSError, ConnectionError) as exc:
+            except (OSError, ConnectionError, RuntimeError) as exc:
+                # uvloop raises RuntimeError ("the handler is closed") when writing to a
+                # connection the peer reset while we were idle: it is a lost connection too.
                 log.info("connection lost peer=%d err=%s", self.peer_id, exc)
+            except Exception:
+                # Never let the sender die: a dead sender silently cuts this peer off for good.
+                log.exception("sender failed peer=%d; reconnecting", self.peer_id)
             finally:
                 self.connected = False
                 writer.close()
@@ -152,8 +157,10 @@ class _PeerSender:
                 self.stats.sent_frames += 1
                 self.stats.sent_messages += len(batch)
             try:
+                if writer.is_closing():
+                    raise ConnectionResetError("connection closed by the peer")
                 await writer.drain()
-            except (OSError, ConnectionError):
+            except (OSError, ConnectionError, RuntimeError):
                 self.stats.dropped_failed += len(batch)
                 raise
 
