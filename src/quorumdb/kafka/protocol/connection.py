@@ -220,8 +220,6 @@ class KafkaConnection:
                 correlation_id=correlation_id,
                 code=ErrorCode.INVALID_REQUEST,
             )
-        header_version = request_header_version(api_key, api_version)
-        header, pos = decode_header(MessageKind.REQUEST, header_version, view)
         lo, hi = known
         supported = lo <= api_version <= hi
         if not supported and not (api_key == ApiKey.API_VERSIONS and api_version > hi):
@@ -232,6 +230,8 @@ class KafkaConnection:
                 correlation_id=correlation_id,
                 code=ErrorCode.UNSUPPORTED_VERSION,
             )
+        header_version = request_header_version(api_key, api_version)
+        header, pos = decode_header(MessageKind.REQUEST, header_version, view)
         body = decode(api_key, api_version, MessageKind.REQUEST, view[pos:]) if supported else {}
         return Request(
             api_key=ApiKey(api_key),
