@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import json
 import re
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -77,7 +78,7 @@ def validate_topic_name(name: str) -> None:
         )
 
 
-def topic_configs(raw: dict[str, str | None]) -> dict[str, str]:
+def topic_configs(raw: Mapping[str, str | None]) -> dict[str, str]:
     """Validate the configs a CreateTopics request sets (known keys, sane values)."""
     out: dict[str, str] = {}
     for key, value in raw.items():

@@ -14,8 +14,11 @@ import sys
 
 from quorumdb.errors import QuorumError
 from quorumdb.host.config import NodeConfig
+from quorumdb.host.kafka_backend import KafkaBackend
 from quorumdb.host.node_host import NodeHost
 from quorumdb.host.wal_log import WalNodeLog
+from quorumdb.kafka.broker import Broker
+from quorumdb.runtime.kafka_server import KafkaServer
 
 __all__ = ["run_node"]
 
@@ -33,13 +36,21 @@ def _setup_logging(node_id: int) -> None:
 async def _serve(config: NodeConfig) -> None:
     node_log = WalNodeLog.open(config.data_dir)
     host = NodeHost(config, node_log)
+    kafka: KafkaServer | None = None
+    if config.me.kafka is not None:
+        kafka = KafkaServer(Broker(KafkaBackend(host)), config.me.kafka)
     await host.start()
+    if kafka is not None:
+        await kafka.start()
+        log.info("kafka listener on %s:%d", *kafka.listen)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
     await stop.wait()
     log.info("stopping")
+    if kafka is not None:
+        await kafka.stop()
     await host.stop()
 
 

@@ -1,0 +1,363 @@
+"""The broker's view of the node: topics from the controller, partitions as hosted Raft groups.
+
+- Topics: immutable `topic/<name>` records in the controller group (`kafka.metadata`).
+  Applying one makes every replica host its partitions' groups (`NodeHost.add_group`); on
+  start, the controller's recovered state re-creates them before any log replay reaches them.
+- Produce: the leader of a partition's group proposes a `ProduceEntry` carrying its term (the
+  leader epoch) and the append time; acks=all answers when the entry applies here (it is
+  committed); acks=1 answers once the leader has persisted it (documented as unsafe: a
+  failover may drop it); acks=0 answers nothing.
+- Consumer groups: a group's coordinator is the leader of the KV shard holding
+  `group/<id>`; membership lives in that node's `GroupCoordinator`, committed offsets are KV
+  entries in the same shard (so they are replicated and survive coordinator failover).
+- Producer ids: the revision (controller log index) of a write to `producer-id` is unique.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import time
+from collections.abc import Callable
+from typing import Any
+
+from quorumdb.host.group import Group
+from quorumdb.host.node_host import CONTROLLER_GROUP, NodeHost, _kv
+from quorumdb.kafka.broker import PartitionView
+from quorumdb.kafka.group_coordinator import GroupCoordinator
+from quorumdb.kafka.metadata import (
+    TOPIC_PREFIX,
+    TopicInfo,
+    decode_topic,
+    encode_topic,
+    place_replicas,
+    topic_configs,
+    validate_topic_name,
+)
+from quorumdb.kafka.partition import (
+    PartitionStateMachine,
+    ProduceEntry,
+    ProduceResult,
+    encode_produce_entry,
+)
+from quorumdb.kafka.protocol.errors import ErrorCode
+from quorumdb.kv.commands import Command, CommandKind, Outcome, Result
+from quorumdb.kv.service import NotLeaderHereError, ServiceUnavailableError
+from quorumdb.raft import ProposalDroppedError, Ready
+from quorumdb.storage.fs import OsFileSystem
+from quorumdb.storage.partition_log import PartitionLog
+
+__all__ = ["KafkaBackend"]
+
+_PRODUCER_ID_KEY = b"producer-id"
+_GROUP_PREFIX = b"group/"
+_OFFSETS_PREFIX = b"offsets/"
+
+
+class KafkaBackend:
+    """Implements `kafka.broker.BrokerBackend` on top of a `NodeHost`."""
+
+    def __init__(self, host: NodeHost) -> None:
+        self.host = host
+        self.node_id = host.config.node_id
+        self.cluster_id = host.config.cluster
+        self._topics: dict[str, TopicInfo] = {}
+        self._fs = OsFileSystem()
+        self._waiters: dict[int, list[asyncio.Future[None]]] = {}
+        self._coordinators: dict[int, GroupCoordinator] = {}
+        host.controller_observers.append(self._on_controller_command)
+        host.after_apply.append(self._after_apply)
+        host.tick_hooks.append(self._tick)
+        ctl = _kv(host.groups[CONTROLLER_GROUP])
+        for key, value, revision in ctl.scan(TOPIC_PREFIX, TOPIC_PREFIX[:-1] + b"0", 1 << 20):
+            self._topic_record(key, value, revision)
+
+    # -- topics --------------------------------------------------------------------------------
+
+    def _on_controller_command(self, cmd: Command, result: Result) -> None:
+        if not cmd.key.startswith(TOPIC_PREFIX) or result.outcome != Outcome.OK:
+            return
+        if cmd.kind == CommandKind.DELETE:
+            self._drop_topic(cmd.key[len(TOPIC_PREFIX) :].decode())
+        else:
+            self._topic_record(cmd.key, cmd.value, result.revision)
+
+    def _topic_record(self, key: bytes, value: bytes, revision: int) -> None:
+        name = key[len(TOPIC_PREFIX) :].decode()
+        topic = decode_topic(name, value, revision)
+        self._topics[name] = topic
+        for p in topic.partitions:
+            if self.node_id not in p.replicas:
+                continue
+            directory = f"{self.host.config.data_dir}/kafka/{name}-{p.partition}-{p.group}"
+            sm = PartitionStateMachine(
+                PartitionLog(
+                    self._fs, directory, segment_bytes_max=int(topic.config("segment.bytes"))
+                )
+            )
+            self.host.add_group(p.group, p.replicas, sm)
+
+    def _drop_topic(self, name: str) -> None:
+        topic = self._topics.pop(name, None)
+        if topic is None:
+            return
+        for p in topic.partitions:
+            self.host.remove_group(p.group)
+
+    def topics(self) -> dict[str, TopicInfo]:
+        return self._topics
+
+    def brokers(self) -> list[tuple[int, str, int]]:
+        return [
+            (i, m.kafka[0], m.kafka[1])
+            for i, m in sorted(self.host.members.items())
+            if m.kafka is not None
+        ]
+
+    def controller_id(self) -> int:
+        lead = self.host.groups[CONTROLLER_GROUP].raw.lead
+        return lead if lead else -1
+
+    def now_ms(self) -> int:
+        return int(time.time() * 1000)
+
+    def partition(self, topic: TopicInfo, index: int) -> PartitionView | None:
+        info = topic.partitions[index]
+        g = self.host.groups.get(info.group)
+        if g is None:
+            return None
+        raw = g.raw
+        sm = g.sm
+        assert isinstance(sm, PartitionStateMachine)
+        voters = tuple(sorted(g.conf_state.voters))
+        isr = voters
+        if raw.is_leader:
+            commit = raw.raft.raft_log.committed
+            isr = tuple(
+                i
+                for i in voters
+                if ((pr := raw.progress(i)) is not None and pr.match >= commit) or i == self.node_id
+            )
+        return PartitionView(
+            group=info.group,
+            leader=raw.lead or -1,
+            leader_epoch=raw.raft.term,
+            is_leader=raw.is_leader,
+            replicas=info.replicas,
+            isr=isr,
+            high_watermark=sm.high_watermark,
+            log_start_offset=sm.log_start_offset,
+        )
+
+    async def create_topic(
+        self, name: str, partitions: int, replication_factor: int, configs: dict[str, str]
+    ) -> None:
+        validate_topic_name(name)
+        checked = topic_configs(configs)
+        members = sorted(self.host.groups[CONTROLLER_GROUP].conf_state.voters)
+        replicas = place_replicas(members, partitions, replication_factor, offset=len(self._topics))
+        cmd = Command(
+            kind=CommandKind.CAS,
+            key=TOPIC_PREFIX + name.encode(),
+            value=encode_topic(replicas, checked),
+            expected_revision=0,
+        )
+        result = await self._controller_write(cmd)
+        if result.outcome == Outcome.CAS_FAILED:
+            raise FileExistsError(name)
+        # Answer once every partition has a leader, so the client's next Metadata works.
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline:
+            topic = self._topics.get(name)
+            if topic and all(
+                (v := self.partition(topic, p.partition)) is None or v.leader > 0
+                for p in topic.partitions
+            ):
+                return
+            await asyncio.sleep(0.02)
+
+    async def delete_topic(self, name: str) -> None:
+        if name not in self._topics:
+            raise KeyError(name)
+        await self._controller_write(
+            Command(kind=CommandKind.DELETE, key=TOPIC_PREFIX + name.encode())
+        )
+
+    async def _controller_write(self, cmd: Command) -> Result:
+        try:
+            return await self.host._write(
+                self.host.groups[CONTROLLER_GROUP], cmd, leader_only=False
+            )
+        except (NotLeaderHereError, ServiceUnavailableError, ProposalDroppedError) as exc:
+            raise TimeoutError(str(exc)) from None
+
+    async def allocate_producer_id(self) -> int:
+        result = await self._controller_write(
+            Command(kind=CommandKind.PUT, key=_PRODUCER_ID_KEY, value=b"1")
+        )
+        return result.revision
+
+    # -- produce and fetch -----------------------------------------------------------------------
+
+    async def produce(
+        self, group: int, records: bytes, *, acks: int, timeout_ms: int, log_append_time: bool
+    ) -> ProduceResult:
+        g = self.host.groups.get(group)
+        if g is None or not g.raw.is_leader:
+            raise LookupError(group)
+        client, seq = self.host.next_request_id()
+        entry = ProduceEntry(
+            client=client,
+            seq=seq,
+            leader_epoch=g.raw.raft.term,
+            append_time_ms=self.now_ms(),
+            log_append_time=log_append_time,
+            records=records,
+        )
+        loop = asyncio.get_running_loop()
+        fut = g.submit((client, seq), encode_produce_entry(entry), loop)
+        self.host._kick.set()
+        if acks == 0:
+            fut.add_done_callback(_consume)
+            return ProduceResult(error=ErrorCode.NONE)
+        try:
+            result: ProduceResult = await asyncio.wait_for(
+                asyncio.shield(fut), max(timeout_ms, 1) / 1000
+            )
+        except TimeoutError:
+            g.forget(fut)
+            raise
+        except ProposalDroppedError:
+            raise LookupError(group) from None
+        return result
+
+    def read(self, group: int, offset: int, max_bytes: int) -> bytes:
+        sm = self._partition_sm(group)
+        return sm.read(offset, max_bytes)
+
+    def _partition_sm(self, group: int) -> PartitionStateMachine:
+        sm = self.host.groups[group].sm
+        assert isinstance(sm, PartitionStateMachine)
+        return sm
+
+    async def wait_for_data(self, groups: list[int], timeout_ms: int) -> None:
+        fut: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        for gid in groups:
+            self._waiters.setdefault(gid, []).append(fut)
+        try:
+            await asyncio.wait_for(fut, timeout_ms / 1000)
+        except TimeoutError:
+            pass
+        finally:
+            for gid in groups:
+                waiting = self._waiters.get(gid)
+                if waiting and fut in waiting:
+                    waiting.remove(fut)
+
+    def _after_apply(self, g: Group, rd: Ready, lead_before: int) -> None:
+        if rd.committed_entries or rd.snapshot is not None:
+            for fut in self._waiters.pop(g.group_id, []):
+                if not fut.done():
+                    fut.set_result(None)
+        if lead_before != g.last_lead and lead_before == self.node_id:
+            coordinator = self._coordinators.pop(g.group_id, None)
+            if coordinator is not None:
+                coordinator.drop_all()
+
+    def offset_for_time(self, group: int, timestamp_ms: int) -> int | None:
+        return self._partition_sm(group).log.offset_for_time(timestamp_ms)
+
+    def end_offset_for_epoch(self, group: int, epoch: int) -> tuple[int, int]:
+        return self._partition_sm(group).end_offset_for_epoch(epoch)
+
+    # -- consumer groups -----------------------------------------------------------------------
+
+    def _shard(self, group_id: str) -> Group:
+        return self.host.shard_of(_GROUP_PREFIX + group_id.encode())
+
+    def coordinator_for(self, group_id: str) -> int | None:
+        lead = self._shard(group_id).raw.lead
+        return lead or None
+
+    def is_coordinator(self, group_id: str) -> bool:
+        return self._shard(group_id).raw.is_leader
+
+    def _coordinator(self, group_id: str) -> GroupCoordinator:
+        shard = self._shard(group_id)
+        c = self._coordinators.get(shard.group_id)
+        if c is None:
+            c = self._coordinators[shard.group_id] = GroupCoordinator(f"n{self.node_id}")
+        return c
+
+    def _tick(self) -> None:
+        now = self.now_ms()
+        for c in self._coordinators.values():
+            c.tick(now)
+
+    def group_join(
+        self, req: dict[str, Any], client_host: str, reply: Callable[[dict[str, Any]], None]
+    ) -> None:
+        self._coordinator(req["group_id"]).join(req, client_host, self.now_ms(), reply)
+
+    def group_sync(self, req: dict[str, Any], reply: Callable[[dict[str, Any]], None]) -> None:
+        self._coordinator(req["group_id"]).sync(req, self.now_ms(), reply)
+
+    def group_heartbeat(self, req: dict[str, Any]) -> ErrorCode:
+        return self._coordinator(req["group_id"]).heartbeat(req, self.now_ms())
+
+    def group_leave(self, group_id: str, member_ids: list[str]) -> list[ErrorCode]:
+        return self._coordinator(group_id).leave(group_id, member_ids, self.now_ms())
+
+    def group_generation(self, group_id: str, member_id: str) -> int | None:
+        return self._coordinator(group_id).generation_of(group_id, member_id)
+
+    def describe_group(self, group_id: str) -> dict[str, Any]:
+        return self._coordinator(group_id).describe(group_id)
+
+    def list_groups(self) -> list[tuple[str, str]]:
+        out = []
+        for c in self._coordinators.values():
+            for gid, g in sorted(c.groups.items()):
+                out.append((gid, g.protocol_type))
+        return out
+
+    async def commit_offsets(
+        self, group_id: str, offsets: dict[tuple[str, int], tuple[int, str | None]]
+    ) -> None:
+        shard = self._shard(group_id)
+        prefix = _OFFSETS_PREFIX + group_id.encode() + b"/"
+        writes = [
+            self.host._write(
+                shard,
+                Command(
+                    kind=CommandKind.PUT,
+                    key=prefix + f"{topic}/{part}".encode(),
+                    value=json.dumps({"offset": off, "metadata": meta}).encode(),
+                ),
+            )
+            for (topic, part), (off, meta) in offsets.items()
+        ]
+        try:
+            await asyncio.gather(*writes)
+        except (NotLeaderHereError, ServiceUnavailableError) as exc:
+            raise LookupError(str(exc)) from None
+
+    async def fetch_offsets(self, group_id: str) -> dict[tuple[str, int], tuple[int, str | None]]:
+        shard = self._shard(group_id)
+        try:
+            await self.host._read_barrier(shard)
+        except ServiceUnavailableError as exc:
+            raise LookupError(str(exc)) from None
+        prefix = _OFFSETS_PREFIX + group_id.encode() + b"/"
+        out: dict[tuple[str, int], tuple[int, str | None]] = {}
+        for key, value, _ in _kv(shard).scan(prefix, prefix[:-1] + b"0", 1 << 20):
+            topic, _, part = key[len(prefix) :].decode().rpartition("/")
+            info = json.loads(value)
+            out[(topic, int(part))] = (int(info["offset"]), info.get("metadata"))
+        return out
+
+
+def _consume(fut: asyncio.Future[Any]) -> None:
+    """Retrieve an acks=0 result or error so asyncio does not warn about it."""
+    if not fut.cancelled():
+        fut.exception()
