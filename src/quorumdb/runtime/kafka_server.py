@@ -18,6 +18,7 @@ from typing import Any
 from quorumdb.kafka.broker import Broker
 from quorumdb.kafka.protocol.connection import CLOSED, NEED_DATA, KafkaConnection, Request
 from quorumdb.kafka.protocol.errors import ProtocolError
+from quorumdb.kafka.protocol.fit import fit_response
 
 __all__ = ["KafkaServer"]
 
@@ -136,7 +137,8 @@ class KafkaServer:
             if not req.expects_response:
                 continue
             try:
-                chunks = conn.encode_response_chunks(req, body)
+                fitted = fit_response(req.api_key, req.response_version, body)
+                chunks = conn.encode_response_chunks(req, fitted)
             except Exception:
                 log.exception(
                     "Kafka %s v%d: response not encodable; closing the connection",
