@@ -252,7 +252,7 @@ def _emit_items(value: Any, indent: int, lines: list[str]) -> None:
 def _flat(value: Any) -> str | None:
     """One-line rendering, or None if the value must be exploded (it holds fields)."""
     if isinstance(value, dict):
-        if "fields" in value and value["fields"]:
+        if value.get("fields"):
             return None
         parts = []
         for k, v in value.items():
@@ -325,15 +325,13 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("kafka", type=Path, help="apache/kafka checkout or its message folder")
     parser.add_argument("--source", default=None, help="label for the header (repo + commit)")
-    default_out = (
-        Path(__file__).resolve().parent.parent / "src/quorumdb/kafka/protocol/schemas.py"
-    )
+    default_out = Path(__file__).resolve().parent.parent / "src/quorumdb/kafka/protocol/schemas.py"
     parser.add_argument("--out", type=Path, default=default_out)
     args = parser.parse_args(argv)
     folder: Path = args.kafka
     if (folder / _MESSAGE_DIR).is_dir():
         folder = folder / _MESSAGE_DIR
-    if not (folder / "ApiVersionsRequest.json").is_file():
+    if not (folder / "RequestHeader.json").is_file():
         print(f"gen_kafka_schemas: no Kafka message specs under {args.kafka}", file=sys.stderr)
         return 2
     source = args.source or f"apache/kafka ({args.kafka})"
