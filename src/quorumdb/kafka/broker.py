@@ -49,6 +49,7 @@ class PartitionView:
 class BrokerBackend(Protocol):
     node_id: int
     cluster_id: str
+    auto_create_topics: bool
 
     def now_ms(self) -> int: ...
 
@@ -176,10 +177,28 @@ def _partition_rows(b: Broker, t: TopicInfo) -> list[dict[str, Any]]:
     return rows
 
 
+AUTO_CREATE_PARTITIONS = 1  # Kafka's num.partitions default
+
+
+async def _auto_create(b: Broker, names: list[str]) -> None:
+    """Kafka's auto.create.topics.enable: a topic a client asks for comes into being."""
+    for name in names:
+        try:
+            await b.backend.create_topic(
+                name, AUTO_CREATE_PARTITIONS, min(3, len(b.backend.brokers())), {}
+            )
+        except (TopicConfigError, FileExistsError, TimeoutError):
+            continue  # an invalid name stays unknown; a lost race is fine
+
+
 async def _metadata(b: Broker, req: Request, host: str) -> dict[str, Any]:
     topics = b.backend.topics()
     wanted = req.body.get("topics")
     names = sorted(topics) if wanted is None else [t["name"] for t in wanted]
+    missing = [n for n in names if n not in topics]
+    if missing and req.body.get("allow_auto_topic_creation", True) and b.backend.auto_create_topics:
+        await _auto_create(b, missing)
+        topics = b.backend.topics()
     rows: list[dict[str, Any]] = []
     for name in names:
         t = topics.get(name)
