@@ -39,7 +39,7 @@ def _id(case: tuple[MessageSpec, int]) -> str:
 
 
 @pytest.mark.parametrize("case", ALL_VERSIONS, ids=_id)
-@settings(max_examples=15, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@settings(max_examples=12, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(data=st.data())
 def test_round_trip_every_api_version_and_kind(case: tuple[MessageSpec, int], data: Any) -> None:
     spec, version = case

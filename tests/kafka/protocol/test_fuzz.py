@@ -34,7 +34,7 @@ ALL_VERSIONS = [
     for spec in all_message_specs()
     for version in range(spec.versions[0], spec.versions[1] + 1)
 ]
-_FUZZ = settings(max_examples=30, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+_FUZZ = settings(max_examples=20, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 
 
 def _id(case: tuple[MessageSpec, int]) -> str:
@@ -70,7 +70,7 @@ def _mutated(draw: st.DrawFn) -> tuple[MessageSpec, int, bytes]:
     return spec, version, bytes(wire)
 
 
-@settings(max_examples=1500, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@settings(max_examples=800, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(case=_mutated())
 def test_mutated_valid_messages_into_decode(case: tuple[MessageSpec, int, bytes]) -> None:
     spec, version, wire = case

@@ -36,7 +36,7 @@ from quorumdb.kafka.protocol.codec import MessageSpec
 from tests.kafka.protocol import kafka_python as kp
 from tests.kafka.protocol.schema_strategies import message_values
 
-_SETTINGS = settings(max_examples=8, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+_SETTINGS = settings(max_examples=6, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 
 
 def _cases(have: Any) -> list[tuple[MessageSpec, int]]:
