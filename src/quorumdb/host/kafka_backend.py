@@ -16,6 +16,7 @@
 from __future__ import annotations
 
 import asyncio
+import functools
 import json
 import time
 from collections.abc import Callable
@@ -43,7 +44,7 @@ from quorumdb.kafka.partition import (
 from quorumdb.kafka.protocol.errors import ErrorCode
 from quorumdb.kv.commands import Command, CommandKind, Outcome, Result
 from quorumdb.kv.service import NotLeaderHereError, ServiceUnavailableError
-from quorumdb.raft import ProposalDroppedError, Ready
+from quorumdb.raft import ProposalDroppedError, RawNode, Ready
 from quorumdb.storage.fs import OsFileSystem
 from quorumdb.storage.partition_log import PartitionLog
 
@@ -66,6 +67,8 @@ class KafkaBackend:
         self._fs = OsFileSystem()
         self._waiters: dict[int, list[asyncio.Future[None]]] = {}
         self._coordinators: dict[int, GroupCoordinator] = {}
+        self._preferred: dict[int, int] = {}  # partition group -> its preferred leader
+        self._handed: dict[int, int] = {}  # partition group -> term in which we handed it over
         host.controller_observers.append(self._on_controller_command)
         host.after_apply.append(self._after_apply)
         host.tick_hooks.append(self._tick)
@@ -96,6 +99,7 @@ class KafkaBackend:
                     self._fs, directory, segment_bytes_max=int(topic.config("segment.bytes"))
                 )
             )
+            self._preferred[p.group] = p.replicas[0]
             self.host.add_group(p.group, p.replicas, sm)
 
     def _drop_topic(self, name: str) -> None:
@@ -256,6 +260,8 @@ class KafkaBackend:
                     waiting.remove(fut)
 
     def _after_apply(self, g: Group, rd: Ready, lead_before: int) -> None:
+        if g.raw.is_leader:
+            self._maybe_hand_to_preferred(g)
         if rd.committed_entries or rd.snapshot is not None:
             for fut in self._waiters.pop(g.group_id, []):
                 if not fut.done():
@@ -264,6 +270,25 @@ class KafkaBackend:
             coordinator = self._coordinators.pop(g.group_id, None)
             if coordinator is not None:
                 coordinator.drop_all()
+
+    def _maybe_hand_to_preferred(self, g: Group) -> None:
+        """Balance leaders: hand a partition to its preferred (first) replica once it has
+        caught up, at most once per term (Kafka's preferred leader election)."""
+        preferred = self._preferred.get(g.group_id)
+        raft = g.raw.raft
+        if (
+            preferred is None
+            or preferred == self.node_id
+            or self._handed.get(g.group_id) == raft.term
+        ):
+            return
+        pr = g.raw.progress(preferred)
+        if pr is None or pr.match < raft.raft_log.last_index() or not pr.recent_active:
+            return
+        self._handed[g.group_id] = raft.term
+        g.actions.append(
+            (functools.partial(RawNode.transfer_leader, transferee=preferred), _ignored())
+        )
 
     def offset_for_time(self, group: int, timestamp_ms: int) -> int | None:
         return self._partition_sm(group).log.offset_for_time(timestamp_ms)
@@ -356,6 +381,13 @@ class KafkaBackend:
             info = json.loads(value)
             out[(topic, int(part))] = (int(info["offset"]), info.get("metadata"))
         return out
+
+
+def _ignored() -> asyncio.Future[None]:
+    """A future nobody awaits (for fire-and-forget driver actions)."""
+    fut: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+    fut.add_done_callback(_consume)
+    return fut
 
 
 def _consume(fut: asyncio.Future[Any]) -> None:
