@@ -302,3 +302,22 @@ def test_constructor_validates_the_limit() -> None:
     with pytest.raises(ValueError, match="out of range"):
         KafkaConnection(max_request_bytes=3)
     assert KafkaConnection().max_request_bytes == DEFAULT_MAX_REQUEST_BYTES
+
+
+def test_request_records_are_patchable_in_place() -> None:
+    from quorumdb.kafka.protocol import records as rec
+
+    batch = rec.build_batch([rec.Record(value=b"v")])
+    value = {
+        "acks": -1,
+        "topic_data": [{"name": "t", "partition_data": [{"index": 0, "records": batch}]}],
+    }
+    conn = KafkaConnection()
+    conn.feed(encode_request(ApiKey.PRODUCE, 8, value, correlation_id=1))
+    req = conn.next_request()
+    assert isinstance(req, Request)
+    view = req.body["topic_data"][0]["partition_data"][0]["records"]
+    assert not view.readonly
+    (h,) = rec.validate_batches(view)
+    rec.patch_base_offset(view, h.position, 42)
+    assert rec.validate_batches(view)[0].base_offset == 42

@@ -85,8 +85,9 @@ CLOSED: Final = Sentinel.CLOSED
 class Request:
     """One decoded request: header fields plus the body dict (see `codec.decode`).
 
-    `records` fields in the body are memoryviews of this request's own frame bytes, which
-    stay valid for as long as the body is referenced.
+    `records` fields in the body are writable memoryviews of this request's own frame
+    buffer: valid for as long as the body is referenced, and patchable in place
+    (`records.patch_base_offset`).
     """
 
     api_key: ApiKey
@@ -120,7 +121,15 @@ class KafkaConnection:
             Every max must be within the schema table.
     """
 
-    __slots__ = ("_buf", "_eof", "_error", "_supported", "max_request_bytes", "supported")
+    __slots__ = (
+        "_buf",
+        "_eof",
+        "_error",
+        "_start",
+        "_supported",
+        "max_request_bytes",
+        "supported",
+    )
 
     def __init__(
         self,
@@ -135,14 +144,17 @@ class KafkaConnection:
             SUPPORTED_VERSIONS if supported is None else supported
         )
         self._supported = {key: (lo, hi) for key, lo, hi in self.supported}
+        # Received bytes; those before _start were already returned as requests (dropped
+        # in one go when the buffer runs dry, not once per pipelined request).
         self._buf = bytearray()
+        self._start = 0
         self._eof = False
         self._error: ProtocolError | None = None
 
     @property
     def buffered_bytes(self) -> int:
         """Bytes received and not yet returned as requests."""
-        return len(self._buf)
+        return len(self._buf) - self._start
 
     def feed(self, data: Buffer) -> None:
         """Buffer bytes read from the socket; `b""` means the peer closed its side.
@@ -156,7 +168,7 @@ class KafkaConnection:
         if not len(data):
             self._eof = True
             return
-        if len(self._buf) >= self.max_request_bytes + _SIZE.size:
+        if self.buffered_bytes >= self.max_request_bytes + _SIZE.size:
             raise LocalProtocolError("call next_request() until NEED_DATA before feeding more")
         self._buf += data
 
@@ -180,9 +192,10 @@ class KafkaConnection:
 
     def _next_request(self) -> Request | Sentinel:
         buf = self._buf
-        if len(buf) < _SIZE.size:
+        start = self._start
+        if len(buf) - start < _SIZE.size:
             return self._need_data()
-        size = _SIZE.unpack_from(buf, 0)[0]
+        size = _SIZE.unpack_from(buf, start)[0]
         if size > self.max_request_bytes:
             raise RemoteProtocolError(
                 f"request of {size} bytes exceeds max_request_bytes={self.max_request_bytes}",
@@ -190,16 +203,20 @@ class KafkaConnection:
             )
         if size < _HEADER_BYTES_MIN:
             raise RemoteProtocolError(f"request size {size} is smaller than a request header")
-        end = _SIZE.size + size
+        end = start + _SIZE.size + size
         if len(buf) < end:
             return self._need_data()
-        # One copy per request: the body's memoryviews (records) then own their bytes,
-        # and the receive buffer stays free to shrink.
-        frame = bytes(buf[_SIZE.size : end])
-        del buf[:end]
+        # One copy per request, into a buffer of its own: the body's records memoryviews
+        # keep it alive, are writable (the broker patches base offsets in place), and the
+        # receive buffer stays free to shrink.
+        frame = buf[start + _SIZE.size : end]
+        self._start = end
         return self._parse(frame)
 
     def _need_data(self) -> Sentinel:
+        if self._start:
+            del self._buf[: self._start]
+            self._start = 0
         if not self._eof:
             return NEED_DATA
         if self._buf:
@@ -208,7 +225,7 @@ class KafkaConnection:
             )
         return CLOSED
 
-    def _parse(self, frame: bytes) -> Request:
+    def _parse(self, frame: bytearray) -> Request:
         view = memoryview(frame)
         api_key, api_version, correlation_id = _PEEK.unpack_from(view, 0)
         known = self._supported.get(api_key)
