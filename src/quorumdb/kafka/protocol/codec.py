@@ -546,7 +546,7 @@ def _field_writer(f: FieldSpec, version: int, flexible: bool) -> _FieldWriter:
     return step
 
 
-def _fixed_group_writer(group: list[FieldSpec], version: int) -> _FieldWriter:
+def _fixed_group_writer(group: list[FieldSpec]) -> _FieldWriter:
     s = struct.Struct(">" + "".join(FIXED_TYPES[f.type] for f in group))
     pairs = tuple((f.name, f.scalar_default()) for f in group)
 
@@ -616,11 +616,11 @@ def _struct_encoder(
             group.append(f)
             continue
         if group:
-            steps.append(("", _fixed_group_writer(group, version)))
+            steps.append(("", _fixed_group_writer(group)))
             group = []
         steps.append((f.name, _field_writer(f, version, flexible)))
     if group:
-        steps.append(("", _fixed_group_writer(group, version)))
+        steps.append(("", _fixed_group_writer(group)))
     if flexible:
         steps.append((_TAGGED_STEP, _tagged_writer(tagged, version)))
     known = frozenset(f.name for f in fields)
