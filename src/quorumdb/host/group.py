@@ -46,6 +46,7 @@ class _Pending:
     data: bytes
     key: _REQ_KEY
     future: asyncio.Future[Any]
+    persisted: asyncio.Future[None] | None = None
 
 
 @dataclass(slots=True)
@@ -60,6 +61,7 @@ class Group:
     proposals: list[_Pending] = field(default_factory=list)
     writes: dict[_REQ_KEY, list[asyncio.Future[Any]]] = field(default_factory=dict)
     read_requests: list[tuple[bytes, asyncio.Future[int]]] = field(default_factory=list)
+    persist_waiters: list[asyncio.Future[None]] = field(default_factory=list)
     actions: list[tuple[Callable[[RawNode], None], asyncio.Future[None]]] = field(
         default_factory=list
     )
@@ -74,9 +76,17 @@ class Group:
     # -- requests (called by the API side) -----------------------------------------------
 
     def submit(
-        self, key: tuple[int, int], data: bytes, loop: asyncio.AbstractEventLoop
+        self,
+        key: tuple[int, int],
+        data: bytes,
+        loop: asyncio.AbstractEventLoop,
+        persisted: asyncio.Future[None] | None = None,
     ) -> asyncio.Future[Any]:
-        """Propose `data`; the future resolves with the state machine's answer for `key`."""
+        """Propose `data`; the future resolves with the state machine's answer for `key`.
+
+        `persisted`, if given, resolves as soon as the proposal is durable in this node's
+        own log (before any quorum has it: Kafka's acks=1).
+        """
         fut: asyncio.Future[Any] = loop.create_future()
         waiting = self.writes.get(key)
         if waiting is not None:
@@ -84,7 +94,7 @@ class Group:
             waiting.append(fut)
             return fut
         self.writes[key] = [fut]
-        self.proposals.append(_Pending(data=data, key=key, future=fut))
+        self.proposals.append(_Pending(data=data, key=key, future=fut, persisted=persisted))
         return fut
 
     def submit_action(
@@ -150,6 +160,14 @@ class Group:
                         fut.set_exception(exc)
             return
         self.stats.proposals += len(batch)
+        self.persist_waiters.extend(p.persisted for p in batch if p.persisted is not None)
+
+    def resolve_persisted(self) -> None:
+        """This round's Ready (which held every proposal fed before it) is durable now."""
+        waiters, self.persist_waiters = self.persist_waiters, []
+        for fut in waiters:
+            if not fut.done():
+                fut.set_result(None)
 
     # -- outputs -------------------------------------------------------------------------------
 

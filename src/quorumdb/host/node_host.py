@@ -260,6 +260,8 @@ class NodeHost:
             self.fsync_s.observe(time.perf_counter() - started)
             self.batch_entries.observe(sum(len(rd.entries) for _, rd in readies))
         for g, rd in readies:
+            if g.persist_waiters:
+                g.resolve_persisted()
             for m in rd.persisted_messages:
                 send(g.group_id, m)
             lead_before = g.last_lead
