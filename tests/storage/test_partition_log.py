@@ -121,3 +121,19 @@ def test_any_history_reads_back_and_truncates_at_batch_boundaries(
     reopened = PartitionLog(d, segment_bytes_max=seg)
     assert reopened.next_offset == cut_at
     assert _bases(reopened.read(0, 1 << 30, cut_at)) == [b for b in boundaries if b < cut_at]
+
+
+def test_retention_by_size_and_time_keeps_the_active_segment(tmp_path: Path) -> None:
+    log = PartitionLog(tmp_path / "p0", segment_bytes_max=300)
+    _fill(log, [1] * 12, ts0=1_000)  # timestamps 1000..1011, several segments
+    segments = len(log.segments)
+    assert segments >= 3
+    assert log.enforce_retention(now_ms=10_000, retention_ms=-1, retention_bytes=-1) == 0
+    # By size: keep at most ~2 segments' worth.
+    gone = log.enforce_retention(now_ms=10_000, retention_ms=-1, retention_bytes=600)
+    assert gone >= 1 and log.size_bytes - log.segments[0].size < 600
+    assert log.next_offset == 12
+    # By time: everything is older than a 1 ms retention, but the active segment stays.
+    log.enforce_retention(now_ms=1_000_000, retention_ms=1, retention_bytes=-1)
+    assert len(log.segments) == 1 and log.next_offset == 12
+    assert _bases(log.read(log.log_start_offset, 1 << 20, 12))[-1] == 11

@@ -54,6 +54,7 @@ __all__ = ["KafkaBackend"]
 _PRODUCER_ID_KEY = b"producer-id"
 _GROUP_PREFIX = b"group/"
 _OFFSETS_PREFIX = b"offsets/"
+_RETENTION_CHECK_MS = 5_000
 
 
 class KafkaBackend:
@@ -68,6 +69,7 @@ class KafkaBackend:
         self._fs = OsFileSystem()
         self._waiters: dict[int, list[asyncio.Future[None]]] = {}
         self._coordinators: dict[int, GroupCoordinator] = {}
+        self._retention_checked_ms = 0
         self._pending_records: dict[int, int] = {}  # proposed, not yet applied (acks=1)
         self._preferred: dict[int, int] = {}  # partition group -> its preferred leader
         self._handed: dict[int, int] = {}  # partition group -> term in which we handed it over
@@ -348,6 +350,18 @@ class KafkaBackend:
         now = self.now_ms()
         for c in self._coordinators.values():
             c.tick(now)
+        if now - self._retention_checked_ms >= _RETENTION_CHECK_MS:
+            self._retention_checked_ms = now
+            self._enforce_retention(now)
+
+    def _enforce_retention(self, now_ms: int) -> None:
+        for topic in self._topics.values():
+            retention_ms = int(topic.config("retention.ms"))
+            retention_bytes = int(topic.config("retention.bytes"))
+            for p in topic.partitions:
+                g = self.host.groups.get(p.group)
+                if g is not None and isinstance(g.sm, PartitionStateMachine):
+                    g.sm.log.enforce_retention(now_ms, retention_ms, retention_bytes)
 
     def group_join(
         self, req: dict[str, Any], client_host: str, reply: Callable[[dict[str, Any]], None]

@@ -208,6 +208,25 @@ class PartitionLog:
             self.fs.fsync_dir(self.dir)
         return n
 
+    def enforce_retention(self, now_ms: int, retention_ms: int, retention_bytes: int) -> int:
+        """Delete whole closed segments older than `retention_ms` (by their newest record)
+        or beyond `retention_bytes` in total (-1: no limit); return how many went.
+
+        Each replica applies retention to its own copy, as Kafka does; the active segment
+        is never deleted, so the log end (the high watermark) is untouched."""
+        n = 0
+        while len(self.segments) > 1:
+            oldest = self.segments[0]
+            too_old = retention_ms >= 0 and oldest.max_timestamp < now_ms - retention_ms
+            too_big = retention_bytes >= 0 and self.size_bytes - oldest.size >= retention_bytes
+            if not (too_old or too_big):
+                break
+            self.fs.remove(self.segments.pop(0).path)
+            n += 1
+        if n:
+            self.fs.fsync_dir(self.dir)
+        return n
+
     # -- reading -----------------------------------------------------------------------------
 
     def _segment_for(self, offset: int) -> SegmentInfo | None:
