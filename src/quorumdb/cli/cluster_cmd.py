@@ -83,14 +83,16 @@ def up(  # noqa: PLR0917  (click passes options positionally)
     console.print(f"started {nodes} nodes in {cluster_dir}/ (logs: {cluster_dir}/n*/node.log)")
     wait_ready(cluster)
     table = Table(title="quorumdb local cluster")
-    for col in ("node", "pid", "HTTP API", "raft"):
+    for col in ("node", "pid", "HTTP API", "Kafka", "raft"):
         table.add_column(col)
     for i, m in sorted(cluster.nodes.items()):
-        table.add_row(str(i), str(cluster.pids[i]), m.http_url, f"{m.raft[0]}:{m.raft[1]}")
+        kafka = f"{m.kafka[0]}:{m.kafka[1]}" if m.kafka else "-"
+        table.add_row(str(i), str(cluster.pids[i]), m.http_url, kafka, f"{m.raft[0]}:{m.raft[1]}")
     console.print(table)
     if unsafe_no_fsync:
         console.print("[red]fsync is OFF: acknowledged writes can be lost on a crash[/red]")
     console.print("try: quorumdb kv put hello world && quorumdb kv get hello && quorumdb status")
+    console.print("     quorumdb topic create orders && kcat -b 127.0.0.1:9092 -L")
 
 
 @click.command()
