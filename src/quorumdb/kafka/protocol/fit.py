@@ -1,9 +1,9 @@
 """Fit one response body to the version a client asked for.
 
 Handlers build a body with every field any supported version has; `fit_response` drops, at
-every level, the fields the requested version does not carry, so the codec's strictness
-(it refuses a non-default value for a field absent from a version, to catch handler bugs)
-applies to real mistakes only. Pure; reads the schema table.
+every level, the fields the requested version does not carry. Keys that are no field of any
+version are kept, so the codec still refuses them: a misspelled field stays an error.
+Pure; reads the schema table.
 """
 
 from __future__ import annotations
@@ -25,15 +25,19 @@ def fit_response(api_key: int, version: int, body: Mapping[str, Any]) -> dict[st
 
 
 def _fit(fields: tuple[FieldSpec, ...], version: int, value: Mapping[str, Any]) -> dict[str, Any]:
+    by_name = {f.name: f for f in fields}
     out: dict[str, Any] = {}
-    for f in fields:
-        if f.name not in value or not f.in_version(version):
+    for name, v in value.items():
+        f = by_name.get(name)
+        if f is None:
+            out[name] = v  # not a field of any version: a typo the codec must still refuse
             continue
-        v = value[f.name]
+        if not f.in_version(version):
+            continue
         if f.fields is not None and v is not None:
             if f.is_array:
                 v = [_fit(f.fields, version, item) for item in v]
             else:
                 v = _fit(f.fields, version, v)
-        out[f.name] = v
+        out[name] = v
     return out
