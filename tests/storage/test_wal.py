@@ -11,6 +11,7 @@ import msgspec
 import pytest
 
 from quorumdb.raft import Entry, HardState, Snapshot, SnapshotMetadata
+from quorumdb.sim.disk import SimDisk
 from quorumdb.storage import wal as wal_module
 from quorumdb.storage.errors import DurableStateError
 from quorumdb.storage.fs import FileSystem, WritableFile
@@ -153,6 +154,40 @@ def test_hard_state_survives_rotation_and_compaction_of_its_segment() -> None:
     disk.crash(tear=False)
     _, _, recovered = open_sim(fs, segment_bytes_max=1024)
     assert recovered[1].hard_state == _hs(9, vote=3)
+
+
+def _rotated_unsynced_and_covered() -> tuple[SimDisk, FileSystem, wal_module.WAL, int]:
+    """Group 1's hard state in segment 1; a rotation whose header went out unsynced; group
+    2's entries (all there is in segment 1 besides) covered by a snapshot."""
+    disk, fs = sim_fs()
+    wal, snaps, _ = open_sim(fs, segment_bytes_max=1024)
+    wal.save([GroupWrite(group=1, hard_state=_hs(5, vote=2))], sync=True)
+    i = 0
+    while len(wal.segment_paths()) == 1:
+        i += 1
+        wal.save([GroupWrite(group=2, entries=ents(i, 1))], sync=False)
+    snaps.save(2, _snap(i, 1))
+    return disk, fs, wal, i
+
+
+def test_a_covered_segment_waits_for_the_next_header_to_be_durable() -> None:
+    # Found by a long run of the crash state machine: the new segment's header (the only
+    # other copy of group 1's hard state) went out unsynced, the old segment was deleted as
+    # covered, and a crash lost the hard state.
+    disk, fs, wal, i = _rotated_unsynced_and_covered()
+    first = wal.segment_paths()[0]
+    assert wal.compact(2, i) == [], "the new header is not durable yet"
+    disk.crash(tear=False)
+    _, _, recovered = open_sim(fs, segment_bytes_max=1024)
+    assert recovered[1].hard_state == _hs(5, vote=2)
+
+    disk, fs, wal, i = _rotated_unsynced_and_covered()
+    assert wal.compact(2, i) == []
+    wal.sync()
+    assert first not in wal.segment_paths(), "deleted after the sync that made the header durable"
+    disk.crash(tear=False)
+    _, _, recovered = open_sim(fs, segment_bytes_max=1024)
+    assert recovered[1].hard_state == _hs(5, vote=2)
 
 
 def test_compaction_deletes_exactly_the_covered_segments_oldest_first() -> None:

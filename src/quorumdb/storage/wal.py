@@ -445,8 +445,8 @@ class WAL:
         """
         self._check_usable()
         if not writes:
-            if sync and self._unsynced:
-                self._sync()
+            if sync:
+                self.sync()
             return
         for w in writes:
             self._check_write(w)
@@ -483,8 +483,7 @@ class WAL:
             self._sync()
         if rotated:
             self._drop_wanted = True
-        if self._drop_wanted and self._header_synced:
-            self._drop_covered()
+        self._maybe_drop()
 
     def _check_write(self, w: GroupWrite) -> None:
         ents = w.entries
@@ -532,6 +531,11 @@ class WAL:
         self._check_usable()
         if self._unsynced:
             self._sync()
+            self._maybe_drop()
+
+    def _maybe_drop(self) -> None:
+        if self._drop_wanted:
+            self._drop_covered()
 
     def _rotate(self) -> None:
         """Close the current segment (durably) and start the next one."""
