@@ -389,3 +389,37 @@ def test_disk_paths_name_the_node() -> None:
     assert disk.path("wal") == f"{NODE}/wal"
     assert WAL_DIR.startswith(NODE)
     assert fs.list_dir(WAL_DIR) == []
+
+
+def _crashed_node(
+    seed: int, crash_at: int, tear: bool
+) -> tuple[SimDisk, Driver, CrashingFileSystem]:
+    disk, fs = sim_fs(seed * 7 + crash_at)
+    crashing = CrashingFileSystem(fs, None)
+    d = Driver(crashing, GROUPS, segment_bytes_max=1024)
+    crashing.ops, crashing.crash_at = 0, crash_at
+    with pytest.raises(_CrashError):
+        _workload(d, seed)
+    disk.crash(tear=tear)
+    crashing.ops, crashing.crash_at = 0, None
+    return disk, d, crashing
+
+
+@pytest.mark.parametrize("seed", [1, 2])
+def test_a_crash_during_recovery_recovers_the_same_way(seed: int) -> None:
+    total = _count_ops(seed)
+    exercised = 0
+    for workload_crash in range(total // 7, total, total // 7):
+        _, d, crashing = _crashed_node(seed, workload_crash, tear=True)
+        d.recover_and_check(exact_snapshot=False)
+        recovery_ops = crashing.ops  # truncation, re-preallocation, marks, deletions
+        exercised += recovery_ops
+        for crash_at in range(1, recovery_ops + 1):
+            disk, d, crashing = _crashed_node(seed, workload_crash, tear=True)
+            crashing.crash_at = crash_at
+            with pytest.raises(_CrashError):
+                d.recover_and_check(exact_snapshot=False)
+            crashing.crash_at = None
+            disk.crash(tear=crash_at % 2 == 0)
+            d.recover_and_check(exact_snapshot=False)
+    assert exercised > 20, f"recoveries did only {exercised} file operations in all"
