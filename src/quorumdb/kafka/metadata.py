@@ -16,6 +16,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from quorumdb.kafka.protocol.errors import ErrorCode
+
 __all__ = [
     "PARTITIONS_MAX",
     "TOPIC_PREFIX",
@@ -46,7 +48,12 @@ DEFAULT_CONFIGS: dict[str, str] = {
 
 
 class TopicConfigError(ValueError):
-    """A topic name, partition count, replication factor or config is invalid."""
+    """A topic name, partition count, replication factor or config is invalid; `code` is the
+    Kafka error the broker answers with."""
+
+    def __init__(self, message: str, code: ErrorCode) -> None:
+        super().__init__(message)
+        self.code = code
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -74,7 +81,8 @@ def group_id(revision: int, partition: int) -> int:
 def validate_topic_name(name: str) -> None:
     if name in (".", "..") or not _NAME.match(name):
         raise TopicConfigError(
-            f"invalid topic name {name!r} (1-249 of [a-zA-Z0-9._-], not '.' or '..')"
+            f"invalid topic name {name!r} (1-249 of [a-zA-Z0-9._-], not '.' or '..')",
+            ErrorCode.INVALID_TOPIC_EXCEPTION,
         )
 
 
@@ -83,18 +91,27 @@ def topic_configs(raw: Mapping[str, str | None]) -> dict[str, str]:
     out: dict[str, str] = {}
     for key, value in raw.items():
         if key not in DEFAULT_CONFIGS:
-            raise TopicConfigError(f"unknown or unsupported topic config {key!r}")
+            raise TopicConfigError(
+                f"unknown or unsupported topic config {key!r}", ErrorCode.INVALID_CONFIG
+            )
         if value is None:
             continue
         if key == "cleanup.policy" and value != "delete":
-            raise TopicConfigError("only cleanup.policy=delete is supported")
+            raise TopicConfigError(
+                "only cleanup.policy=delete is supported", ErrorCode.INVALID_CONFIG
+            )
         if key == "message.timestamp.type" and value not in ("CreateTime", "LogAppendTime"):
-            raise TopicConfigError("message.timestamp.type must be CreateTime or LogAppendTime")
+            raise TopicConfigError(
+                "message.timestamp.type must be CreateTime or LogAppendTime",
+                ErrorCode.INVALID_CONFIG,
+            )
         if key not in ("cleanup.policy", "message.timestamp.type"):
             try:
                 int(value)
             except ValueError:
-                raise TopicConfigError(f"{key} must be an integer, got {value!r}") from None
+                raise TopicConfigError(
+                    f"{key} must be an integer, got {value!r}", ErrorCode.INVALID_CONFIG
+                ) from None
         out[key] = value
     return out
 
@@ -105,11 +122,15 @@ def place_replicas(
     """Round-robin placement: partition p's replicas start at member (p + offset) mod n."""
     nodes = sorted(members)
     if not 1 <= partitions <= PARTITIONS_MAX:
-        raise TopicConfigError(f"partitions must be in 1..{PARTITIONS_MAX}, got {partitions}")
+        raise TopicConfigError(
+            f"partitions must be in 1..{PARTITIONS_MAX}, got {partitions}",
+            ErrorCode.INVALID_PARTITIONS,
+        )
     if not 1 <= replication_factor <= len(nodes):
         raise TopicConfigError(
             f"replication factor {replication_factor} is not in 1..{len(nodes)} "
-            f"(the cluster has {len(nodes)} nodes)"
+            f"(the cluster has {len(nodes)} nodes)",
+            ErrorCode.INVALID_REPLICATION_FACTOR,
         )
     n = len(nodes)
     return [
