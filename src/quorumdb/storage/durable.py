@@ -153,7 +153,9 @@ class DurableStorage:
         )
         self._snapshots.save(self.group, snap)  # validates the size before writing anything
         made = self._mem.create_snapshot(index, conf_state, data)
-        assert made == snap, f"cache made {made.metadata}, disk has {snap.metadata}"
+        assert made.metadata == snap.metadata, (
+            f"cache made {made.metadata}, disk has {snap.metadata}"
+        )
         return made
 
     def compact(self, keep_entries: int = 0) -> None:
