@@ -68,22 +68,36 @@ class KafkaServer:
         )
         conn = KafkaConnection(max_request_bytes=self.max_request_bytes)
         responder = asyncio.get_running_loop().create_task(self._respond(conn, pending, writer))
+        stopping = False
         try:
             await self._read(conn, reader, host, pending)
         except ProtocolError as exc:
             self.stats["closed_on_error"] += 1
             log.info("closing Kafka connection from %s: %s", peer, exc)
-        except (OSError, ConnectionError, asyncio.CancelledError):
+        except (OSError, ConnectionError):
             pass
+        except asyncio.CancelledError:
+            stopping = True
         finally:
             with contextlib.suppress(asyncio.QueueFull):
                 pending.put_nowait(None)
-            with contextlib.suppress(Exception):
-                await asyncio.wait_for(responder, 30)
-            responder.cancel()
+            # When the server stops (this task cancelled), do not wait for in-flight handlers:
+            # a Fetch long poll or a JoinGroup can take seconds to minutes, and waiting here
+            # held `stop()` until the node was SIGKILLed. A cancellation arriving during the
+            # wait or the close must not escape either: it skipped the cleanup, and asyncio's
+            # stream callback logged the cancelled task as an error with a traceback.
+            if not stopping:
+                with contextlib.suppress(Exception, asyncio.CancelledError):
+                    await asyncio.wait_for(responder, 30)
+            responder.cancel()  # also cancels the handler task it is awaiting, if any
+            while not pending.empty():
+                item = pending.get_nowait()
+                if item is not None:
+                    item[1].cancel()
             self._conns.discard(task)
             writer.close()
-            with contextlib.suppress(OSError, ConnectionError, RuntimeError):
+            closing = (OSError, ConnectionError, RuntimeError, asyncio.CancelledError)
+            with contextlib.suppress(*closing):
                 await writer.wait_closed()
 
     async def _read(
