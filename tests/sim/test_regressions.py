@@ -12,13 +12,16 @@ import random
 import pytest
 
 from quorumdb.raft import ConfState, Entry, HardState
-from quorumdb.sim.disk import SimDisk
+from quorumdb.sim.disk import WAL_DIR, SimDisk
+from quorumdb.sim.disk_fs import SimFileSystem
 from quorumdb.sim.loop import EventLoop
 from quorumdb.sim.network import SimNet
 from quorumdb.sim.options import ALL_FAULTS, SimOptions
 from quorumdb.sim.simulator import run
 from quorumdb.sim.sweep import run_seed
-from quorumdb.storage.records import CorruptRecordError, RecordType, decode_records, encode_record
+from quorumdb.storage.records import CorruptRecordError
+from quorumdb.storage.snapshots import SnapshotStore
+from quorumdb.storage.wal import WAL, GroupWrite, RecoveredGroup
 
 REGRESSION_SEEDS = {
     22: "corruption of the final WAL record looked like a torn tail (leader completeness)",
@@ -32,19 +35,54 @@ def test_regression_seed_passes(seed: int) -> None:
     assert outcome.ok, f"{REGRESSION_SEEDS[seed]}: {outcome.first_violation}"
 
 
+def _wal_on_disk(seed: int) -> tuple[SimDisk, SimFileSystem, int]:
+    """A node's WAL after a few synced saves (small segments: several of them); the last
+    index written."""
+    rng = random.Random(seed)
+    disk = SimDisk("n1", random.Random(seed))
+    fs = SimFileSystem(disk)
+    wal, _ = _open_wal(fs)
+    index = 0
+    for term in range(1, rng.randint(2, 12)):
+        n = rng.randint(1, 6)
+        entries = [
+            Entry(term=term, index=index + i, data=b"x" * rng.randint(0, 90))
+            for i in range(1, n + 1)
+        ]
+        index += n
+        hs = HardState(term=term, vote=1, commit=index - rng.randint(0, n))
+        wal.save([GroupWrite(group=0, entries=entries, hard_state=hs)], sync=rng.random() < 0.8)
+    wal.sync()
+    return disk, fs, index
+
+
+def _open_wal(fs: SimFileSystem) -> tuple[WAL, dict[int, RecoveredGroup]]:
+    snaps = SnapshotStore(fs, "n1/snap")
+    return WAL.open(fs, f"n1/{WAL_DIR}", snapshots=snaps, segment_bytes_max=512)
+
+
 @pytest.mark.parametrize("seed", range(200))
 def test_disk_corruption_is_always_detected_never_truncated(seed: int) -> None:
-    # Found by seeds 22 and 31: a flipped bit in the final record is indistinguishable from a
-    # torn write, so the fault must never target it; every corruption must be *detected*.
-    disk = SimDisk("n1", random.Random(seed))
-    for i in range(random.Random(seed).randint(2, 6)):
-        disk.append("wal", encode_record(RecordType.ENTRIES, bytes([i]) * (i + 3)))
-    disk.sync("wal")
+    # Found by seeds 22 and 31 (single-file WAL days): a flipped bit in the final record is
+    # indistinguishable from a torn write, so the fault must never target it; every
+    # corruption must be *detected*. Now the log is the WAL's segments: the last record of
+    # the newest one is the exception, the last record of a closed segment is not.
+    disk, fs, _ = _wal_on_disk(seed)
+    disk.crash(tear=False)
     where = disk.corrupt()
     assert where is not None
     with pytest.raises(CorruptRecordError) as err:
-        decode_records(disk.read("wal"), disk.path("wal"))
-    assert err.value.offset == where[1]
+        _open_wal(fs)
+    assert (err.value.path, err.value.offset) == where
+
+
+@pytest.mark.parametrize("seed", range(20))
+def test_an_intact_wal_recovers_everything_it_synced(seed: int) -> None:
+    # The other half of the recovery check: a node refuses to start only on corruption.
+    disk, fs, last = _wal_on_disk(seed)
+    disk.crash(tear=seed % 2 == 0)
+    _, recovered = _open_wal(fs)
+    assert recovered[0].entries[-1].index == last
 
 
 def test_a_run_without_faults_advances_time_and_commits() -> None:
@@ -78,27 +116,45 @@ def test_client_links_never_duplicate() -> None:
     assert sorted(got) == list(range(100))
 
 
-def test_installed_snapshot_never_leaves_an_older_commit_on_disk() -> None:
-    # Found by the sweep after crash-in-sync was added: installing a leader's snapshot
-    # rewrote the WAL with the old hard state (commit below the snapshot index); a crash
-    # before the new hard state was synced then made the node refuse its own WAL.
+class _Host:
+    """Just enough of a `NodeHost` to start a node and persist Readies by hand."""
+
+    def __init__(self) -> None:
+        self.loop = EventLoop()
+
+
+@pytest.mark.parametrize("synced", [True, False], ids=["mark-synced", "mark-lost"])
+def test_installed_snapshot_never_leaves_an_older_commit_on_disk(synced: bool) -> None:
+    # Found by the sweep after crash-in-sync was added (single-file WAL days): installing a
+    # leader's snapshot rewrote the WAL with the old hard state (commit below the snapshot
+    # index); a crash before the new hard state was synced then made the node refuse its
+    # own WAL. Now: the snapshot file is durable before the WAL records the installation,
+    # and recovery raises the commit to the snapshot's index, whether or not that record
+    # (here without a hard state) reached the disk.
     from quorumdb.raft import Snapshot, SnapshotMetadata
     from quorumdb.sim.node import SimNode
 
-    class Host:
-        loop = EventLoop()
-
     opts = SimOptions(seed=1, nodes=3)
-    node = SimNode(Host(), 1, (1, 2, 3), opts, 1)  # type: ignore[arg-type]
+    node = SimNode(_Host(), 1, (1, 2, 3), opts, 1)  # type: ignore[arg-type]
     assert node.start()
-    node.storage.set_hard_state(HardState(term=2, vote=1, commit=3))
-    node.storage.append([Entry(term=1, index=i) for i in range(1, 5)])
+    st, wal = node.storage, node.wal
+    assert st is not None
+    assert wal is not None
+    w = st.persist(
+        [Entry(term=1, index=i) for i in range(1, 5)], HardState(term=2, vote=1, commit=3), None
+    )
+    assert w is not None
+    wal.save([w], sync=True)
     snap = Snapshot(
         metadata=SnapshotMetadata(conf_state=ConfState(voters=(1, 2, 3)), index=10, term=2)
     )
-    node.storage.apply_snapshot(snap)
-    node._rewrite_wal()
+    w = st.persist([], None, snap)
+    assert w is not None
+    assert w.hard_state is None
+    wal.save([w], sync=synced)
     node.crash(tear=False)
     assert node.start(), node.failed_reason
     assert node.raw is not None
     assert node.raw.raft.raft_log.committed == 10
+    assert node.applied == 10
+    assert node.log_entries() == []

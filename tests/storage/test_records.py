@@ -18,7 +18,7 @@ from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, initialize, invariant, precondition, rule
 
 from quorumdb.errors import QuorumError
-from quorumdb.sim.disk import SimDisk
+from quorumdb.sim.disk import WAL_DIR, SimDisk
 from quorumdb.storage.records import (
     HEADER_BYTES,
     RECORD_BYTES_MAX,
@@ -265,6 +265,10 @@ def test_a_header_with_a_valid_crc_but_impossible_fields_is_corruption(
 
 # -- a WAL on SimDisk --------------------------------------------------------------------------
 
+# A one-file log where `SimDisk.corrupt` looks for one: the WAL directory.
+_FILE = f"{WAL_DIR}/000000000001.seg"
+_FILE_PATH = f"n1/{_FILE}"
+
 
 class WalOnSimDisk(RuleBasedStateMachine):
     """A write-ahead log on `SimDisk` against a model: the list of records written.
@@ -291,12 +295,12 @@ class WalOnSimDisk(RuleBasedStateMachine):
     @rule(records=st.lists(records_st, min_size=1, max_size=3))
     def append(self, records: list[Record]) -> None:
         for record in records:
-            self.disk.append("wal", encode_record(*record))
+            self.disk.append(_FILE, encode_record(*record))
             self.written.append(record)
 
     @rule()
     def sync(self) -> None:
-        self.disk.sync("wal")
+        self.disk.sync(_FILE)
         self.synced = len(self.written)
 
     @precondition(lambda self: self.corrupt_index is None)
@@ -308,7 +312,7 @@ class WalOnSimDisk(RuleBasedStateMachine):
             return
         assert where is not None
         path, offset = where
-        assert path == PATH
+        assert path == _FILE_PATH
         starts = self._starts()
         assert offset in starts[: self.synced - 1], "never the last synced record"
         self.corrupt_index = starts.index(offset)
@@ -316,25 +320,25 @@ class WalOnSimDisk(RuleBasedStateMachine):
     @rule(tear=st.booleans())
     def crash_and_recover(self, tear: bool) -> None:
         self.disk.crash(tear=tear)
-        data = self.disk.read("wal")
+        data = self.disk.read(_FILE)
         if self.corrupt_index is not None:
             offset = self._starts()[self.corrupt_index]
             with pytest.raises(CorruptRecordError) as err:
-                decode_records(data, PATH)
+                decode_records(data, _FILE_PATH)
             assert err.value.offset == offset
             # An operator restores the log up to the damaged record; carry on from there.
-            self.disk.truncate("wal", offset)
+            self.disk.truncate(_FILE, offset)
             del self.written[self.corrupt_index :]
             self.synced = len(self.written)
             self.corrupt_index = None
             return
-        records, valid = decode_records(data, PATH)
+        records, valid = decode_records(data, _FILE_PATH)
         assert records == self.written[: len(records)], "recovered records are a prefix"
         assert len(records) >= self.synced, "every synced record survives"
         if not tear:
             assert len(records) == self.synced, "without a tear nothing unsynced survives"
         assert valid == self._starts()[len(records)]
-        self.disk.truncate("wal", valid)
+        self.disk.truncate(_FILE, valid)
         self.written = records
         self.synced = len(records)
 
@@ -346,7 +350,7 @@ class WalOnSimDisk(RuleBasedStateMachine):
     @invariant()
     def the_disk_holds_what_was_written(self) -> None:
         if self.corrupt_index is None:
-            assert self.disk.read("wal") == _encode_all(self.written)[0]
+            assert self.disk.read(_FILE) == _encode_all(self.written)[0]
 
 
 WalOnSimDisk.TestCase.settings = settings(

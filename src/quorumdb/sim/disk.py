@@ -3,17 +3,21 @@
 Fault model (TigerBeetle's storage.zig, kept to faults a correct node must survive):
 - a crash keeps every synced byte, and of the unsynced writes of each file possibly a prefix
   (in write order, the last one torn);
-- a corruption flips one bit inside a synced record that is not the file's last record, so a
-  correct recovery detects it (see `storage.records`) and refuses to start instead of
-  trusting it.
-`replace` models the write-temp, fsync, rename, fsync-directory pattern: atomic and durable.
+- a corruption flips one bit inside a synced record of the node's WAL (the files of
+  `WAL_DIR` in name order: segments, each a segment header record, batch records and a
+  preallocated zero tail) that is not the log's last record, so a correct recovery detects
+  it and refuses to start instead of trusting it. Never the last record (damage to its
+  payload is indistinguishable from a torn write: see `storage.records`), never the zeros
+  after it (a zeroed tail is how a log ends), never a snapshot file (whether its damage is
+  survivable depends on an older snapshot and the log behind it: not a fault every node
+  must survive detectably).
 
 Names have their own durability (what `quorumdb.sim.disk_fs.SimFileSystem` needs to be
 honest about directories): `create`, `rename` and `remove` change the current namespace at
 once but the durable one only at `sync_dir` of their directory; a crash keeps the durable
 namespace plus, with a tear, a prefix of the pending name operations (a journaling file
-system commits them in order). Files reached through the original single-file API
-(`append`/`replace`/`read` of a new name) are created durably, as before.
+system commits them in order). A file first reached by `append`, `write` or `read` (the
+tests' shortcut) is created durably.
 
 Each file keeps two images: `data` (what reads see) and `durable` (what survives a crash),
 plus the writes made since the last sync. Writes may overwrite (`write` at an offset), which
@@ -25,18 +29,15 @@ and is always durable.
 
 from __future__ import annotations
 
+import itertools
 import random
-import struct
 
-import crc32c
+from quorumdb.storage.records import CorruptRecordError, scan_records
 
-from quorumdb.storage.records import HEADER_BYTES
+__all__ = ["WAL_DIR", "SimDisk"]
 
-__all__ = ["SimDisk"]
-
-_LEN = struct.Struct("<I")
-_HEADER_CRC = struct.Struct("<I")
-_LEN_TYPE_CRC = 9  # the header bytes its own CRC covers (see storage.records)
+WAL_DIR = "wal"
+"""Where a node keeps its WAL on its disk (`SimNode`, and the storage tests, put it there)."""
 
 
 class _File:
@@ -100,12 +101,6 @@ class SimDisk:
             f.durable[off : off + len(chunk)] = chunk
         f.pending.clear()
         assert len(f.durable) == len(f.data), f"{file}: durable image differs after sync"
-
-    def replace(self, file: str, data: bytes) -> None:
-        f = self._file(file)
-        f.data = bytearray(data)
-        f.durable = bytearray(data)
-        f.pending.clear()
 
     def read(self, file: str) -> bytes:
         return bytes(self._file(file).data)
@@ -198,22 +193,31 @@ class SimDisk:
             self._name_ops = []
         self._files = dict(self._durable_names)
 
-    def corrupt(self) -> tuple[str, int] | None:
-        """Flip one bit in a synced record that is not the last one; return (file, offset)."""
-        for name in sorted(self._files):
-            f = self._files[name]
-            starts = _record_starts(f.durable)  # record starts, then the end
-            if len(starts) < 3:
-                continue
-            i = self.rng.randrange(len(starts) - 2)  # never the last record
-            lo, hi = starts[i], starts[i + 1]
-            off = self.rng.randrange(lo, hi)
-            bit = 1 << self.rng.randrange(8)
-            f.durable[off] ^= bit
-            f.data[off] ^= bit
-            self.stats["corrupted"] += 1
-            return self.path(name), lo
-        return None
+    def corrupt(self, log_dir: str = WAL_DIR) -> tuple[str, int] | None:
+        """Flip one bit in a synced record of the log in `log_dir`, never in its last record.
+
+        The log is the files of `log_dir` in name order (a WAL's segments). Returns the
+        damaged record's path and offset (what recovery must report), or None if the log
+        has fewer than two synced records.
+        """
+        spans: list[tuple[str, int, int]] = []  # (file, start, end) of each record, in order
+        for name in self.list_dir(log_dir):
+            file = f"{log_dir}/{name}"
+            f = self._files.get(file)
+            if f is not None:
+                starts = _record_starts(f.durable, self.path(file))
+                spans += [(file, lo, hi) for lo, hi in itertools.pairwise(starts)]
+        if len(spans) < 2:
+            return None
+        file, lo, hi = spans[self.rng.randrange(len(spans) - 1)]  # never the last record
+        off = self.rng.randrange(lo, hi)
+        bit = 1 << self.rng.randrange(8)
+        f = self._files[file]
+        assert len(f.data) >= hi, f"{file}: the synced record at {lo} is not in the page cache"
+        f.durable[off] ^= bit
+        f.data[off] ^= bit
+        self.stats["corrupted"] += 1
+        return self.path(file), lo
 
 
 def _lose_unsynced(f: _File, keep: int) -> None:
@@ -229,23 +233,14 @@ def _lose_unsynced(f: _File, keep: int) -> None:
     f.data = bytearray(image)
 
 
-def _record_starts(data: bytearray) -> list[int]:
-    """Starts of the complete records with a valid header (so preallocated zeros or a
-    snapshot's raw data end the walk), then the end of the last one."""
-    out: list[int] = []
-    off = 0
-    limit = len(data)
-    while off + HEADER_BYTES <= limit:
-        if (
-            crc32c.crc32c(data[off : off + _LEN_TYPE_CRC])
-            != _HEADER_CRC.unpack_from(data, off + _LEN_TYPE_CRC)[0]
-        ):
-            break
-        (length,) = _LEN.unpack_from(data, off)
-        end = off + HEADER_BYTES + length
-        if end > limit:
-            break
-        out.append(off)
-        off = end
-    out.append(off)
-    return out
+def _record_starts(data: bytearray, path: str) -> list[int]:
+    """Starts of the valid records at the head of `data`, then the end of the last one.
+
+    What `scan_records` accepts, up to the first zero header (a preallocated tail) or the
+    first damage (a torn record): corrupting a record *after* damage proves nothing.
+    """
+    try:
+        records, end = scan_records(data, path, final=True)
+    except CorruptRecordError as exc:
+        records, end = scan_records(data[: exc.offset], path, final=True)
+    return [off for off, _, _ in records] + [end]

@@ -2,18 +2,25 @@
 
 Theory of operation. A node is single-threaded: it handles one event at a time (a peer message,
 a client request, a tick) and then drains the core's Readies. For each Ready it sends the
-early messages, writes entries and hard state to its `SimDisk`, and, when the Ready must be
-synced, is *busy* until the simulated fsync completes; only then does it send the messages that
-promise durability, apply committed entries, and advance. Events arriving while busy (or while
-paused) wait in the inbox, in order.
+early messages, hands entries, hard state and snapshot to its `DurableStorage` and saves the
+resulting write in the WAL (page cache only), and, when the Ready must be synced, is *busy*
+until the simulated fsync completes, which is the WAL's `sync`; only then does it send the
+messages that promise durability, apply committed entries, and advance. Events arriving while
+busy (or while paused) wait in the inbox, in order.
+
+Storage is the real one (`storage.wal.WAL`, `storage.snapshots.SnapshotStore`,
+`storage.durable.DurableStorage` for group 0) over `SimFileSystem(self.disk)`: the WAL in
+`<node>/wal`, snapshots in `<node>/snap`. Local snapshots (every `snapshot_every` applied
+entries) are written durably at once and compact the WAL.
 
 Ticks come from the node's own clock, which may drift. Before handling any event the node
 delivers every tick that is due, so a node waking from a long pause first sees that its
 election timeout (and its lease) ran out: time is never frozen by a pause.
 
 A crash loses everything in memory and the disk's unsynced bytes (maybe leaving a torn
-record); a restart rebuilds the node from what the disk kept. If recovery finds corruption
-before the tail, the node refuses to start and stays down, as a real node must.
+record); a restart rebuilds the node from what the disk kept (`WAL.open`). If recovery finds
+corruption (`CorruptRecordError`) or an inconsistent log (`DurableStateError`), the node
+refuses to start and stays down, as a real node must.
 """
 
 from __future__ import annotations
@@ -24,14 +31,10 @@ from collections import deque
 from collections.abc import Callable
 from typing import Protocol, TypeVar
 
-import msgspec
-
 from quorumdb.raft import (
     Config,
     ConfState,
-    Entry,
     EntryType,
-    MemoryStorage,
     Message,
     PlantedBug,
     ProposalDroppedError,
@@ -42,20 +45,23 @@ from quorumdb.raft import (
     Snapshot,
     StateType,
 )
-from quorumdb.raft.codec import decode_conf_change, decode_hard_state, decode_snapshot
+from quorumdb.raft.codec import decode_conf_change
 from quorumdb.sim.client_messages import ClientReply, ClientRequest, Func, ReplyStatus
 from quorumdb.sim.clock import NodeClock
-from quorumdb.sim.disk import SimDisk
+from quorumdb.sim.disk import WAL_DIR, SimDisk
+from quorumdb.sim.disk_fs import SimFileSystem
 from quorumdb.sim.loop import EventLoop
 from quorumdb.sim.options import SimOptions
 from quorumdb.sim.state_machine import Command, KVStateMachine, Op, decode_command, encode_command
-from quorumdb.storage.records import CorruptRecordError, RecordType, decode_records, encode_record
+from quorumdb.storage.durable import DurableStorage
+from quorumdb.storage.errors import DurableStateError
+from quorumdb.storage.snapshots import SnapshotStore
+from quorumdb.storage.wal import WAL
 
 __all__ = ["NodeHost", "SimNode"]
 
-_WAL = "wal"
-_encode = msgspec.msgpack.Encoder().encode
-_decode_entries = msgspec.msgpack.Decoder(list[Entry]).decode
+_SNAP_DIR = "snap"
+_GROUP = 0  # the simulated cluster is one Raft group
 _PENDING_MAX = 512
 
 
@@ -90,6 +96,7 @@ class SimNode:
         self.opts = opts
         self.rng = random.Random(f"{seed}-node-{node_id}")
         self.disk = SimDisk(f"n{node_id}", random.Random(f"{seed}-disk-{node_id}"))
+        self.fs = SimFileSystem(self.disk)
         drift = opts.drift_max
         skew = opts.clock_offset_max_us
         self.clock = NodeClock(
@@ -103,7 +110,8 @@ class SimNode:
         self.syncing = False
         self.inbox: deque[tuple[int, object]] = deque()
         self.raw: RawNode | None = None
-        self.storage = MemoryStorage()
+        self.wal: WAL | None = None  # both exist while the node is up
+        self.storage: DurableStorage | None = None
         self.sm = KVStateMachine()
         self.conf_state = ConfState(voters=voters)
         self.applied = 0
@@ -118,11 +126,12 @@ class SimNode:
     # -- lifecycle ---------------------------------------------------------------------------
 
     def start(self) -> bool:
-        """Boot (or reboot) from disk. False if recovery refused (corruption)."""
+        """Boot (or reboot) from disk. False if recovery refused (corruption, inconsistency)."""
+        assert not self.up, f"n{self.id} started twice"
         self.incarnation += 1
         try:
             self._recover()
-        except CorruptRecordError as exc:
+        except DurableStateError as exc:  # CorruptRecordError names the file and the offset
             self.failed_reason = str(exc)
             self.loop.trace(f"n{self.id} refuses to start: {exc}")
             return False
@@ -132,6 +141,7 @@ class SimNode:
         self._schedule_tick()
         self.loop.trace(
             f"n{self.id} start inc={self.incarnation} applied={self.applied} "
+            f"last={self.raw.raft.raft_log.last_index() if self.raw else 0} "
             f"wall={self.clock.wall_us(self.loop.now)}"
         )
         return True
@@ -142,6 +152,7 @@ class SimNode:
         self.syncing = False
         self.inbox.clear()
         self.raw = None
+        self.wal = self.storage = None  # a dead process's files are just gone
         self.pending_writes.clear()
         self.pending_reads.clear()
         self.waiting_reads.clear()
@@ -166,21 +177,22 @@ class SimNode:
         self._guard(self._pump)
 
     def _recover(self) -> None:
-        data = self.disk.read(_WAL)
-        records, valid = decode_records(data, self.disk.path(_WAL))
-        if valid < len(data):
-            self.loop.trace(f"n{self.id} truncates torn tail at {valid}")
-            self.disk.truncate(_WAL, valid)
-        st = MemoryStorage(ConfState(voters=self.voters))
-        for rtype, payload in records:
-            if rtype == RecordType.SNAPSHOT:
-                st.apply_snapshot(decode_snapshot(payload))
-            elif rtype == RecordType.ENTRIES:
-                st.append(_decode_entries(payload))
-            else:
-                st.set_hard_state(decode_hard_state(payload))
+        snapshots = SnapshotStore(self.fs, self.disk.path(_SNAP_DIR))
+        wal, recovered = WAL.open(
+            self.fs,
+            self.disk.path(WAL_DIR),
+            snapshots=snapshots,
+            segment_bytes_max=self.opts.wal_segment_bytes_max,
+        )
+        st = DurableStorage(
+            _GROUP,
+            wal,
+            snapshots,
+            recovered.get(_GROUP),
+            conf_state=ConfState(voters=self.voters),
+        )
         snap = st.snapshot()
-        self.storage = st
+        self.wal, self.storage = wal, st
         self.sm = KVStateMachine()
         self.sm.restore(snap.data)
         self.conf_state = st.initial_state()[1]
@@ -323,21 +335,23 @@ class SimNode:
         self.host.on_leader(self.id, r.term, log.first_index(), log.last_index(), log.term)
 
     def _persist(self, rd: Ready) -> None:
-        st = self.storage
-        if rd.snapshot is not None:
-            st.apply_snapshot(rd.snapshot)
-            self._rewrite_wal()
-        if rd.entries:
-            st.append(rd.entries)
-            self.disk.append(_WAL, encode_record(RecordType.ENTRIES, _encode(rd.entries)))
-        if rd.hard_state is not None:
-            st.set_hard_state(rd.hard_state)
-            self.disk.append(_WAL, encode_record(RecordType.HARD_STATE, _encode(rd.hard_state)))
+        """Hand the Ready to storage; the WAL write sits in the page cache until `_sync`."""
+        st, wal = self.storage, self.wal
+        assert st is not None
+        assert wal is not None
+        w = st.persist(rd.entries, rd.hard_state, rd.snapshot)
+        if w is not None:
+            wal.save([w], sync=False)
+
+    def _sync(self) -> None:
+        """The simulated fsync completed: make every saved WAL batch durable."""
+        assert self.wal is not None
+        self.wal.sync()
 
     def _sync_done(self, inc: int, rd: Ready) -> None:
         if inc != self.incarnation or not self.up:
             return
-        self.disk.sync(_WAL)
+        self._sync()
         self.syncing = False
         self._guard(lambda: self._after_sync(rd))
 
@@ -347,7 +361,7 @@ class SimNode:
 
     def _lazy_sync(self, inc: int) -> None:
         if inc == self.incarnation and self.up:
-            self.disk.sync(_WAL)
+            self._sync()
 
     def _finish_ready(self, rd: Ready) -> None:
         raw = self.raw
@@ -406,28 +420,11 @@ class SimNode:
         if self.applied - self.snapshot_index < self.opts.snapshot_every:
             return
         st = self.storage
+        assert st is not None
         st.create_snapshot(self.applied, self.conf_state, self.sm.snapshot())
         self.snapshot_index = self.applied
-        st.compact(max(st.first_index(), self.applied - self.opts.snapshot_keep))
-        self._rewrite_wal()
+        st.compact(self.opts.snapshot_keep)
         self.loop.trace(f"n{self.id} snapshot index={self.applied}")
-
-    def _rewrite_wal(self) -> None:
-        """Replace the WAL with snapshot + hard state + remaining entries (atomic, durable)."""
-        st = self.storage
-        snap = st.snapshot()
-        parts = [encode_record(RecordType.SNAPSHOT, _encode(snap))]
-        hs = st.hard_state
-        if hs.commit < snap.metadata.index:
-            # A snapshot only holds committed state; the hard state that says so may still be
-            # in flight (installing a leader's snapshot), and must not lag it on disk.
-            hs = msgspec.structs.replace(hs, commit=snap.metadata.index)
-        if not hs.is_empty():
-            parts.append(encode_record(RecordType.HARD_STATE, _encode(hs)))
-        if st.last_index() >= st.first_index():
-            ents = st.entries(st.first_index(), st.last_index() + 1, 1 << 62)
-            parts.append(encode_record(RecordType.ENTRIES, _encode(ents)))
-        self.disk.replace(_WAL, b"".join(parts))
 
     # -- clients -----------------------------------------------------------------------------
 
@@ -489,6 +486,7 @@ class SimNode:
 
     def log_entries(self) -> list[tuple[int, int, bytes]]:
         st = self.storage
+        assert st is not None, f"n{self.id} is down"
         if st.last_index() < st.first_index():
             return []
         ents = st.entries(st.first_index(), st.last_index() + 1, 1 << 62)

@@ -58,6 +58,7 @@ class SimOptions:
     snapshot_every: int = 400  # applied entries between local snapshots
     snapshot_keep: int = 50  # entries kept behind a snapshot for slow followers
     snapshot_chunk_bytes: int = 1 << 16
+    wal_segment_bytes_max: int = 64 << 10  # small, so that segments rotate and get deleted
     latency_min_us: int = 200
     latency_mean_us: int = 1_000
     fifo_links: bool = True
@@ -83,7 +84,8 @@ class SimOptions:
         s = (
             f"nodes={self.nodes} faults={faults} loss={self.loss:.2f} dup={self.duplicate:.2f} "
             f"fifo={self.fifo_links} read={self.read_only.name.lower()} pre_vote={self.pre_vote} "
-            f"snapshot_every={self.snapshot_every} drift={self.drift_max:.3f}"
+            f"snapshot_every={self.snapshot_every} segment={self.wal_segment_bytes_max} "
+            f"drift={self.drift_max:.3f}"
         )
         if self.hunt_leader:
             s += " hunt_leader"
@@ -149,4 +151,5 @@ def swarm_options(
             snapshot_keep=rng.choice((0, 5)),
             snapshot_chunk_bytes=rng.choice((16, 128, 1024)),
         )
-    return opts
+    # Drawn last, so that adding it left every other option of a seed as it was.
+    return replace(opts, wal_segment_bytes_max=rng.choice((4 << 10, 32 << 10, 256 << 10)))

@@ -6,7 +6,11 @@ machine safety, invariant assertions inside the core). Then every fault is heale
 and clogs removed, paused nodes resumed, crashed nodes restarted, loss and duplication off.
 In the *liveness phase* the cluster must elect a leader and commit a new client write within
 a bounded simulated time. At the end, logs are compared (log matching) and the client history
-is checked for linearizability.
+is checked for linearizability. Recovery is checked at every start: a node must refuse to start
+if and only if the nemesis corrupted its disk (corruption is always detected; an intact disk
+always recovers).
+
+The storage layer's log lines (a torn tail truncated, a snapshot skipped) go into the trace.
 
 Everything random comes from one seed, so `run(opts)` is a pure function of `opts`; the trace
 digest proves it (the determinism test runs seeds twice).
@@ -14,8 +18,10 @@ digest proves it (the determinism test runs seeds twice).
 
 from __future__ import annotations
 
+import contextlib
+import logging
 import random
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -139,7 +145,19 @@ class Simulation:
             self.loop.after(delay_us, self.nemesis.crash_now, node)
 
     def restart(self, node_id: int) -> None:
-        self.nodes[node_id].start()
+        self._start(self.nodes[node_id])
+
+    def _start(self, node: SimNode) -> None:
+        started = node.start()
+        corrupted = node.id in self.nemesis.corrupted
+        if started and corrupted:
+            self._violate(
+                "corruption-detection", f"n{node.id} started from a disk with a corrupted record"
+            )
+        elif not started and not corrupted:
+            self._violate(
+                "recovery", f"n{node.id} refuses to start from an intact disk: {node.failed_reason}"
+            )
 
     def _on_ok(self, f: Func, invoked_at: int) -> None:
         if f != Func.READ and self.heal_time is not None and invoked_at >= self.heal_time:
@@ -150,8 +168,14 @@ class Simulation:
     def run(self) -> SimResult:
         opts = self.opts
         self.loop.trace(f"options {opts.describe()}")
+        with _storage_log_in_trace(self.loop):
+            self._run_phases()
+        return self._result()
+
+    def _run_phases(self) -> None:
+        opts = self.opts
         for n in self.nodes.values():
-            n.start()
+            self._start(n)
         for c in self.clients.values():
             c.start()
         self.nemesis.start()
@@ -162,7 +186,6 @@ class Simulation:
         if not self.violations:
             self._drain_and_converge()
             self._final_checks()
-        return self._result()
 
     def _heal(self) -> None:
         self.nemesis.active = False
@@ -175,7 +198,7 @@ class Simulation:
         self.loop.trace("heal")
         for n in self.nodes.values():
             if not n.up and n.failed_reason is None and n.id not in self.nemesis.corrupted:
-                n.start()
+                self._start(n)
             elif n.up and n.paused_until > self.loop.now:
                 n.resume_now()
 
@@ -244,6 +267,34 @@ class Simulation:
             trace_lines=self.loop.lines,
             stats=stats,
         )
+
+
+class _TraceHandler(logging.Handler):
+    def __init__(self, loop: EventLoop) -> None:
+        super().__init__(logging.WARNING)
+        self.loop = loop
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.loop.trace(f"log {record.name} {record.getMessage()}")
+
+
+@contextlib.contextmanager
+def _storage_log_in_trace(loop: EventLoop) -> Iterator[None]:
+    """Send `quorumdb.storage` warnings (torn tails cut, snapshots skipped) to the trace while
+    the run lasts, rather than to stderr: they are events of the run. The level is pinned so
+    that the trace (and its digest) does not depend on how the process configured logging."""
+    logger = logging.getLogger("quorumdb.storage")
+    handler = _TraceHandler(loop)
+    saved = logger.level, logger.propagate
+    logger.addHandler(handler)
+    logger.setLevel(logging.WARNING)
+    logger.propagate = False
+    try:
+        yield
+    finally:
+        logger.removeHandler(handler)
+        logger.setLevel(saved[0])
+        logger.propagate = saved[1]
 
 
 def run(opts: SimOptions, *, keep_trace: bool = False) -> SimResult:
