@@ -17,24 +17,29 @@ import click
 from quorumdb.check import (
     DEFAULT_MAX_STATES,
     HistoryError,
+    KafkaHistoryError,
     LinearizabilityResult,
     Verdict,
+    check_delivery,
     check_linearizable,
+    delivery_to_json,
     parse_history,
+    parse_kafka_history,
     render_counterexample,
+    render_delivery,
     result_to_json,
     summary_line,
 )
 from quorumdb.errors import UserError
 
-__all__ = ["ExitStatus", "OutputFormat", "check"]
+__all__ = ["DeliveryExitStatus", "ExitStatus", "OutputFormat", "check"]
 
 _STDIN = "-"
 _COUNTEREXAMPLES_SHOWN = 5
 
 
 class OutputFormat(StrEnum):
-    """How `quorumdb check linearizable` prints its result."""
+    """How `quorumdb check linearizable` and `quorumdb check kafka` print their result."""
 
     TEXT = "text"
     JSON = "json"
@@ -49,6 +54,14 @@ class ExitStatus(IntEnum):
     UNKNOWN = 3
 
 
+class DeliveryExitStatus(IntEnum):
+    """Exit statuses of `quorumdb check kafka` (also in its --help)."""
+
+    OK = 0
+    ANOMALIES = 1
+    BAD_INPUT = 2
+
+
 _EXIT_STATUS = {
     Verdict.LINEARIZABLE: ExitStatus.LINEARIZABLE,
     Verdict.NOT_LINEARIZABLE: ExitStatus.NOT_LINEARIZABLE,
@@ -58,7 +71,7 @@ _EXIT_STATUS = {
 
 @click.group()
 def check() -> None:
-    """Check recorded histories (linearizability, ...)."""
+    """Check recorded histories (linearizability, Kafka delivery)."""
 
 
 @check.command("linearizable")
@@ -112,6 +125,57 @@ def linearizable(history: str, output_format: str, max_states: int) -> None:
     if status is not ExitStatus.LINEARIZABLE:
         # click's own Exit is swallowed by main()'s non-standalone mode; SystemExit is not.
         raise SystemExit(status)
+
+
+@check.command("kafka")
+@click.argument("history", metavar="HISTORY")
+@click.option(
+    "--format",
+    "output_format",
+    type=click.Choice([f.value for f in OutputFormat]),
+    default=OutputFormat.TEXT.value,
+    show_default=True,
+    help="text: a summary line, and a table per partition with findings; json: one JSON object.",
+)
+def kafka(history: str, output_format: str) -> None:
+    """Check the Kafka sends and polls in HISTORY for delivery anomalies ("-": read stdin).
+
+    HISTORY is a JSON array or JSON lines of events in real-time order, Jepsen style:
+    {"process": 1, "type": "invoke"|"ok"|"fail"|"info", "f": "send", "value": ..., "time": 123}
+    where f is send, poll, assign, seek or commit and "time" is optional. A send's value is
+    {"topic", "partition", "value"}, plus "offset" (the acknowledged one) on its ok; an ok
+    poll's value is the list of records
+    it returned, each {"topic", "partition", "offset", "value"}; assign and seek name the
+    partitions whose positions may jump. Send values must be unique per partition; "aborted":
+    true marks a send of an aborted transaction. The full format is in the docstring of
+    quorumdb.check.kafka_history.
+
+    Reported per partition: lost, duplicate, inconsistent-offset, poll-skip,
+    nonmonotonic-poll, nonmonotonic-send and aborted-read records (failures), and unread and
+    unsent-read records (information only).
+
+    \b
+    Exit status:
+      0  no failure (information may be listed)
+      1  delivery anomalies found (each with its evidence)
+      2  bad input: missing or unreadable file, malformed history
+    """
+    text = _read(history)
+    try:
+        parsed = parse_kafka_history(text)
+    except KafkaHistoryError as exc:
+        raise UserError(
+            f"{_name(history)}: {exc}",
+            hint="see 'quorumdb check kafka --help' for the format",
+            exit_status=DeliveryExitStatus.BAD_INPUT,
+        ) from None
+    result = check_delivery(parsed)
+    if OutputFormat(output_format) is OutputFormat.JSON:
+        click.echo(json.dumps(delivery_to_json(result), indent=2))
+    else:
+        click.echo(render_delivery(result))
+    if not result.ok:
+        raise SystemExit(DeliveryExitStatus.ANOMALIES)
 
 
 def _read(history: str) -> str:
