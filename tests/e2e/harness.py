@@ -22,6 +22,7 @@ from pathlib import Path
 from typing import Any
 
 from quorumdb.cli.local_cluster import (
+    KAFKA_PORT_OFFSET,
     LocalCluster,
     load_cluster,
     start_node,
@@ -45,9 +46,13 @@ def _port_free(port: int) -> bool:
 def free_base_port(nodes: int = 5) -> int:
     rng = random.Random()
     for _ in range(200):
-        base = rng.randrange(20_000, 55_000, 200)
-        ports = [base + i for i in range(1, nodes + 1)] + [
-            base + 100 + i for i in range(1, nodes + 1)
+        # Below the kernel's ephemeral range (32768+), so a client socket of another test
+        # can never take a listener port between the check and the bind.
+        base = rng.randrange(10_000, 32_768 - KAFKA_PORT_OFFSET - nodes - 1, 200)
+        ports = [
+            base + offset + i
+            for offset in (0, 100, KAFKA_PORT_OFFSET)  # HTTP, Raft, Kafka listeners
+            for i in range(1, nodes + 1)
         ]
         if all(_port_free(p) for p in ports):
             return base
