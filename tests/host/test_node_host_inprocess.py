@@ -81,3 +81,49 @@ def test_three_hosts_elect_replicate_and_serve(tmp_path: Path) -> None:
                 await h.stop()
 
     asyncio.run(main())
+
+
+def test_a_restarted_host_applies_its_committed_log_before_serving(tmp_path: Path) -> None:
+    """Regression: `start()` opened the HTTP (and so the Kafka) listener before the first
+    driver round replayed the local log, so a restarted node answered from its snapshot's
+    state; a Kafka client was told a long-existing topic was unknown. The node restarts
+    alone, so no leader can tell it anything: only its own hard state's commit index."""
+
+    async def main() -> None:
+        cfgs = _configs(tmp_path)
+        logs = [MemoryNodeLog() for _ in cfgs]
+        hosts = [NodeHost(c, node_log) for c, node_log in zip(cfgs, logs, strict=True)]
+        for h in hosts:
+            await h.start()
+        try:
+            await _wait_for(
+                lambda: all(any(h.groups[g].raw.is_leader for h in hosts) for g in hosts[0].groups),
+                "a leader in every group",
+            )
+            urls = [c.me.http_url for c in cfgs]
+            async with AsyncClient(urls, retry=RetryPolicy(attempts_max=20), seed=1) as c:
+                for i in range(30):
+                    await c.put(f"k{i}", f"v{i}")
+            await _wait_for(
+                lambda: sum(len(g.sm) for gid, g in hosts[0].groups.items() if gid) == 30,
+                "node 1 to apply every write",
+            )
+        finally:
+            for h in hosts:
+                await h.stop()
+        commits = {gid: g.mem.hard_state.commit for gid, g in logs[0].groups.items()}
+        assert all(commits.values()), commits
+
+        restarted = NodeHost(cfgs[0], logs[0])
+        await restarted.start()
+        try:
+            applied = {gid: g.sm.applied for gid, g in restarted.groups.items()}
+            assert all(applied[gid] >= commit for gid, commit in commits.items()), (
+                applied,
+                commits,
+            )
+            assert sum(len(g.sm) for gid, g in restarted.groups.items() if gid) == 30
+        finally:
+            await restarted.stop()
+
+    asyncio.run(main())

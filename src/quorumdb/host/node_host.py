@@ -72,6 +72,7 @@ _MEMBER_END = b"member0"
 _ADMIN_TIMEOUT_S = 30.0
 _TICK_CATCH_UP_MAX = 100
 _SNAPSHOT_KEEP = 1_000
+_REPLAY_WAIT_S_MAX = 30.0
 
 
 class NodeHost:
@@ -97,6 +98,11 @@ class NodeHost:
         self.tick_hooks: list[Callable[[], None]] = []
         self._seq = 0
         self._read_seq = 0
+        # Group -> the commit index its own log held when opened during start-up: entries up
+        # to it are known committed and are applied before the node serves (see `start`).
+        self._replay_to: dict[int, int] = {}
+        self._replaying = True
+        self._round_done = asyncio.Event()
         self._running = False
         self.fsync_s = Histogram()
         self.batch_entries = Histogram(bounds=(1, 2, 4, 8, 16, 32, 64, 128, 256, 512, 1024, 4096))
@@ -138,7 +144,9 @@ class NodeHost:
             max_inflight_msgs=256,
         )
         raw = RawNode(raft_cfg, glog.storage, Rng(random.Random().randrange))
-        cs = glog.storage.initial_state()[1]
+        hs, cs = glog.storage.initial_state()
+        if self._replaying:
+            self._replay_to[gid] = hs.commit
         g = Group(group_id=gid, raw=raw, sm=sm, conf_state=cs, snapshot_index=snap.metadata.index)
         g.on_conf_change = lambda conf, g=g: self._on_conf_change(g, conf)
         if gid == CONTROLLER_GROUP and isinstance(sm, KVStateMachine):
@@ -174,6 +182,7 @@ class NodeHost:
         await self.transport.start()
         loop = asyncio.get_running_loop()
         self._tasks = [loop.create_task(self._tick_loop()), loop.create_task(self._driver_loop())]
+        await self._replay_committed()
         app = build_app(self)
         self._runner = web.AppRunner(app, access_log=None)
         await self._runner.setup()
@@ -188,6 +197,33 @@ class NodeHost:
             len(self.groups),
             self.config.fsync,
         )
+
+    async def _replay_committed(self) -> None:
+        """Apply what this node's own log already holds as committed before serving.
+
+        A restarted node knows its commit index from its hard state, so it can apply up to
+        it without hearing from any leader. Serving earlier answered from the snapshot's
+        state: a Kafka Metadata request right after a restart called a topic created long
+        before unknown (error 3) until the first driver round had replayed the controller
+        log. Partition groups that the replay re-creates are waited for too. Bounded: a log
+        that cannot reach its commit index (it never should) only delays the start.
+        """
+        deadline = time.monotonic() + _REPLAY_WAIT_S_MAX
+        while behind := [
+            gid
+            for gid, g in sorted(self.groups.items())
+            if g.sm.applied < self._replay_to.get(gid, 0)
+        ]:
+            left_s = deadline - time.monotonic()
+            if left_s <= 0:
+                log.warning("serving before replaying the committed log of groups=%s", behind)
+                break
+            self._round_done.clear()
+            self._kick.set()
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._round_done.wait(), left_s)
+        self._replaying = False
+        self._replay_to.clear()
 
     async def stop(self) -> None:
         self._running = False
@@ -232,6 +268,7 @@ class NodeHost:
             except Exception:
                 log.exception("driver round failed; stopping the node")
                 raise
+            self._round_done.set()
 
     async def _round(self) -> None:
         ticks, self._ticks_pending = self._ticks_pending, 0
