@@ -151,8 +151,12 @@ class Cluster:
             f"node {node_id} up",
         )
 
+    def alive_nodes(self) -> set[int]:
+        """Ids of the nodes whose process is running."""
+        return {i for i, p in self.state.pids.items() if _alive(p)}
+
     def wait_all_leaders(self, via: int, timeout_s: float = 30.0) -> None:
-        alive = {i for i, p in self.state.pids.items() if _alive(p)}
+        alive = self.alive_nodes()
         wait_for(
             lambda: all(lead in alive for lead in self.leaders(via).values()),
             f"every group to have a live leader (seen from node {via})",
