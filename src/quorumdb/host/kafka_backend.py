@@ -16,6 +16,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import functools
 import json
 import time
@@ -55,6 +56,7 @@ _PRODUCER_ID_KEY = b"producer-id"
 _GROUP_PREFIX = b"group/"
 _OFFSETS_PREFIX = b"offsets/"
 _RETENTION_CHECK_MS = 5_000
+_TOPIC_SYNC_S_MAX = 1.0  # a Metadata request for an unknown topic waits at most this long
 
 
 class KafkaBackend:
@@ -115,6 +117,14 @@ class KafkaBackend:
 
     def topics(self) -> dict[str, TopicInfo]:
         return self._topics
+
+    async def sync_topics(self) -> None:
+        # A linearizable read of the controller: once it is served here, every topic record
+        # committed before it has been applied (and observed by `_on_controller_command`).
+        with contextlib.suppress(ServiceUnavailableError):
+            await self.host._read_barrier(
+                self.host.groups[CONTROLLER_GROUP], timeout_s=_TOPIC_SYNC_S_MAX
+            )
 
     def brokers(self) -> list[tuple[int, str, int]]:
         return [

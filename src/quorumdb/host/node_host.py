@@ -501,14 +501,16 @@ class NodeHost:
         except ProposalDroppedError:
             raise NotLeaderHereError(self._leader_url(g)) from None
 
-    async def _read_barrier(self, g: Group) -> None:
-        """Wait until a linearizable read of `g` may be served here (ReadIndex)."""
+    async def _read_barrier(self, g: Group, *, timeout_s: float | None = None) -> None:
+        """Wait until a linearizable read of `g` may be served here (ReadIndex); at most
+        `timeout_s` (default: the configured request timeout)."""
         self._read_seq += 1
         ctx = f"{self._session}:{self._read_seq}".encode()
         fut = g.submit_read(ctx, asyncio.get_running_loop())
         self._kick.set()
+        wait_s = self.config.request_timeout_s if timeout_s is None else timeout_s
         try:
-            await asyncio.wait_for(asyncio.shield(fut), self.config.request_timeout_s)
+            await asyncio.wait_for(asyncio.shield(fut), wait_s)
         except TimeoutError:
             g.forget(fut)  # type: ignore[arg-type]
             raise ServiceUnavailableError("timed out confirming the read with a quorum") from None

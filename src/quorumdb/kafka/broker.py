@@ -59,6 +59,13 @@ class BrokerBackend(Protocol):
 
     def topics(self) -> dict[str, TopicInfo]: ...
 
+    async def sync_topics(self) -> None:
+        """Return once this node applied every topic change committed before the call.
+
+        Best effort and bounded: without a controller quorum it returns after a short wait.
+        """
+        ...
+
     def partition(self, topic: TopicInfo, index: int) -> PartitionView | None: ...
 
     async def create_topic(
@@ -196,6 +203,14 @@ async def _metadata(b: Broker, req: Request, host: str) -> dict[str, Any]:
     wanted = req.body.get("topics")
     names = sorted(topics) if wanted is None else [t["name"] for t in wanted]
     missing = [n for n in names if n not in topics]
+    if missing:
+        # A topic created through another node is committed before it is applied here: catch
+        # up with the controller before calling it unknown (or auto-creating it), so that a
+        # client never gets UNKNOWN_TOPIC_OR_PARTITION for a topic whose CreateTopics was
+        # already answered.
+        await b.backend.sync_topics()
+        topics = b.backend.topics()
+        missing = [n for n in names if n not in topics]
     if missing and req.body.get("allow_auto_topic_creation", True) and b.backend.auto_create_topics:
         await _auto_create(b, missing)
         topics = b.backend.topics()
