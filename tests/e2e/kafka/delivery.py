@@ -2,29 +2,25 @@
 
 from __future__ import annotations
 
-import importlib
 from collections import Counter, defaultdict
 from pathlib import Path
-from typing import Any
 
+from quorumdb.check.kafka_delivery import DeliveryResult, check_delivery
+from quorumdb.check.kafka_history import kafka_history_from_events
 from tests.e2e.kafka.history import KafkaHistory
 
 
-def run_delivery_checker(history: KafkaHistory, out: Path) -> Any:
-    """Run `quorumdb.check.kafka_delivery.check_delivery` on the history (once it exists).
+def run_delivery_checker(history: KafkaHistory, out: Path) -> DeliveryResult:
+    """Judge the history with `quorumdb.check.kafka_delivery.check_delivery`.
 
-    The history is also written to `out` (JSON lines) so a failure can be re-checked.
+    The history is also written to `out` (JSON lines), so that a failure can be re-checked
+    with `quorumdb check kafka`.
     """
     history.dump(out)
-    try:
-        checker = importlib.import_module("quorumdb.check.kafka_delivery")
-    except ModuleNotFoundError:
-        return None
-    parsed = importlib.import_module("quorumdb.check.kafka_history")
-    result = checker.check_delivery(parsed.kafka_history_from_events(history.events))
-    failures = result.failures
+    result = check_delivery(kafka_history_from_events(history.events))
     assert result.ok, (
-        f"delivery checker: {result.counts()}; first failures: {failures[:3]} (history: {out})"
+        f"delivery checker: {result.counts()}; first failures: {result.failures[:3]} "
+        f"(history: {out})"
     )
     return result
 

@@ -1,4 +1,5 @@
-"""kcat (librdkafka's command-line client) against a live cluster: metadata and a round trip."""
+"""kcat (librdkafka's command-line client) against a live cluster: metadata and a round trip;
+and Metadata on every node right after CreateTopics."""
 
 from __future__ import annotations
 
@@ -8,7 +9,7 @@ from collections import defaultdict
 
 from tests.e2e.harness import Cluster
 from tests.e2e.kafka.conftest import bootstrap, kafka_addrs, wait_topic_everywhere
-from tests.e2e.kafka.wire import create_topic
+from tests.e2e.kafka.wire import create_topic, metadata
 
 RECORDS = 300
 
@@ -81,3 +82,19 @@ def test_kcat_produces_and_consumes_every_record_in_order(
             assert k.split("-")[1] == str(int(v.split("-")[1])), (k, v)
         values += [v for _, _, v in rows]
     assert sorted(values) == [f"value-{i:04d}" for i in range(RECORDS)]
+
+
+def test_metadata_right_after_create_topics_knows_the_topic_on_every_node(
+    shared_kafka_cluster: Cluster,
+) -> None:
+    # CreateTopics is answered once the node serving it applied the topic; another node may
+    # not have yet, and must catch up with the controller rather than answer UNKNOWN_TOPIC.
+    # (Partition leaders may still be LEADER_NOT_AVAILABLE for a moment: retriable.)
+    addrs = kafka_addrs(shared_kafka_cluster)
+    for i, creator in enumerate(sorted(addrs)):
+        topic = f"fresh-{i}"
+        create_topic(addrs[creator], topic, partitions=3)
+        for node_id, addr in addrs.items():
+            (row,) = metadata(addr, [topic])["topics"]
+            assert row["error_code"] == 0, f"node {node_id} right after CreateTopics: {row}"
+            assert len(row["partitions"]) == 3, row
