@@ -78,9 +78,7 @@ class KafkaBackend:
         host.controller_observers.append(self._on_controller_command)
         host.after_apply.append(self._after_apply)
         host.tick_hooks.append(self._tick)
-        ctl = _kv(host.groups[CONTROLLER_GROUP])
-        for key, value, revision in ctl.scan(TOPIC_PREFIX, TOPIC_PREFIX[:-1] + b"0", 1 << 20):
-            self._topic_record(key, value, revision)
+        self._sync_with_controller_state()
 
     # -- topics --------------------------------------------------------------------------------
 
@@ -91,6 +89,24 @@ class KafkaBackend:
             self._drop_topic(cmd.key[len(TOPIC_PREFIX) :].decode())
         else:
             self._topic_record(cmd.key, cmd.value, result.revision)
+
+    def _sync_with_controller_state(self) -> None:
+        """Make the hosted topics those of the controller's state machine as it is now: at
+        start, and after a controller snapshot was installed (a snapshot replaces the state
+        without the per-command observer calls, so topics created or deleted in the entries
+        it covers would otherwise stay unknown, or hosted, here)."""
+        ctl = _kv(self.host.groups[CONTROLLER_GROUP])
+        seen: set[str] = set()
+        for key, value, revision in ctl.scan(TOPIC_PREFIX, TOPIC_PREFIX[:-1] + b"0", 1 << 20):
+            name = key[len(TOPIC_PREFIX) :].decode()
+            seen.add(name)
+            known = self._topics.get(name)
+            if known is None or known.topic_id != decode_topic(name, value, revision).topic_id:
+                if known is not None:  # deleted and re-created while we were behind
+                    self._drop_topic(name)
+                self._topic_record(key, value, revision)
+        for name in sorted(set(self._topics) - seen):
+            self._drop_topic(name)
 
     def _topic_record(self, key: bytes, value: bytes, revision: int) -> None:
         name = key[len(TOPIC_PREFIX) :].decode()
@@ -301,6 +317,8 @@ class KafkaBackend:
                     waiting.remove(fut)
 
     def _after_apply(self, g: Group, rd: Ready, lead_before: int) -> None:
+        if g.group_id == CONTROLLER_GROUP and rd.snapshot is not None:
+            self._sync_with_controller_state()
         if g.raw.is_leader:
             self._maybe_hand_to_preferred(g)
         if rd.committed_entries or rd.snapshot is not None:
