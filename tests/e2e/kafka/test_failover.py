@@ -28,6 +28,7 @@ from tests.e2e.kafka.conftest import bootstrap, kafka_addrs
 from tests.e2e.kafka.delivery import assert_delivery
 from tests.e2e.kafka.history import KafkaHistory, Polled
 from tests.e2e.kafka.wire import (
+    NotReadyError,
     create_topic,
     find_coordinator,
     partition_leaders,
@@ -198,7 +199,7 @@ def _read_all(
 
     Returns (partition, offset) -> value of everything read.
     """
-    from confluent_kafka import OFFSET_BEGINNING, Consumer, TopicPartition
+    from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaException, TopicPartition
 
     consumer = Consumer(
         {
@@ -211,10 +212,21 @@ def _read_all(
     me = history.new_consumer()
     seen: dict[tuple[int, int], bytes | None] = {}
     try:
-        ends = {}
-        for p in range(partitions):
-            _, high = consumer.get_watermark_offsets(TopicPartition(topic, p), timeout=30)
-            ends[p] = high
+        ends: dict[int, int] = {}
+
+        def high_watermarks() -> bool:
+            # A new client knows no partition of the topic until its metadata arrives: it
+            # fails at once with "Unknown partition" rather than waiting for it.
+            try:
+                for p in range(partitions):
+                    ends[p] = consumer.get_watermark_offsets(TopicPartition(topic, p), timeout=10)[
+                        1
+                    ]
+            except KafkaException as exc:
+                raise NotReadyError(str(exc)) from None
+            return True
+
+        wait_for(high_watermarks, f"the high watermarks of {topic!r}", timeout_s=60)
         goal = ConsumeGoal(ends)
         history.assign(me, topic, range(partitions))
         consumer.assign([TopicPartition(topic, p, OFFSET_BEGINNING) for p in range(partitions)])
