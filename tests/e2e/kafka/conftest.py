@@ -24,7 +24,7 @@ def bootstrap(cluster: Cluster) -> list[str]:
     return [f"{h}:{p}" for h, p in kafka_addrs(cluster).values()]
 
 
-def wait_kafka_ready(cluster: Cluster, timeout_s: float = 30.0) -> None:
+def wait_kafka_ready(cluster: Cluster, timeout_s: float = 60.0) -> None:
     """Every node answers Metadata listing every broker, with a controller."""
     addrs = kafka_addrs(cluster)
 
