@@ -10,6 +10,7 @@ import contextlib
 import json
 import os
 import random
+import shutil
 import signal
 import socket
 import subprocess
@@ -32,6 +33,7 @@ from quorumdb.cli.local_cluster import (
 from quorumdb.errors import QuorumError
 
 QUORUMDB = str(Path(sys.executable).parent / "quorumdb")
+_UP_ATTEMPTS = 5
 
 
 def _port_free(port: int) -> bool:
@@ -92,20 +94,29 @@ class Cluster:
         self, root: Path, *, nodes: int = 3, shards: int = 2, extra: tuple[str, ...] = ()
     ) -> None:
         self.dir = root / "cluster"
-        self.base_port = free_base_port()
-        proc = run_cli(
-            "up",
-            "--dir",
-            str(self.dir),
-            "--nodes",
-            str(nodes),
-            "--shards",
-            str(shards),
-            "--base-port",
-            str(self.base_port),
-            *extra,
-        )
-        assert proc.returncode == 0, f"quorumdb up failed: {proc.stdout}\n{proc.stderr}"
+        for _ in range(_UP_ATTEMPTS):
+            self.base_port = free_base_port()
+            proc = run_cli(
+                "up",
+                "--dir",
+                str(self.dir),
+                "--nodes",
+                str(nodes),
+                "--shards",
+                str(shards),
+                "--base-port",
+                str(self.base_port),
+                *extra,
+            )
+            if proc.returncode == 0:
+                return
+            self.stop()  # the nodes that did start
+            # Another cluster (a parallel test, another checkout's tests) may bind a port
+            # between free_base_port's check and our node's bind: start over elsewhere.
+            if "address already in use" not in proc.stdout + proc.stderr:
+                break
+            shutil.rmtree(self.dir, ignore_errors=True)
+        raise AssertionError(f"quorumdb up failed: {proc.stdout}\n{proc.stderr}")
 
     @property
     def state(self) -> LocalCluster:
@@ -174,9 +185,10 @@ class Cluster:
             stop_cluster(self.dir, grace_s=5.0)
         except Exception:
             # Best effort in teardown: whatever went wrong, leave no process behind.
-            for pid in self.state.pids.values():
-                with contextlib.suppress(ProcessLookupError):
-                    os.kill(pid, signal.SIGKILL)
+            with contextlib.suppress(Exception):
+                for pid in self.state.pids.values():
+                    with contextlib.suppress(ProcessLookupError):
+                        os.kill(pid, signal.SIGKILL)
 
 
 def _alive(pid: int) -> bool:
