@@ -1,12 +1,16 @@
 """Real node processes on loopback for end-to-end tests: start, kill -9, restart, poll.
 
 Each cluster gets its own directory and a random free port range, so tests can run in
-parallel. Waiting is always a bounded poll of a condition that names what it waits for.
+parallel. A range is reserved (a lock file) for the cluster's life: a node killed with -9
+leaves its ports free, and a cluster of another test process must not take them (its
+nodes would answer our clients, or keep ours from restarting). Waiting is always a bounded
+poll of a condition that names what it waits for.
 """
 
 from __future__ import annotations
 
 import contextlib
+import fcntl
 import json
 import os
 import random
@@ -15,12 +19,13 @@ import signal
 import socket
 import subprocess
 import sys
+import tempfile
 import time
 import urllib.error
 import urllib.request
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import IO, Any
 
 from quorumdb.cli.local_cluster import (
     KAFKA_PORT_OFFSET,
@@ -34,6 +39,7 @@ from quorumdb.errors import QuorumError
 
 QUORUMDB = str(Path(sys.executable).parent / "quorumdb")
 _UP_ATTEMPTS = 5
+_PORT_LOCK_DIR = Path(tempfile.gettempdir()) / "quorumdb-e2e-ports"
 
 
 def _port_free(port: int) -> bool:
@@ -45,19 +51,37 @@ def _port_free(port: int) -> bool:
     return True
 
 
-def free_base_port(nodes: int = 5) -> int:
+def _reserve(base: int) -> IO[bytes] | None:
+    """Lock port range `base` for as long as the returned file stays open (or the process
+    lives); None if another test process holds it."""
+    _PORT_LOCK_DIR.mkdir(exist_ok=True)
+    lock = (_PORT_LOCK_DIR / f"{base}.lock").open("wb")
+    try:
+        fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        lock.close()
+        return None
+    return lock
+
+
+def free_base_port(nodes: int = 5) -> tuple[int, IO[bytes]]:
+    """A base port whose ranges are free now, and its reservation (close it to release)."""
     rng = random.Random()
     for _ in range(200):
         # Below the kernel's ephemeral range (32768+), so a client socket of another test
         # can never take a listener port between the check and the bind.
         base = rng.randrange(10_000, 32_768 - KAFKA_PORT_OFFSET - nodes - 1, 200)
+        lock = _reserve(base)
+        if lock is None:
+            continue
         ports = [
             base + offset + i
             for offset in (0, 100, KAFKA_PORT_OFFSET)  # HTTP, Raft, Kafka listeners
             for i in range(1, nodes + 1)
         ]
         if all(_port_free(p) for p in ports):
-            return base
+            return base, lock
+        lock.close()
     raise RuntimeError("no free port range found")
 
 
@@ -94,8 +118,9 @@ class Cluster:
         self, root: Path, *, nodes: int = 3, shards: int = 2, extra: tuple[str, ...] = ()
     ) -> None:
         self.dir = root / "cluster"
+        self._port_lock: IO[bytes] | None = None
         for _ in range(_UP_ATTEMPTS):
-            self.base_port = free_base_port()
+            self.base_port, self._port_lock = free_base_port()
             proc = run_cli(
                 "up",
                 "--dir",
@@ -189,6 +214,9 @@ class Cluster:
                 for pid in self.state.pids.values():
                     with contextlib.suppress(ProcessLookupError):
                         os.kill(pid, signal.SIGKILL)
+        if self._port_lock is not None:
+            self._port_lock.close()
+            self._port_lock = None
 
 
 def _alive(pid: int) -> bool:
