@@ -357,7 +357,7 @@ def test_committed_offsets_survive_coordinator_kill9(kafka_cluster: Cluster) -> 
     producer = Producer({"bootstrap.servers": servers, "acks": "all", "linger.ms": 5})
     for i in range(300):
         producer.produce(topic, key=key_of(i), value=value_of("o", i), partition=i % 3)
-    assert producer.flush(30) == 0
+    assert producer.flush(FAILOVER_DEADLINE_S) == 0, "records still queued after flush"
 
     def consumer() -> Any:
         c = Consumer(
@@ -374,7 +374,7 @@ def test_committed_offsets_survive_coordinator_kill9(kafka_cluster: Cluster) -> 
 
     first = consumer()
     read: Counter[int] = Counter()
-    deadline = time.monotonic() + 30
+    deadline = time.monotonic() + FAILOVER_DEADLINE_S
     while min(read[p] for p in range(3)) < 40 and time.monotonic() < deadline:
         for m in first.consume(num_messages=50, timeout=0.2):
             if m.error() is None:
@@ -384,7 +384,7 @@ def test_committed_offsets_survive_coordinator_kill9(kafka_cluster: Cluster) -> 
     first.commit(
         offsets=[TopicPartition(topic, p, o) for p, o in committed.items()], asynchronous=False
     )
-    stored = first.committed([TopicPartition(topic, p) for p in range(3)], timeout=10)
+    stored = first.committed([TopicPartition(topic, p) for p in range(3)], timeout=30)
     assert {tp.partition: tp.offset for tp in stored} == committed
     first.close()
 
@@ -394,7 +394,7 @@ def test_committed_offsets_survive_coordinator_kill9(kafka_cluster: Cluster) -> 
 
     second = consumer()
     firsts: dict[int, int] = {}
-    deadline = time.monotonic() + 60
+    deadline = time.monotonic() + FAILOVER_DEADLINE_S
     try:
         while len(firsts) < 3 and time.monotonic() < deadline:
             for m in second.consume(num_messages=50, timeout=0.2):
