@@ -23,7 +23,7 @@ import tempfile
 import time
 import urllib.error
 import urllib.request
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import IO, Any
 
@@ -85,10 +85,33 @@ def free_base_port(nodes: int = 5) -> tuple[int, IO[bytes]]:
     raise RuntimeError("no free port range found")
 
 
-def run_cli(*args: str, timeout_s: float = 120.0) -> subprocess.CompletedProcess[str]:
+def run_cli(
+    *args: str, timeout_s: float = 120.0, env: dict[str, str] | None = None
+) -> subprocess.CompletedProcess[str]:
+    """Run `quorumdb` with `env` added to this process's environment."""
     return subprocess.run(
-        [QUORUMDB, *args], capture_output=True, text=True, timeout=timeout_s, check=False
+        [QUORUMDB, *args],
+        capture_output=True,
+        text=True,
+        timeout=timeout_s,
+        check=False,
+        env=None if env is None else {**os.environ, **env},
     )
+
+
+@contextlib.contextmanager
+def _environment(env: dict[str, str]) -> Iterator[None]:
+    """`env` added to os.environ while a node process is spawned from this process."""
+    saved = {k: os.environ.get(k) for k in env}
+    os.environ.update(env)
+    try:
+        yield
+    finally:
+        for k, v in saved.items():
+            if v is None:
+                os.environ.pop(k, None)
+            else:
+                os.environ[k] = v
 
 
 def wait_for(cond: Callable[[], bool], what: str, timeout_s: float = 30.0) -> None:
@@ -115,9 +138,18 @@ class Cluster:
     """A local cluster started through the real CLI (`quorumdb up`)."""
 
     def __init__(
-        self, root: Path, *, nodes: int = 3, shards: int = 2, extra: tuple[str, ...] = ()
+        self,
+        root: Path,
+        *,
+        nodes: int = 3,
+        shards: int = 2,
+        extra: tuple[str, ...] = (),
+        env: dict[str, str] | None = None,
     ) -> None:
+        """`env`: `QUORUMDB_<KEY>` node settings (`host.config.node_config_from`) given to
+        every node process, also on restart."""
         self.dir = root / "cluster"
+        self.env = dict(env or {})
         self._port_lock: IO[bytes] | None = None
         for _ in range(_UP_ATTEMPTS):
             self.base_port, self._port_lock = free_base_port()
@@ -132,6 +164,7 @@ class Cluster:
                 "--base-port",
                 str(self.base_port),
                 *extra,
+                env=self.env,
             )
             if proc.returncode == 0:
                 return
@@ -178,7 +211,8 @@ class Cluster:
         wait_for(lambda: not _alive(pid), f"node {node_id} (pid {pid}) to die")
 
     def restart(self, node_id: int) -> None:
-        pid = start_node(self.dir, node_id)
+        with _environment(self.env):
+            pid = start_node(self.dir, node_id)
         state = self.state
         pids = {**state.pids, node_id: pid}
         write_state(LocalCluster(dir=self.dir, nodes=state.nodes, pids=pids))
