@@ -13,6 +13,7 @@ partition, at the offset it was acknowledged with.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import threading
 from pathlib import Path
 from typing import Any
@@ -70,6 +71,14 @@ def _assert_split(assignments: dict[int, set[int]]) -> None:
     assert a | b == set(range(PARTITIONS)), f"not every partition assigned: {assignments}"
 
 
+def _leave_together(finished: threading.Barrier) -> None:
+    """Wait for the other consumer to be done too before leaving the group: a member that
+    left first would have its partitions handed to the other one, which would then end
+    with all of them (the recorded final assignments would overlap)."""
+    with contextlib.suppress(threading.BrokenBarrierError):
+        finished.wait(DEADLINE_S)
+
+
 def _assert_both_consumed(history: KafkaHistory) -> None:
     pollers = {
         e["process"]
@@ -116,6 +125,7 @@ def test_kafka_python_group_reads_each_idempotent_record_once_in_order(
     goal = ConsumeGoal()
     assignments: dict[int, set[int]] = {}
     errors: list[BaseException] = []
+    finished = threading.Barrier(2)
 
     def consume() -> None:
         me = history.new_consumer()
@@ -143,6 +153,7 @@ def test_kafka_python_group_reads_each_idempotent_record_once_in_order(
         except BaseException as exc:
             errors.append(exc)
         finally:
+            _leave_together(finished)
             consumer.close()
 
     threads = [threading.Thread(target=consume) for _ in range(2)]
@@ -320,6 +331,7 @@ def test_confluent_kafka_group_reads_each_idempotent_record_once_in_order(
     goal = ConsumeGoal()
     assignments: dict[int, set[int]] = {}
     errors: list[BaseException | str] = []
+    finished = threading.Barrier(2)
 
     def consume() -> None:
         me = history.new_consumer()
@@ -355,6 +367,7 @@ def test_confluent_kafka_group_reads_each_idempotent_record_once_in_order(
         except BaseException as exc:
             errors.append(exc)
         finally:
+            _leave_together(finished)
             consumer.close()
 
     threads = [threading.Thread(target=consume) for _ in range(2)]
