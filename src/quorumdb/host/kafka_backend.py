@@ -321,7 +321,7 @@ class KafkaBackend:
             (functools.partial(RawNode.transfer_leader, transferee=preferred), _ignored())
         )
 
-    def offset_for_time(self, group: int, timestamp_ms: int) -> int | None:
+    def offset_for_time(self, group: int, timestamp_ms: int) -> tuple[int, int] | None:
         return self._partition_sm(group).log.offset_for_time(timestamp_ms)
 
     def end_offset_for_epoch(self, group: int, epoch: int) -> tuple[int, int]:
