@@ -322,8 +322,10 @@ async def _produce_partition(
         validate_batches(records, check_records=True)
     except RemoteProtocolError as exc:
         return _produce_error(index, exc.code, str(exc))
-    min_isr = int(t.config("min.insync.replicas"))
-    if acks == -1 and len(view.isr) < min_isr:
+    # acks=all needs min.insync.replicas in sync, and never fewer than a Raft quorum: without
+    # one nothing commits, and the client should hear so now rather than time out.
+    quorum = len(view.replicas) // 2 + 1
+    if acks == -1 and len(view.isr) < max(int(t.config("min.insync.replicas")), quorum):
         return _produce_error(index, ErrorCode.NOT_ENOUGH_REPLICAS)
     try:
         result = await b.backend.produce(
