@@ -234,9 +234,9 @@ def kafka_produce(q: Quorum, topic: str, seconds: float, res: Result) -> None:
             sent += 1
         except BufferError:  # the client's queue is full: wait for acks
             p.poll(0.001)
-    left = p.flush(120)
+    left = p.flush(300)
     if left:
-        raise KafkaException(f"{left} records still unacknowledged 120 s after the run")
+        raise KafkaException(f"{left} records still unacknowledged 300 s after the run")
     res.produce_s = time.perf_counter() - t0
     res.server_cpu_s = cpu_s(q.pids) - cpu0
     res.client_cpu_s = time.process_time() - client0
