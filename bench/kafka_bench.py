@@ -578,6 +578,12 @@ def print_report(results: list[Result], seconds: float, notes: list[str]) -> Non
             f"{TARGET_RATIO:g}x; project goal >= {GOAL_RATIO:g}x and >= {GOAL_MBPS:g} MB/s: "
             + ("met" if ratio >= GOAL_RATIO and mbps >= GOAL_MBPS else f"not met ({mbps:.1f} MB/s)")
         )
+    for r in results:
+        if len(r.e2e) < r.lat_sent:
+            notes.append(
+                f"{r.system}, {r.partitions} partition(s): the latency consumer received "
+                f"{len(r.e2e)} of {r.lat_sent} records"
+            )
     for note in notes:
         console.print(f"- {note}", highlight=False)
 
