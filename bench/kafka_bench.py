@@ -20,7 +20,7 @@ client cores: the benchmark process's CPU time (all its threads) over the produc
 `--profile DIR` runs the quorumdb nodes under cProfile (QUORUMDB_PROFILE_DIR) and prints
 each node's top functions at the end (throughput drops under the profiler).
 
-    python bench/kafka_bench.py            # ~3 minutes
+    python bench/kafka_bench.py            # ~2 minutes
     python bench/kafka_bench.py --quick    # ~1 minute
 
 Every server process runs in its own session and its process group is stopped on exit (also on
