@@ -88,9 +88,9 @@ def test_truncate_and_reset_and_retention(tmp_path: Path) -> None:
 def test_offset_for_time(tmp_path: Path) -> None:
     log = PartitionLog(tmp_path / "p0", segment_bytes_max=250, index_interval_bytes=1)
     _fill(log, [1, 1, 1, 1, 1], ts0=100)  # timestamps 100..104
-    assert log.offset_for_time(0) == 0
-    assert log.offset_for_time(102) == 2
-    assert log.offset_for_time(104) == 4
+    assert log.offset_for_time(0) == (0, 100)
+    assert log.offset_for_time(102) == (2, 102)
+    assert log.offset_for_time(104) == (4, 104)
     assert log.offset_for_time(105) is None
 
 

@@ -54,6 +54,8 @@ from dataclasses import dataclass
 from enum import StrEnum
 from typing import TypeAlias, TypeVar
 
+from quorumdb.check.json_events import read_json_events
+
 __all__ = [
     "CasInput",
     "Event",
@@ -179,18 +181,7 @@ def parse_history(text: str) -> History:
     Raises:
         HistoryError: the text is not valid JSON or breaks a rule of the format.
     """
-    stripped = text.lstrip()
-    if stripped.startswith("["):
-        items = _loads(stripped, where="history")
-        if not isinstance(items, list):
-            raise HistoryError("history: expected a JSON array of events")
-        return history_from_events(items)
-    objects: list[object] = []
-    for line_number, line in enumerate(text.splitlines(), start=1):
-        if line.strip():
-            where = f"event {len(objects) + 1} (line {line_number})"
-            objects.append(_loads(line, where=where))
-    return history_from_events(objects)
+    return history_from_events(read_json_events(text, HistoryError))
 
 
 def history_from_events(events: Iterable[object]) -> History:
@@ -206,21 +197,6 @@ def history_from_events(events: Iterable[object]) -> History:
     for index, raw in enumerate(events):
         builder.add(_event(index, raw))
     return builder.finish()
-
-
-def _loads(text: str, *, where: str) -> object:
-    try:
-        return json.loads(text, parse_constant=_reject_constant)
-    except json.JSONDecodeError as exc:
-        raise HistoryError(f"{where}: bad JSON: {exc}") from None
-    except HistoryError as exc:
-        raise HistoryError(f"{where}: bad JSON: {exc}") from None
-    except RecursionError:
-        raise HistoryError(f"{where}: bad JSON: nested too deeply") from None
-
-
-def _reject_constant(name: str) -> object:
-    raise HistoryError(f"{name} is not a JSON value")
 
 
 def _event(index: int, raw: object) -> Event:

@@ -86,6 +86,7 @@ from typing import NamedTuple, TypeAlias, TypeVar
 
 from quorumdb.check._gc import paused_gc
 from quorumdb.check.history import EventType, Outcome
+from quorumdb.check.json_events import read_json_events
 
 __all__ = [
     "Assign",
@@ -257,18 +258,7 @@ def parse_kafka_history(text: str) -> KafkaHistory:
     Raises:
         KafkaHistoryError: the text is not valid JSON or breaks a rule of the format.
     """
-    stripped = text.lstrip()
-    if stripped.startswith("["):
-        items = _loads(stripped, where="history")
-        if not isinstance(items, list):
-            raise KafkaHistoryError("history: expected a JSON array of events")
-        return kafka_history_from_events(items)
-    objects: list[object] = []
-    for line_number, line in enumerate(text.splitlines(), start=1):
-        if line.strip():
-            where = f"event {len(objects) + 1} (line {line_number})"
-            objects.append(_loads(line, where=where))
-    return kafka_history_from_events(objects)
+    return kafka_history_from_events(read_json_events(text, KafkaHistoryError))
 
 
 def kafka_history_from_events(events: Iterable[object]) -> KafkaHistory:
@@ -630,25 +620,6 @@ def _operation(invoke: _Event, end: _Event | None) -> KafkaOperation:
         invoke_index=invoke.number,
         complete_index=complete_index,
     )
-
-
-def _loads(text: str, *, where: str) -> object:
-    try:
-        return _DECODER.decode(text)
-    except json.JSONDecodeError as exc:
-        raise KafkaHistoryError(f"{where}: bad JSON: {exc}") from None
-    except KafkaHistoryError as exc:
-        raise KafkaHistoryError(f"{where}: bad JSON: {exc}") from None
-    except RecursionError:
-        raise KafkaHistoryError(f"{where}: bad JSON: nested too deeply") from None
-
-
-def _reject_constant(name: str) -> object:
-    raise KafkaHistoryError(f"{name} is not a JSON value")
-
-
-# One decoder for every line: json.loads with an argument would build a new one each time.
-_DECODER = json.JSONDecoder(parse_constant=_reject_constant)
 
 
 def _field(raw: Mapping[object, object], name: str, where: str) -> object:

@@ -100,7 +100,7 @@ def _simulated(seed: int, bugs: tuple[str, ...], quiet: bool) -> None:
     if not quiet:
         _timeline(console, result)
     _summary(console, result)
-    replay = f"quorumdb demo --seed {seed}" + "".join(f" --bug {b}" for b in bugs)
+    replay = f"quorumdb demo --sim --seed {seed}" + "".join(f" --bug {b}" for b in bugs)
     if result.ok:
         console.print(
             "[green]verdict: every safety checker passed and the cluster recovered after the "

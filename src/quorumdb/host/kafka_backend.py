@@ -47,6 +47,7 @@ from quorumdb.kafka.protocol.records import iter_batches
 from quorumdb.kv.commands import Command, CommandKind, Outcome, Result
 from quorumdb.kv.service import NotLeaderHereError, ServiceUnavailableError
 from quorumdb.raft import ProposalDroppedError, RawNode, Ready
+from quorumdb.raft.tracker import ProgressState
 from quorumdb.storage.fs import OsFileSystem
 from quorumdb.storage.partition_log import PartitionLog
 
@@ -156,6 +157,21 @@ class KafkaBackend:
     def now_ms(self) -> int:
         return int(time.time() * 1000)
 
+    def _in_sync(self, raw: RawNode, follower: int) -> bool:
+        """In the ISR: heard from within an election timeout and replicating (not probing).
+
+        Kafka's replica.lag.time.max.ms, scaled to Raft: a follower the leader has lost
+        track of, or has not heard from for as long as it takes to elect a new leader, is
+        not in sync. (`match >= commit` was no test: commit stalls with the quorum.)
+        """
+        pr = raw.progress(follower)
+        if pr is None or pr.state != ProgressState.REPLICATE:
+            return False
+        heard = self.host.peer_heard.get(follower)
+        cfg = self.host.config
+        lag_max_s = cfg.election_ticks * cfg.tick_ms / 1000
+        return heard is not None and time.monotonic() - heard <= lag_max_s
+
     def partition(self, topic: TopicInfo, index: int) -> PartitionView | None:
         info = topic.partitions[index]
         g = self.host.groups.get(info.group)
@@ -167,12 +183,7 @@ class KafkaBackend:
         voters = tuple(sorted(g.conf_state.voters))
         isr = voters
         if raw.is_leader:
-            commit = raw.raft.raft_log.committed
-            isr = tuple(
-                i
-                for i in voters
-                if ((pr := raw.progress(i)) is not None and pr.match >= commit) or i == self.node_id
-            )
+            isr = tuple(i for i in voters if i == self.node_id or self._in_sync(raw, i))
         return PartitionView(
             group=info.group,
             leader=raw.lead or -1,
@@ -349,7 +360,7 @@ class KafkaBackend:
             (functools.partial(RawNode.transfer_leader, transferee=preferred), _ignored())
         )
 
-    def offset_for_time(self, group: int, timestamp_ms: int) -> int | None:
+    def offset_for_time(self, group: int, timestamp_ms: int) -> tuple[int, int] | None:
         return self._partition_sm(group).log.offset_for_time(timestamp_ms)
 
     def end_offset_for_epoch(self, group: int, epoch: int) -> tuple[int, int]:

@@ -84,6 +84,10 @@ class NodeHost:
         self.rng = random.Random()
         self.members: dict[int, Member] = dict(config.members)
         self.groups: dict[int, Group] = {}
+        # When each peer's last frame arrived (monotonic s): who is reachable right now, for
+        # Kafka's in-sync replica sets. Raft's own recent_active flag is reset every election
+        # timeout, so it flickers.
+        self.peer_heard: dict[int, float] = {}
         self.logs: dict[int, GroupLog] = {}
         self._kick = asyncio.Event()
         self._ticks_pending = 0
@@ -238,6 +242,7 @@ class NodeHost:
     # -- the driver ----------------------------------------------------------------------------
 
     def _deliver(self, sender: int, msgs: list[GroupMessage]) -> None:
+        self.peer_heard[sender] = time.monotonic()
         groups = self.groups
         for gm in msgs:
             g = groups.get(gm.group)

@@ -88,7 +88,9 @@ class BrokerBackend(Protocol):
         """Return when any of `groups` applied new data, or after `timeout_ms`."""
         ...
 
-    def offset_for_time(self, group: int, timestamp_ms: int) -> int | None: ...
+    def offset_for_time(self, group: int, timestamp_ms: int) -> tuple[int, int] | None:
+        """(offset, timestamp) of the first batch at or after `timestamp_ms`, or None."""
+        ...
 
     def end_offset_for_epoch(self, group: int, epoch: int) -> tuple[int, int]: ...
 
@@ -335,8 +337,10 @@ async def _produce_partition(
         validate_batches(records, check_records=True)
     except RemoteProtocolError as exc:
         return _produce_error(index, exc.code, str(exc))
-    min_isr = int(t.config("min.insync.replicas"))
-    if acks == -1 and len(view.isr) < min_isr:
+    # acks=all needs min.insync.replicas in sync, and never fewer than a Raft quorum: without
+    # one nothing commits, and the client should hear so now rather than time out.
+    quorum = len(view.replicas) // 2 + 1
+    if acks == -1 and len(view.isr) < max(int(t.config("min.insync.replicas")), quorum):
         return _produce_error(index, ErrorCode.NOT_ENOUGH_REPLICAS)
     try:
         result = await b.backend.produce(
@@ -413,13 +417,8 @@ def _fetch_once(
         if view is None or not view.is_leader:
             out.append(_fetch_row(index, ErrorCode.NOT_LEADER_OR_FOLLOWER))
             continue
-        epoch = p.get("current_leader_epoch", -1)
-        if epoch >= 0 and epoch != view.leader_epoch:
-            code = (
-                ErrorCode.FENCED_LEADER_EPOCH
-                if epoch < view.leader_epoch
-                else ErrorCode.UNKNOWN_LEADER_EPOCH
-            )
+        code = _epoch_error(p.get("current_leader_epoch", -1), view)
+        if code != ErrorCode.NONE:
             out.append(_fetch_row(index, code, view))
             continue
         offset = p["fetch_offset"]
@@ -434,6 +433,20 @@ def _fetch_once(
         row["records"] = data
         out.append(row)
     return rows, total, groups
+
+
+def _epoch_error(current_leader_epoch: int, view: PartitionView) -> ErrorCode:
+    """KIP-320 fencing: a client that names a leader epoch must name this leader's.
+
+    An older epoch means the client talks to a leader it should have left behind
+    (FENCED_LEADER_EPOCH); a newer one means this broker has not yet learned of the election
+    the client saw (UNKNOWN_LEADER_EPOCH). Either way the client refreshes metadata.
+    """
+    if current_leader_epoch < 0 or current_leader_epoch == view.leader_epoch:
+        return ErrorCode.NONE
+    if current_leader_epoch < view.leader_epoch:
+        return ErrorCode.FENCED_LEADER_EPOCH
+    return ErrorCode.UNKNOWN_LEADER_EPOCH
 
 
 async def _fetch(b: Broker, req: Request, host: str) -> dict[str, Any]:
@@ -477,6 +490,8 @@ async def _list_offsets(b: Broker, req: Request, host: str) -> dict[str, Any]:
                 row["error_code"] = ErrorCode.UNKNOWN_TOPIC_OR_PARTITION
             elif not view.is_leader:
                 row["error_code"] = ErrorCode.NOT_LEADER_OR_FOLLOWER
+            elif code := _epoch_error(p.get("current_leader_epoch", -1), view):
+                row["error_code"] = code
             else:
                 ts = p["timestamp"]
                 row["leader_epoch"] = view.leader_epoch
@@ -486,8 +501,8 @@ async def _list_offsets(b: Broker, req: Request, host: str) -> dict[str, Any]:
                     row["offset"] = view.high_watermark
                 else:
                     found = b.backend.offset_for_time(view.group, ts)
-                    row["offset"] = found if found is not None else -1
-                    row["timestamp"] = ts if found is not None else -1
+                    if found is not None:
+                        row["offset"], row["timestamp"] = found
             parts.append(row)
         out.append({"name": td["name"], "partitions": parts})
     return {"throttle_time_ms": 0, "topics": out}
@@ -512,6 +527,8 @@ async def _offset_for_leader_epoch(b: Broker, req: Request, host: str) -> dict[s
                 row["error_code"] = ErrorCode.UNKNOWN_TOPIC_OR_PARTITION
             elif not view.is_leader:
                 row["error_code"] = ErrorCode.NOT_LEADER_OR_FOLLOWER
+            elif code := _epoch_error(p.get("current_leader_epoch", -1), view):
+                row["error_code"] = code
             else:
                 epoch, end = b.backend.end_offset_for_epoch(view.group, p["leader_epoch"])
                 row["leader_epoch"], row["end_offset"] = epoch, end

@@ -8,9 +8,12 @@ gracefully (the WAL is closed after the last batch).
 from __future__ import annotations
 
 import asyncio
+import cProfile
 import logging
+import os
 import signal
 import sys
+from pathlib import Path
 
 from quorumdb.errors import QuorumError
 from quorumdb.host.config import NodeConfig
@@ -61,7 +64,13 @@ def run_node(config: NodeConfig) -> int:
         import uvloop
     except ImportError:
         uvloop = None  # type: ignore[assignment]
+    # QUORUMDB_PROFILE_DIR=dir: profile the event loop thread (cProfile), written to
+    # dir/node-<id>.prof at a clean exit (SIGTERM); for benchmarks (`bench/kafka_bench.py`).
+    profile_dir = os.environ.get("QUORUMDB_PROFILE_DIR")
+    profiler = cProfile.Profile() if profile_dir else None
     try:
+        if profiler is not None:
+            profiler.enable()
         if uvloop is not None:
             uvloop.run(_serve(config))
         else:
@@ -72,4 +81,9 @@ def run_node(config: NodeConfig) -> int:
     except OSError as exc:
         sys.stderr.write(f"quorumdb: error: node {config.node_id}: {exc}\n")
         return 1
+    finally:
+        if profiler is not None and profile_dir:
+            profiler.disable()
+            Path(profile_dir).mkdir(parents=True, exist_ok=True)
+            profiler.dump_stats(str(Path(profile_dir) / f"node-{config.node_id}.prof"))
     return 0

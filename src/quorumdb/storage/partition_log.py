@@ -276,8 +276,13 @@ class PartitionLog:
                 offset = max(offset, self.segments[i].base_offset)
         return b"".join(out)
 
-    def offset_for_time(self, timestamp: int) -> int | None:
-        """The first offset whose batch has a timestamp >= `timestamp` (None: none)."""
+    def offset_for_time(self, timestamp: int) -> tuple[int, int] | None:
+        """(base offset, max timestamp) of the first batch with a timestamp >= `timestamp`.
+
+        Batch-granular, like the index: batches stay opaque (compressed ones are never
+        decompressed here), so a batch whose records straddle `timestamp` answers its base
+        offset. None when no batch is that late.
+        """
         for seg in self.segments:
             if seg.max_timestamp < timestamp:
                 continue
@@ -288,6 +293,6 @@ class PartitionLog:
                 head = self.fs.read_range(seg.path, pos, BATCH_HEADER_BYTES)
                 base, length, _e, _m, _c, _a, _d, _bt, max_ts = _HEAD.unpack_from(head, 0)
                 if max_ts >= timestamp:
-                    return int(base)
+                    return int(base), int(max_ts)
                 pos += _LOG_OVERHEAD + length
         return None

@@ -256,3 +256,45 @@ def test_malformed_records_inside_a_valid_crc() -> None:
 def test_build_batch_needs_records() -> None:
     with pytest.raises(ValueError, match="at least one record"):
         rec.build_batch([])
+
+
+def _accepted_by_full_decode(data: bytes, h: rec.BatchHeader) -> bool:
+    try:
+        records = rec.decode_records(data, h)
+    except RemoteProtocolError:
+        return False
+    return all(r.offset == h.base_offset + i for i, r in enumerate(records))
+
+
+@given(
+    values=st.lists(st.one_of(st.none(), st.binary(max_size=300)), min_size=1, max_size=80),
+    keyed=st.booleans(),
+    edits=st.lists(st.tuples(st.integers(0, 1 << 20), st.integers(0, 255)), max_size=3),
+)
+def test_fast_record_walk_accepts_only_what_the_full_decode_accepts(
+    values: list[bytes | None], keyed: bool, edits: list[tuple[int, int]]
+) -> None:
+    records = [
+        rec.Record(key=b"k%d" % i if keyed else None, value=v, timestamp_ms=1000 + 7 * i)
+        for i, v in enumerate(values)
+    ]
+    data = bytearray(rec.build_batch(records))
+    for at, byte in edits:
+        data[61 + at % (len(data) - 61)] = byte
+    (h,) = rec.iter_batches(data, verify_crc=False)
+    fast = rec._records_well_formed(bytes(data), h)
+    assert fast <= _accepted_by_full_decode(bytes(data), h)
+    if not edits:
+        assert fast
+
+
+def test_fast_record_walk_on_a_large_producer_batch() -> None:
+    records = [rec.Record(value=bytes(100), timestamp_ms=i // 100) for i in range(10_000)]
+    data = rec.build_batch(records, producer_id=1, producer_epoch=0, base_sequence=0)
+    (h,) = rec.iter_batches(data)
+    assert rec._records_well_formed(data, h)
+    bad = bytearray(data)
+    struct.pack_into(">i", bad, 57, 9_999)  # recordCount one short ...
+    struct.pack_into(">i", bad, 23, 9_998)  # ... consistent with lastOffsetDelta
+    _reseal(bad)
+    _corrupt(bad, "holds 10000 records, header says 9999")
