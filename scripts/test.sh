@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
 # Runs the whole test suite (installs what it needs first). Extra args go to pytest.
 source "$(dirname "$0")/_venv.sh"
+source "$(dirname "$0")/_system_tools.sh"
 cd "$ROOT"
+install_system_tools
 ruff check src tests bench
 ruff format --check src tests bench
 mypy
