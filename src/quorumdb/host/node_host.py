@@ -28,14 +28,13 @@ from collections.abc import Awaitable, Callable
 from typing import Any, TypeVar
 
 import crc32c
-from aiohttp import web
 
 from quorumdb.host.config import Member, NodeConfig, parse_address
 from quorumdb.host.group import Group
 from quorumdb.host.metrics import Histogram, render
 from quorumdb.host.persistence import GroupLog, NodeLog
 from quorumdb.host.state_machine import ReplicatedStateMachine
-from quorumdb.kv.api import build_app
+from quorumdb.kv.api import BODY_BYTES_MAX, dispatch
 from quorumdb.kv.commands import Command, CommandKind, Outcome, Result, encode_command
 from quorumdb.kv.service import (
     Consistency,
@@ -58,6 +57,7 @@ from quorumdb.raft import (
     Rng,
     StateType,
 )
+from quorumdb.runtime.http import HttpServer
 from quorumdb.runtime.transport import Transport
 from quorumdb.runtime.wire import GroupMessage
 
@@ -88,7 +88,7 @@ class NodeHost:
         self._kick = asyncio.Event()
         self._ticks_pending = 0
         self._tasks: list[asyncio.Task[None]] = []
-        self._runner: web.AppRunner | None = None
+        self._http: HttpServer | None = None
         self._session = self.rng.getrandbits(62) + 1
         self._last_voters: dict[int, set[int]] = {}
         # Extensions (the Kafka backend): called after each group's Ready is applied, with
@@ -175,11 +175,9 @@ class NodeHost:
         await self.transport.start()
         loop = asyncio.get_running_loop()
         self._tasks = [loop.create_task(self._tick_loop()), loop.create_task(self._driver_loop())]
-        app = build_app(self)
-        self._runner = web.AppRunner(app, access_log=None)
-        await self._runner.setup()
+        self._http = HttpServer(functools.partial(dispatch, self), body_bytes_max=BODY_BYTES_MAX)
         host, port = self.config.me.http
-        await web.TCPSite(self._runner, host, port).start()
+        await self._http.start(host, port)
         log.info(
             "node started id=%d raft=%s:%d http=%s:%d groups=%d fsync=%s",
             self.config.node_id,
@@ -195,8 +193,8 @@ class NodeHost:
         for t in self._tasks:
             t.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)
-        if self._runner is not None:
-            await self._runner.cleanup()
+        if self._http is not None:
+            await self._http.stop()
         await self.transport.stop()
         self.node_log.close()
 
