@@ -253,17 +253,43 @@ class NodeHost:
                 if item is not None:
                     staged.append(item)
                 sync = sync or rd.must_sync
-        # Applied while the WAL write runs in its thread: groups whose committed entries are
-        # all durable here already (persisted by earlier rounds), as `_early_apply` checks.
+        # While the WAL write runs in its thread: first apply the groups whose committed
+        # entries are all durable here already (persisted by earlier rounds), as
+        # `_early_apply` checks; then, each time something arrives, let the KV groups take
+        # append acks and new proposals, send what that produces and apply what commits
+        # (`Group.step_midflight`). Kafka groups wait for the next round.
         early: dict[int, int] = {}
         if staged:
             loop = asyncio.get_running_loop()
             commit = loop.run_in_executor(None, self._commit, staged, sync and self.config.fsync)
+            commit.add_done_callback(self._kick_cb)
             for g, rd in readies:
                 if _early_apply(g, rd):
                     early[g.group_id] = g.last_lead
                     g.apply(rd)
-            self.fsync_s.observe(await commit)
+            # Groups with committed entries still to apply after the write: nothing of theirs
+            # may be applied before those.
+            pending = {
+                g.group_id
+                for g, rd in readies
+                if (rd.committed_entries or rd.snapshot is not None) and g.group_id not in early
+            }
+            midflight = [
+                g
+                for g in self.groups.values()
+                if g.group_id not in pending and isinstance(g.sm, KVStateMachine)
+            ]
+            kick = self._kick
+            while not commit.done():
+                kick.clear()
+                await kick.wait()
+                if commit.done():
+                    break
+                for g in midflight:
+                    if g.step_midflight():
+                        for m in g.raw.take_messages():
+                            send(g.group_id, m)
+            self.fsync_s.observe(commit.result())
             self.batch_entries.observe(sum(len(rd.entries) for _, rd in readies))
         for g, rd in readies:
             if g.persist_waiters:
@@ -279,6 +305,9 @@ class NodeHost:
                 hook(g, rd, lead_before)
             self._maybe_snapshot(g, force=g.force_snapshot)
             g.force_snapshot = False
+        self._kick.set()
+
+    def _kick_cb(self, _: object) -> None:
         self._kick.set()
 
     def _commit(self, staged: list[object], sync: bool) -> float:
