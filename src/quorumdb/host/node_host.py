@@ -25,7 +25,7 @@ import logging
 import random
 import time
 from collections.abc import Awaitable, Callable
-from typing import Any, TypeVar
+from typing import Any, TypeVar, cast
 
 import crc32c
 
@@ -497,34 +497,51 @@ class NodeHost:
                 client=self._session,
                 seq=self._seq,
             )
-        fut = g.submit((cmd.client, cmd.seq), encode_command(cmd), asyncio.get_running_loop())
+        loop = asyncio.get_running_loop()
+        fut = g.submit((cmd.client, cmd.seq), encode_command(cmd), loop)
         self._kick.set()
+        timer = loop.call_later(
+            self.config.request_timeout_s,
+            _time_out,
+            g,
+            fut,
+            "timed out waiting for the write to commit",
+        )
         try:
-            return await asyncio.wait_for(asyncio.shield(fut), self.config.request_timeout_s)
-        except TimeoutError:
-            g.forget(fut)
-            raise ServiceUnavailableError("timed out waiting for the write to commit") from None
+            return cast("Result", await fut)
         except ProposalDroppedError:
             raise NotLeaderHereError(self._leader_url(g)) from None
+        finally:
+            timer.cancel()
 
     async def _read_barrier(self, g: Group) -> None:
         """Wait until a linearizable read of `g` may be served here (ReadIndex)."""
         self._read_seq += 1
         ctx = f"{self._session}:{self._read_seq}".encode()
-        fut = g.submit_read(ctx, asyncio.get_running_loop())
+        loop = asyncio.get_running_loop()
+        fut = g.submit_read(ctx, loop)
         self._kick.set()
+        timer = loop.call_later(
+            self.config.request_timeout_s,
+            _time_out,
+            g,
+            fut,
+            "timed out confirming the read with a quorum",
+        )
         try:
-            await asyncio.wait_for(asyncio.shield(fut), self.config.request_timeout_s)
-        except TimeoutError:
-            g.forget(fut)  # type: ignore[arg-type]
-            raise ServiceUnavailableError("timed out confirming the read with a quorum") from None
+            await fut
         except ProposalDroppedError:
             raise ServiceUnavailableError("no leader to confirm the read") from None
+        finally:
+            timer.cancel()
 
     async def put(
         self, key: bytes, value: bytes, *, expected_revision: int, client: int, seq: int
     ) -> Result:
         kind = CommandKind.CAS if expected_revision >= 0 else CommandKind.PUT
+        if client == 0:  # no session: the node's own request id (as `_write` would)
+            self._seq += 1
+            client, seq = self._session, self._seq
         cmd = Command(
             kind=kind,
             key=key,
@@ -701,6 +718,13 @@ class NodeHost:
 
 def _member_key(node_id: int) -> bytes:
     return _MEMBER_PREFIX + str(node_id).encode()
+
+
+def _time_out(g: Group, fut: asyncio.Future[Any], message: str) -> None:
+    """A request's deadline passed: stop waiting (its entry may still apply later)."""
+    if not fut.done():
+        g.forget(fut)
+        fut.set_exception(ServiceUnavailableError(message))
 
 
 def _lead_is(g: Group, node_id: int) -> bool:
