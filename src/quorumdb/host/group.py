@@ -71,7 +71,6 @@ class Group:
     reads: dict[bytes, asyncio.Future[int]] = field(default_factory=dict)
     waiting_reads: list[tuple[int, asyncio.Future[int]]] = field(default_factory=list)
     snapshot_index: int = 0
-    ticked: int = 0  # the host's tick count when this group last took its ticks
     last_lead: int = 0
     force_snapshot: bool = False
     stats: GroupStats = field(default_factory=GroupStats)

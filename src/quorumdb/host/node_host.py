@@ -86,7 +86,7 @@ class NodeHost:
         self.groups: dict[int, Group] = {}
         self.logs: dict[int, GroupLog] = {}
         self._kick = asyncio.Event()
-        self._tick_count = 0  # ticks due since start; each group records how many it had
+        self._ticks_pending = 0
         self._tasks: list[asyncio.Task[None]] = []
         self._http: HttpServer | None = None
         self._session = self.rng.getrandbits(62) + 1
@@ -141,7 +141,6 @@ class NodeHost:
         raw = RawNode(raft_cfg, glog.storage, Rng(random.Random().randrange))
         cs = glog.storage.initial_state()[1]
         g = Group(group_id=gid, raw=raw, sm=sm, conf_state=cs, snapshot_index=snap.metadata.index)
-        g.ticked = self._tick_count
         g.on_conf_change = lambda conf, g=g: self._on_conf_change(g, conf)
         if gid == CONTROLLER_GROUP and isinstance(sm, KVStateMachine):
             for key, value, _ in sm.scan(_MEMBER_PREFIX, _MEMBER_END, 10_000):
@@ -217,7 +216,7 @@ class NodeHost:
             await asyncio.sleep(interval)
             # Deliver every tick that is due by the monotonic clock, even after a stall.
             due = int((time.monotonic() - started) / interval)
-            self._tick_count += min(due - done, _TICK_CATCH_UP_MAX)
+            self._ticks_pending += min(due - done, _TICK_CATCH_UP_MAX)
             done = due
             for hook in self.tick_hooks:
                 hook()
@@ -234,9 +233,8 @@ class NodeHost:
                 raise
 
     async def _round(self) -> None:
-        now = self._tick_count
+        ticks, self._ticks_pending = self._ticks_pending, 0
         for g in self.groups.values():
-            ticks, g.ticked = now - g.ticked, now
             g.feed(ticks)
         readies = [(g, g.raw.ready()) for g in self.groups.values() if g.raw.has_ready()]
         if not readies:
@@ -259,8 +257,7 @@ class NodeHost:
         # entries are all durable here already (persisted by earlier rounds), as
         # `_early_apply` checks; then, each time something arrives, let the KV groups take
         # append acks and new proposals, send what that produces and apply what commits
-        # (`Group.step_midflight`). Kafka groups wait for the next round. Leaders take their
-        # ticks meanwhile (heartbeats go out however long the disk takes).
+        # (`Group.step_midflight`). Kafka groups wait for the next round.
         early: dict[int, int] = {}
         if staged:
             loop = asyncio.get_running_loop()
@@ -288,14 +285,6 @@ class NodeHost:
                 await kick.wait()
                 if commit.done():
                     break
-                now = self._tick_count
-                for g in self.groups.values():
-                    if g.ticked != now and g.raw.is_leader:
-                        ticks, g.ticked = now - g.ticked, now
-                        for _ in range(ticks):
-                            g.raw.tick()
-                        for m in g.raw.take_messages():
-                            send(g.group_id, m)
                 for g in midflight:
                     if g.step_midflight():
                         for m in g.raw.take_messages():
