@@ -99,6 +99,7 @@ class NodeHost:
         self._seq = 0
         self._read_seq = 0
         self._running = False
+        self._midflight_s = config.heartbeat_ticks * config.tick_ms / 1000
         self.fsync_s = Histogram()
         self.batch_entries = Histogram(bounds=(1, 2, 4, 8, 16, 32, 64, 128, 256, 512, 1024, 4096))
         self.request_s: dict[str, Histogram] = {}
@@ -257,7 +258,8 @@ class NodeHost:
         # entries are all durable here already (persisted by earlier rounds), as
         # `_early_apply` checks; then, each time something arrives, let the KV groups take
         # append acks and new proposals, send what that produces and apply what commits
-        # (`Group.step_midflight`). Kafka groups wait for the next round.
+        # (`Group.step_midflight`), for at most a heartbeat interval. Kafka groups wait for
+        # the next round.
         early: dict[int, int] = {}
         if staged:
             loop = asyncio.get_running_loop()
@@ -280,10 +282,17 @@ class NodeHost:
                 if g.group_id not in pending and isinstance(g.sm, KVStateMachine)
             ]
             kick = self._kick
+            # Only for a heartbeat interval: a leader whose disk stalls must then go quiet, as
+            # it would without this, so that its followers elect another leader rather than
+            # keep hearing appends from one that cannot commit them.
+            window_end = loop.time() + self._midflight_s
             while not commit.done():
                 kick.clear()
                 await kick.wait()
                 if commit.done():
+                    break
+                if loop.time() > window_end:
+                    await commit
                     break
                 for g in midflight:
                     if g.step_midflight():
