@@ -10,6 +10,18 @@ advances. While the fsync runs, requests and messages keep arriving and queue up
 round takes them all, so batches grow exactly when the disk is the bottleneck. This is the
 same persist-before-acknowledge model the simulator checks (`sim/node.py`).
 
+The fsync does not idle the node (etcd's node steps messages and proposals between a Ready
+and its Advance too): while it runs, groups whose committed entries were persisted by
+earlier rounds apply them and answer their clients at once; and, for up to a heartbeat
+interval, KV groups step arriving append acks and new proposals, send the appends and
+commit indexes that produces, and apply newly committed entries that are durable here
+(`RawNode.take_committed`). What promises durability (acks, votes) still waits for the
+write. After the interval a leader goes quiet until its write returns, so that a stalled
+disk costs it its leadership rather than the group its availability.
+
+Clients talk HTTP/1.1 to `runtime.http` (a lean asyncio.Protocol server) running
+`kv.api.dispatch`.
+
 Groups: group 0 is the controller (cluster metadata: members and their addresses, as KV
 entries), groups 1..S hold KV shards; a key lives in shard `crc32c(key) % S + 1`. Every group
 has every member as a voter (replication factor = cluster size).
