@@ -324,8 +324,8 @@ class NodeHost:
             g.raw.advance(rd)
             for hook in self.after_apply:
                 hook(g, rd, lead_before)
-            self._maybe_snapshot(g, force=g.force_snapshot)
-            g.force_snapshot = False
+            if self._maybe_snapshot(g, force=g.force_snapshot):
+                g.force_snapshot = False
         self._kick.set()
 
     def _kick_cb(self, _: object) -> None:
@@ -337,18 +337,24 @@ class NodeHost:
         self.node_log.commit(staged, sync=sync)
         return time.perf_counter() - started
 
-    def _maybe_snapshot(self, g: Group, *, force: bool = False) -> None:
+    def _maybe_snapshot(self, g: Group, *, force: bool = False) -> bool:
+        """Snapshot `g` if due; False if it had to wait for a later round."""
         applied = g.sm.applied
         if applied <= g.snapshot_index or (
             not force and applied - g.snapshot_index < self.config.snapshot_entries
         ):
-            return
+            return True
+        if applied > self.logs[g.group_id].storage.initial_state()[0].commit:
+            # Applied mid-flight past the commit index persisted so far: the next round
+            # persists it (a snapshot never gets ahead of the durable commit index).
+            return False
         # A forced snapshot (a member joined) compacts fully, so that the newcomer is sent
         # a snapshot whose membership includes it rather than a log that predates it.
         keep = 0 if force else min(_SNAPSHOT_KEEP, self.config.snapshot_entries // 2)
         self.logs[g.group_id].create_snapshot(applied, g.conf_state, g.sm.snapshot(), keep)
         g.snapshot_index = applied
         g.stats.snapshots_made += 1
+        return True
 
     # -- membership ------------------------------------------------------------------------------
 
