@@ -275,8 +275,14 @@ class NodeHost:
         early: dict[int, int] = {}
         if staged:
             loop = asyncio.get_running_loop()
-            commit = loop.run_in_executor(None, self._commit, staged, sync and self.config.fsync)
-            commit.add_done_callback(self._kick_cb)
+            if sync and self.config.fsync:
+                commit = loop.run_in_executor(None, self._commit, staged, True)
+                commit.add_done_callback(self._kick_cb)
+            else:
+                # Nothing to fsync (e.g. only a new commit index): a write to the page cache
+                # costs less than the two thread hand-offs would.
+                commit = loop.create_future()
+                commit.set_result(self._commit(staged, False))
             for g, rd in readies:
                 if _early_apply(g, rd):
                     early[g.group_id] = g.last_lead
