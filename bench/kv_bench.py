@@ -34,6 +34,7 @@ quorumdb's 10 ms tick x 3 / x 15) so that the failover numbers compare like for 
     python bench/kv_bench.py --pin-leaders   # every quorumdb group led by node 1, like etcd
     python bench/kv_bench.py --profile /tmp/put64.svg   # + py-spy (pip install py-spy) of
                                                         # the busiest node at 64 clients
+                                                        # (a .txt path: collapsed stacks)
 
 Numbers on a shared 2-core machine move with whatever else runs there: the disk table and
 the CPU-per-request columns tell a slow disk or a busy machine apart from a slow system.
@@ -1187,6 +1188,8 @@ async def bench_system(
                         "200",
                         "--nonblocking",
                     ]
+                    if str(path).endswith(".txt"):  # collapsed stacks, for grep and sort
+                        cmd += ["--format", "raw"]
                     spy = shutil.which("py-spy") or str(Path(sys.executable).parent / "py-spy")
                     cmd[0] = spy
                     proc = await asyncio.create_subprocess_exec(

@@ -3,11 +3,16 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import dataclasses
 import socket
+import threading
+import time
 from pathlib import Path
 
 from quorumdb.host.config import Member, NodeConfig
 from quorumdb.host.node_host import NodeHost
+from quorumdb.host.wal_log import WalNodeLog
 from quorumdb.kv.client import AsyncClient, RetryPolicy
 from tests.host.memory_log import MemoryNodeLog
 
@@ -76,6 +81,113 @@ def test_three_hosts_elect_replicate_and_serve(tmp_path: Path) -> None:
             text = hosts[0].metrics_text()
             assert "quorumdb_raft_commit_index" in text
             assert "quorumdb_wal_fsync_seconds_count" in text
+        finally:
+            for h in hosts:
+                await h.stop()
+
+    asyncio.run(main())
+
+
+class _StallingLog(MemoryNodeLog):
+    """A node log whose commits can be made to hang (a disk that stops answering)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.stalled = False
+        self.release = threading.Event()
+
+    def commit(self, items: list[object], *, sync: bool) -> None:
+        if self.stalled:
+            self.release.wait(10)
+        super().commit(items, sync=sync)
+
+
+def test_a_leader_whose_disk_stalls_loses_leadership(tmp_path: Path) -> None:
+    """While a WAL write runs, the leader keeps working for at most a heartbeat interval;
+    after that it goes quiet, so a stalled disk costs it its leadership (not availability)."""
+
+    async def main() -> None:
+        cfgs = _configs(tmp_path)
+        logs = [_StallingLog() for _ in cfgs]
+        hosts = [NodeHost(c, log) for c, log in zip(cfgs, logs, strict=True)]
+        for h in hosts:
+            await h.start()
+        writers: list[asyncio.Task[None]] = []
+        try:
+            await _wait_for(lambda: any(h.groups[1].raw.is_leader for h in hosts), "a leader")
+            i = next(i for i, h in enumerate(hosts) if h.groups[1].raw.is_leader)
+            lead, term = hosts[i], hosts[i].groups[1].raw.raft.term
+            key = next(
+                f"k{n}".encode()
+                for n in range(100)
+                if lead.shard_of(f"k{n}".encode()) is lead.groups[1]
+            )
+            logs[i].stalled = True
+
+            async def write(n: int) -> None:
+                with contextlib.suppress(Exception):
+                    await lead.put(key, b"v%d" % n, expected_revision=-1, client=0, seq=0)
+
+            async def keep_writing() -> None:
+                # Writes keep arriving at the stalled leader (each could be sent on at once).
+                for n in range(10_000):
+                    writers.append(asyncio.create_task(write(n)))
+                    await asyncio.sleep(0.01)
+
+            writers.append(asyncio.create_task(keep_writing()))
+            others = [h for h in hosts if h is not lead]
+            await _wait_for(
+                lambda: any(
+                    h.groups[1].raw.is_leader and h.groups[1].raw.raft.term > term for h in others
+                ),
+                "another node to take over group 1",
+                timeout_s=5.0,
+            )
+        finally:
+            for log in logs:
+                log.release.set()
+            for t in writers:
+                t.cancel()
+            await asyncio.gather(*writers, return_exceptions=True)
+            for h in hosts:
+                await h.stop()
+
+    asyncio.run(main())
+
+
+class _SlowLog(WalNodeLog):
+    """The real WAL (no fsync), each commit taking a few milliseconds like a disk: writes
+    pile up mid-flight."""
+
+    def commit(self, items: list[object], *, sync: bool) -> None:
+        time.sleep(0.003)
+        super().commit(items, sync=False)
+
+
+def test_concurrent_writes_with_frequent_snapshots_while_commits_run(tmp_path: Path) -> None:
+    """Entries applied while a WAL write runs may be past the commit index persisted so far;
+    snapshots wait for it (the driver must not trip over its own durable state)."""
+
+    async def main() -> None:
+        cfgs = [dataclasses.replace(c, snapshot_entries=20) for c in _configs(tmp_path)]
+        hosts = [NodeHost(c, _SlowLog.open(c.data_dir)) for c in cfgs]
+        for h in hosts:
+            await h.start()
+        try:
+            await _wait_for(
+                lambda: all(any(h.groups[g].raw.is_leader for h in hosts) for g in hosts[0].groups),
+                "a leader in every group",
+            )
+            urls = [c.me.http_url for c in cfgs]
+            async with AsyncClient(urls, retry=RetryPolicy(attempts_max=20), seed=2) as c:
+
+                async def writer(w: int) -> None:
+                    for i in range(40):
+                        await c.put(f"w{w}-{i % 7}", f"v{i}")
+
+                await asyncio.gather(*(writer(w) for w in range(24)))
+            assert all(not t.done() for h in hosts for t in h._tasks), "a driver stopped"
+            assert sum(g.stats.snapshots_made for h in hosts for g in h.groups.values()) > 0
         finally:
             for h in hosts:
                 await h.stop()

@@ -3,16 +3,27 @@
 from __future__ import annotations
 
 import asyncio
+import functools
 import json
 from collections.abc import Awaitable, Callable
 from typing import Any
 
+import aiohttp
 from aiohttp.test_utils import TestClient, TestServer
 
-from quorumdb.kv.api import KEY_BYTES_MAX, ROUTES, VALUE_BYTES_MAX, build_app, openapi
+from quorumdb.kv.api import (
+    BODY_BYTES_MAX,
+    KEY_BYTES_MAX,
+    ROUTES,
+    VALUE_BYTES_MAX,
+    build_app,
+    dispatch,
+    openapi,
+)
 from quorumdb.kv.commands import Command, CommandKind, Result
 from quorumdb.kv.service import Consistency, NotLeaderHereError, ValueRecord
 from quorumdb.kv.state_machine import KVStateMachine
+from quorumdb.runtime.http import HttpServer
 
 
 class MemoryService:
@@ -67,19 +78,50 @@ class MemoryService:
         return "quorumdb_up 1\n"
 
 
-def _run(fn: Callable[[TestClient, MemoryService], Awaitable[None]]) -> MemoryService:
-    svc = MemoryService()
+class _LeanClient:
+    """TestClient's request methods against the node's own server (`runtime.http`)."""
+
+    def __init__(self, session: aiohttp.ClientSession, base: str) -> None:
+        self._session = session
+        self._base = base
+
+    def _req(self, method: str, path: str, **kw: Any) -> Any:
+        return self._session.request(method, self._base + path, **kw)
+
+    def get(self, path: str, **kw: Any) -> Any:
+        return self._req("GET", path, **kw)
+
+    def put(self, path: str, **kw: Any) -> Any:
+        return self._req("PUT", path, **kw)
+
+    def post(self, path: str, **kw: Any) -> Any:
+        return self._req("POST", path, **kw)
+
+    def delete(self, path: str, **kw: Any) -> Any:
+        return self._req("DELETE", path, **kw)
+
+
+def _run(fn: Callable[[Any, MemoryService], Awaitable[None]]) -> None:
+    """Run `fn` against both servers of `dispatch`: the aiohttp app and `runtime.http`."""
 
     async def main() -> None:
+        svc = MemoryService()
         async with TestClient(TestServer(build_app(svc))) as client:
             await fn(client, svc)
+        svc = MemoryService()
+        server = HttpServer(functools.partial(dispatch, svc), body_bytes_max=BODY_BYTES_MAX)
+        await server.start("127.0.0.1", 0)
+        try:
+            async with aiohttp.ClientSession() as session:
+                await fn(_LeanClient(session, f"http://127.0.0.1:{server.port}"), svc)
+        finally:
+            await server.stop()
 
     asyncio.run(main())
-    return svc
 
 
 def test_put_get_delete_round_trip() -> None:
-    async def body(c: TestClient, svc: MemoryService) -> None:
+    async def body(c: Any, svc: MemoryService) -> None:
         r = await c.put("/v1/kv/fruit", json={"value": "apple"})
         assert r.status == 200
         rev = (await r.json())["revision"]
@@ -94,7 +136,7 @@ def test_put_get_delete_round_trip() -> None:
 
 
 def test_cas_by_revision() -> None:
-    async def body(c: TestClient, svc: MemoryService) -> None:
+    async def body(c: Any, svc: MemoryService) -> None:
         r = await c.put("/v1/kv/k", json={"value": "a", "expected_revision": 0})
         assert r.status == 200
         rev = (await r.json())["revision"]
@@ -108,7 +150,7 @@ def test_cas_by_revision() -> None:
 
 
 def test_scan_in_key_order_with_limit() -> None:
-    async def body(c: TestClient, svc: MemoryService) -> None:
+    async def body(c: Any, svc: MemoryService) -> None:
         for k in ("b", "a", "d", "c"):
             await c.put(f"/v1/kv/{k}", json={"value": k.upper()})
         r = await c.get("/v1/kv", params={"start": "b", "end": "d", "limit": "10"})
@@ -121,7 +163,7 @@ def test_scan_in_key_order_with_limit() -> None:
 
 
 def test_bad_input_gets_a_clear_4xx() -> None:
-    async def body(c: TestClient, svc: MemoryService) -> None:
+    async def body(c: Any, svc: MemoryService) -> None:
         cases = [
             (await c.put("/v1/kv/k", data=b"{not json"), 400, "malformed JSON"),
             (await c.put("/v1/kv/k", json=["x"]), 400, "object"),
@@ -148,7 +190,7 @@ def test_bad_input_gets_a_clear_4xx() -> None:
 
 
 def test_follower_answers_421_with_the_leader() -> None:
-    async def body(c: TestClient, svc: MemoryService) -> None:
+    async def body(c: Any, svc: MemoryService) -> None:
         svc.leader_url = "http://127.0.0.1:7001"
         r = await c.put("/v1/kv/k", json={"value": "v"}, allow_redirects=False)
         assert r.status == 421
@@ -159,7 +201,7 @@ def test_follower_answers_421_with_the_leader() -> None:
 
 
 def test_consistency_is_passed_through() -> None:
-    async def body(c: TestClient, svc: MemoryService) -> None:
+    async def body(c: Any, svc: MemoryService) -> None:
         for mode in ("stale", "lease", "linearizable"):
             await c.get("/v1/kv/k", params={"consistency": mode})
         await c.get("/v1/kv/k")
@@ -178,7 +220,7 @@ def test_openapi_lists_every_route() -> None:
     listed = {(m.upper(), p) for p, ops in doc["paths"].items() for m in ops}
     assert listed == {(r.method, r.path) for r in ROUTES}
 
-    async def body(c: TestClient, svc: MemoryService) -> None:
+    async def body(c: Any, svc: MemoryService) -> None:
         r = await c.get("/v1/openapi.json")
         assert json.loads(await r.text()) == doc
         r = await c.get("/metrics")

@@ -16,8 +16,10 @@ from typing import Any
 from quorumdb.host.state_machine import ReplicatedStateMachine
 from quorumdb.raft import (
     ConfState,
+    Entry,
     EntryType,
     Message,
+    MessageType,
     ProposalDroppedError,
     RaftError,
     RawNode,
@@ -28,6 +30,7 @@ from quorumdb.raft.codec import decode_conf_change
 __all__ = ["Group", "GroupStats"]
 
 _REQ_KEY = tuple[int, int]
+_MIDFLIGHT_TYPES = frozenset((MessageType.APP_RESP, MessageType.HEARTBEAT_RESP))
 
 
 @dataclass(slots=True)
@@ -173,7 +176,6 @@ class Group:
 
     def apply(self, rd: Ready) -> None:
         """Apply a Ready's snapshot and committed entries; answer writes and reads."""
-        raw = self.raw
         if rd.soft_state is not None and rd.soft_state.lead != self.last_lead:
             self.last_lead = rd.soft_state.lead
             self.stats.leader_changes += 1
@@ -182,33 +184,67 @@ class Group:
             self.conf_state = rd.snapshot.metadata.conf_state
             self.snapshot_index = rd.snapshot.metadata.index
             self.stats.snapshots_installed += 1
-        for e in rd.committed_entries:
-            if e.type == EntryType.CONF_CHANGE:
-                self.conf_state = raw.apply_conf_change(decode_conf_change(e.data))
-                self.sm.skip(e.index)
-                if self.on_conf_change is not None:
-                    self.on_conf_change(self.conf_state)
-                continue
-            if not e.data:
-                self.sm.skip(e.index)
-                continue
-            answer = self.sm.apply_entry(e.index, e.data)
-            if answer is None:
-                continue
-            key, result = answer
-            waiting = self.writes.pop(key, None)
-            if waiting is None:
-                continue
-            for fut in waiting:
-                if not fut.done():
-                    fut.set_result(result)
-        self.stats.applied_entries += len(rd.committed_entries)
+        self.apply_entries(rd.committed_entries)
         for rs in rd.read_states:
             read = self.reads.pop(rs.request_ctx, None)
             if read is not None:
                 self.waiting_reads.append((rs.index, read))
         if self.waiting_reads:
             self._serve_reads()
+
+    def apply_entries(self, entries: list[Entry]) -> None:
+        """Apply committed entries in order, answering the writes waiting on them."""
+        raw = self.raw
+        sm = self.sm
+        writes = self.writes
+        for e in entries:
+            if e.type == EntryType.CONF_CHANGE:
+                self.conf_state = raw.apply_conf_change(decode_conf_change(e.data))
+                sm.skip(e.index)
+                if self.on_conf_change is not None:
+                    self.on_conf_change(self.conf_state)
+                continue
+            if not e.data:
+                sm.skip(e.index)
+                continue
+            answer = sm.apply_entry(e.index, e.data)
+            if answer is None:
+                continue
+            key, result = answer
+            waiting = writes.pop(key, None)
+            if waiting is None:
+                continue
+            for fut in waiting:
+                if not fut.done():
+                    fut.set_result(result)
+        self.stats.applied_entries += len(entries)
+
+    def step_midflight(self) -> bool:
+        """While this node's WAL write runs: step the leader-side responses in the inbox
+        (append and heartbeat acks: they move the commit index) and, on a leader, the queued
+        proposals (their appends go out to followers at once); the rest waits for the next
+        round. Then apply what `take_committed` allows. Returns whether the core produced
+        messages to send (see `RawNode.take_messages`)."""
+        raw = self.raw
+        if self.inbox:
+            keep: list[Message] = []
+            for m in self.inbox:
+                if m.type in _MIDFLIGHT_TYPES:
+                    with contextlib.suppress(RaftError):
+                        raw.step(m)
+                else:
+                    keep.append(m)
+            self.inbox = keep
+        # (Not proposals that wait for their own persistence: they belong to a Ready.)
+        if self.proposals and raw.is_leader and all(p.persisted is None for p in self.proposals):
+            self._propose()
+        ents = raw.take_committed()
+        if ents:
+            self.apply_entries(ents)
+            raw.applied(ents)
+            if self.waiting_reads:
+                self._serve_reads()
+        return bool(raw.raft.msgs)
 
     def _serve_reads(self) -> None:
         applied = self.sm.applied

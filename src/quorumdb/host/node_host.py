@@ -10,6 +10,18 @@ advances. While the fsync runs, requests and messages keep arriving and queue up
 round takes them all, so batches grow exactly when the disk is the bottleneck. This is the
 same persist-before-acknowledge model the simulator checks (`sim/node.py`).
 
+The fsync does not idle the node (etcd's node steps messages and proposals between a Ready
+and its Advance too): while it runs, groups whose committed entries were persisted by
+earlier rounds apply them and answer their clients at once; and, for up to a heartbeat
+interval, KV groups step arriving append acks and new proposals, send the appends and
+commit indexes that produces, and apply newly committed entries that are durable here
+(`RawNode.take_committed`). What promises durability (acks, votes) still waits for the
+write. After the interval a leader goes quiet until its write returns, so that a stalled
+disk costs it its leadership rather than the group its availability.
+
+Clients talk HTTP/1.1 to `runtime.http` (a lean asyncio.Protocol server) running
+`kv.api.dispatch`.
+
 Groups: group 0 is the controller (cluster metadata: members and their addresses, as KV
 entries), groups 1..S hold KV shards; a key lives in shard `crc32c(key) % S + 1`. Every group
 has every member as a voter (replication factor = cluster size).
@@ -25,17 +37,16 @@ import logging
 import random
 import time
 from collections.abc import Awaitable, Callable
-from typing import Any, TypeVar
+from typing import Any, TypeVar, cast
 
 import crc32c
-from aiohttp import web
 
 from quorumdb.host.config import Member, NodeConfig, parse_address
 from quorumdb.host.group import Group
 from quorumdb.host.metrics import Histogram, render
 from quorumdb.host.persistence import GroupLog, NodeLog
 from quorumdb.host.state_machine import ReplicatedStateMachine
-from quorumdb.kv.api import build_app
+from quorumdb.kv.api import BODY_BYTES_MAX, dispatch
 from quorumdb.kv.commands import Command, CommandKind, Outcome, Result, encode_command
 from quorumdb.kv.service import (
     Consistency,
@@ -50,6 +61,7 @@ from quorumdb.raft import (
     ConfChangeType,
     Config,
     ConfState,
+    EntryType,
     ProposalDroppedError,
     RawNode,
     ReadOnlyOption,
@@ -57,6 +69,7 @@ from quorumdb.raft import (
     Rng,
     StateType,
 )
+from quorumdb.runtime.http import HttpServer
 from quorumdb.runtime.transport import Transport
 from quorumdb.runtime.wire import GroupMessage
 
@@ -92,7 +105,7 @@ class NodeHost:
         self._kick = asyncio.Event()
         self._ticks_pending = 0
         self._tasks: list[asyncio.Task[None]] = []
-        self._runner: web.AppRunner | None = None
+        self._http: HttpServer | None = None
         self._session = self.rng.getrandbits(62) + 1
         self._last_voters: dict[int, set[int]] = {}
         # Extensions (the Kafka backend): called after each group's Ready is applied, with
@@ -108,6 +121,7 @@ class NodeHost:
         self._replaying = True
         self._round_done = asyncio.Event()
         self._running = False
+        self._midflight_s = config.heartbeat_ticks * config.tick_ms / 1000
         self.fsync_s = Histogram()
         self.batch_entries = Histogram(bounds=(1, 2, 4, 8, 16, 32, 64, 128, 256, 512, 1024, 4096))
         self.request_s: dict[str, Histogram] = {}
@@ -187,11 +201,9 @@ class NodeHost:
         loop = asyncio.get_running_loop()
         self._tasks = [loop.create_task(self._tick_loop()), loop.create_task(self._driver_loop())]
         await self._replay_committed()
-        app = build_app(self)
-        self._runner = web.AppRunner(app, access_log=None)
-        await self._runner.setup()
+        self._http = HttpServer(functools.partial(dispatch, self), body_bytes_max=BODY_BYTES_MAX)
         host, port = self.config.me.http
-        await web.TCPSite(self._runner, host, port).start()
+        await self._http.start(host, port)
         log.info(
             "node started id=%d raft=%s:%d http=%s:%d groups=%d fsync=%s",
             self.config.node_id,
@@ -234,8 +246,8 @@ class NodeHost:
         for t in self._tasks:
             t.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)
-        if self._runner is not None:
-            await self._runner.cleanup()
+        if self._http is not None:
+            await self._http.stop()
         await self.transport.stop()
         self.node_log.close()
 
@@ -296,37 +308,101 @@ class NodeHost:
                 if item is not None:
                     staged.append(item)
                 sync = sync or rd.must_sync
+        # While the WAL write runs in its thread: first apply the groups whose committed
+        # entries are all durable here already (persisted by earlier rounds), as
+        # `_early_apply` checks; then, each time something arrives, let the KV groups take
+        # append acks and new proposals, send what that produces and apply what commits
+        # (`Group.step_midflight`), for at most a heartbeat interval. Kafka groups wait for
+        # the next round.
+        early: dict[int, int] = {}
         if staged:
-            started = time.perf_counter()
-            await asyncio.to_thread(self.node_log.commit, staged, sync=sync and self.config.fsync)
-            self.fsync_s.observe(time.perf_counter() - started)
+            loop = asyncio.get_running_loop()
+            if sync and self.config.fsync:
+                commit = loop.run_in_executor(None, self._commit, staged, True)
+                commit.add_done_callback(self._kick_cb)
+            else:
+                # Nothing to fsync (e.g. only a new commit index): a write to the page cache
+                # costs less than the two thread hand-offs would.
+                commit = loop.create_future()
+                commit.set_result(self._commit(staged, False))
+            for g, rd in readies:
+                if _early_apply(g, rd):
+                    early[g.group_id] = g.last_lead
+                    g.apply(rd)
+            # Groups with committed entries still to apply after the write: nothing of theirs
+            # may be applied before those.
+            pending = {
+                g.group_id
+                for g, rd in readies
+                if (rd.committed_entries or rd.snapshot is not None) and g.group_id not in early
+            }
+            midflight = [
+                g
+                for g in self.groups.values()
+                if g.group_id not in pending and isinstance(g.sm, KVStateMachine)
+            ]
+            kick = self._kick
+            # Only for a heartbeat interval: a leader whose disk stalls must then go quiet, as
+            # it would without this, so that its followers elect another leader rather than
+            # keep hearing appends from one that cannot commit them.
+            window_end = loop.time() + self._midflight_s
+            while not commit.done():
+                kick.clear()
+                await kick.wait()
+                if commit.done():
+                    break
+                if loop.time() > window_end:
+                    await commit
+                    break
+                for g in midflight:
+                    if g.step_midflight():
+                        for m in g.raw.take_messages():
+                            send(g.group_id, m)
+            self.fsync_s.observe(commit.result())
             self.batch_entries.observe(sum(len(rd.entries) for _, rd in readies))
         for g, rd in readies:
             if g.persist_waiters:
                 g.resolve_persisted()
             for m in rd.persisted_messages:
                 send(g.group_id, m)
-            lead_before = g.last_lead
-            g.apply(rd)
+            lead_before = early.get(g.group_id)
+            if lead_before is None:
+                lead_before = g.last_lead
+                g.apply(rd)
             g.raw.advance(rd)
             for hook in self.after_apply:
                 hook(g, rd, lead_before)
-            self._maybe_snapshot(g, force=g.force_snapshot)
-            g.force_snapshot = False
+            if self._maybe_snapshot(g, force=g.force_snapshot):
+                g.force_snapshot = False
         self._kick.set()
 
-    def _maybe_snapshot(self, g: Group, *, force: bool = False) -> None:
+    def _kick_cb(self, _: object) -> None:
+        self._kick.set()
+
+    def _commit(self, staged: list[object], sync: bool) -> float:
+        """One WAL write (+ fdatasync), in a worker thread; returns its duration."""
+        started = time.perf_counter()
+        self.node_log.commit(staged, sync=sync)
+        return time.perf_counter() - started
+
+    def _maybe_snapshot(self, g: Group, *, force: bool = False) -> bool:
+        """Snapshot `g` if due; False if it had to wait for a later round."""
         applied = g.sm.applied
         if applied <= g.snapshot_index or (
             not force and applied - g.snapshot_index < self.config.snapshot_entries
         ):
-            return
+            return True
+        if applied > self.logs[g.group_id].storage.initial_state()[0].commit:
+            # Applied mid-flight past the commit index persisted so far: the next round
+            # persists it (a snapshot never gets ahead of the durable commit index).
+            return False
         # A forced snapshot (a member joined) compacts fully, so that the newcomer is sent
         # a snapshot whose membership includes it rather than a log that predates it.
         keep = 0 if force else min(_SNAPSHOT_KEEP, self.config.snapshot_entries // 2)
         self.logs[g.group_id].create_snapshot(applied, g.conf_state, g.sm.snapshot(), keep)
         g.snapshot_index = applied
         g.stats.snapshots_made += 1
+        return True
 
     # -- membership ------------------------------------------------------------------------------
 
@@ -496,36 +572,52 @@ class NodeHost:
                 client=self._session,
                 seq=self._seq,
             )
-        fut = g.submit((cmd.client, cmd.seq), encode_command(cmd), asyncio.get_running_loop())
+        loop = asyncio.get_running_loop()
+        fut = g.submit((cmd.client, cmd.seq), encode_command(cmd), loop)
         self._kick.set()
+        timer = loop.call_later(
+            self.config.request_timeout_s,
+            _time_out,
+            g,
+            fut,
+            "timed out waiting for the write to commit",
+        )
         try:
-            return await asyncio.wait_for(asyncio.shield(fut), self.config.request_timeout_s)
-        except TimeoutError:
-            g.forget(fut)
-            raise ServiceUnavailableError("timed out waiting for the write to commit") from None
+            return cast("Result", await fut)
         except ProposalDroppedError:
             raise NotLeaderHereError(self._leader_url(g)) from None
+        finally:
+            timer.cancel()
 
     async def _read_barrier(self, g: Group, *, timeout_s: float | None = None) -> None:
         """Wait until a linearizable read of `g` may be served here (ReadIndex); at most
         `timeout_s` (default: the configured request timeout)."""
         self._read_seq += 1
         ctx = f"{self._session}:{self._read_seq}".encode()
-        fut = g.submit_read(ctx, asyncio.get_running_loop())
+        loop = asyncio.get_running_loop()
+        fut = g.submit_read(ctx, loop)
         self._kick.set()
-        wait_s = self.config.request_timeout_s if timeout_s is None else timeout_s
+        timer = loop.call_later(
+            self.config.request_timeout_s if timeout_s is None else timeout_s,
+            _time_out,
+            g,
+            fut,
+            "timed out confirming the read with a quorum",
+        )
         try:
-            await asyncio.wait_for(asyncio.shield(fut), wait_s)
-        except TimeoutError:
-            g.forget(fut)  # type: ignore[arg-type]
-            raise ServiceUnavailableError("timed out confirming the read with a quorum") from None
+            await fut
         except ProposalDroppedError:
             raise ServiceUnavailableError("no leader to confirm the read") from None
+        finally:
+            timer.cancel()
 
     async def put(
         self, key: bytes, value: bytes, *, expected_revision: int, client: int, seq: int
     ) -> Result:
         kind = CommandKind.CAS if expected_revision >= 0 else CommandKind.PUT
+        if client == 0:  # no session: the node's own request id (as `_write` would)
+            self._seq += 1
+            client, seq = self._session, self._seq
         cmd = Command(
             kind=kind,
             key=key,
@@ -704,12 +796,33 @@ def _member_key(node_id: int) -> bytes:
     return _MEMBER_PREFIX + str(node_id).encode()
 
 
+def _time_out(g: Group, fut: asyncio.Future[Any], message: str) -> None:
+    """A request's deadline passed: stop waiting (its entry may still apply later)."""
+    if not fut.done():
+        g.forget(fut)
+        fut.set_exception(ServiceUnavailableError(message))
+
+
 def _lead_is(g: Group, node_id: int) -> bool:
     return g.raw.lead == node_id
 
 
 def _lead_is_not(g: Group, node_ids: tuple[int, ...]) -> bool:
     return g.raw.lead not in node_ids
+
+
+def _early_apply(g: Group, rd: Ready) -> bool:
+    """May `rd` be applied before its Persist step completes? Yes for a KV group whose
+    committed entries are all below the entries this Ready persists (so durable here since
+    an earlier round, and committed: on a quorum) and hold no configuration change; never
+    with a snapshot. Clients are answered meanwhile, which is what a commit promises."""
+    committed = rd.committed_entries
+    if not committed or rd.snapshot is not None or not isinstance(g.sm, KVStateMachine):
+        return False
+    if rd.entries and committed[-1].index >= rd.entries[0].index:
+        return False
+    conf = EntryType.CONF_CHANGE
+    return all(e.type != conf for e in committed)
 
 
 def _kv(g: Group) -> KVStateMachine:

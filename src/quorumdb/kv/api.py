@@ -1,19 +1,26 @@
-"""The KV service over HTTP/JSON (aiohttp), with its OpenAPI document generated from the routes.
+"""The KV service over HTTP/JSON, with its OpenAPI document generated from the routes.
 
 Keys are path segments (percent-encoded as needed) and values are JSON strings (UTF-8).
 Every error is JSON `{"error": "..."}` with a status a client can act on:
 400 malformed request, 404 no such key or route, 409 compare-and-set failed, 413 key or
 value too large, 421 not the leader (the body and the `Location` header name the leader),
 503 no quorum or timed out (retry with the same `client_id`/`seq`: writes apply at most once).
+
+`dispatch(service, method, target, body)` is the whole API, free of any web framework: it
+matches the route, runs the handler and maps exceptions to statuses, returning a `Reply`.
+A node serves it with its own lean HTTP/1.1 server (`runtime.http`: the hot path of a put is
+a few microseconds of parsing instead of a framework's request/response machinery);
+`build_app` wraps the very same function in an aiohttp application for tests and embedding.
 """
 
 from __future__ import annotations
 
-import json
+import urllib.parse
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, NamedTuple
 
+import msgspec
 from aiohttp import web
 
 from quorumdb.kv.commands import Outcome, Result
@@ -25,15 +32,21 @@ from quorumdb.kv.service import (
     ValueRecord,
 )
 
-__all__ = ["KEY_BYTES_MAX", "SCAN_LIMIT_MAX", "VALUE_BYTES_MAX", "build_app", "openapi"]
+__all__ = [
+    "BODY_BYTES_MAX",
+    "KEY_BYTES_MAX",
+    "SCAN_LIMIT_MAX",
+    "VALUE_BYTES_MAX",
+    "Reply",
+    "build_app",
+    "dispatch",
+    "openapi",
+]
 
 KEY_BYTES_MAX = 4096
 VALUE_BYTES_MAX = 1 << 20
 SCAN_LIMIT_MAX = 10_000
-_BODY_BYTES_MAX = 2 * VALUE_BYTES_MAX
-
-Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
-_SERVICE: web.AppKey[KVService] = web.AppKey("service", KVService)
+BODY_BYTES_MAX = 2 * VALUE_BYTES_MAX
 
 
 class _HTTPError(Exception):
@@ -155,38 +168,107 @@ def openapi() -> dict[str, Any]:
     }
 
 
-def _error(status: int, message: str, **extra: Any) -> web.Response:
-    return web.json_response({"error": message, **extra}, status=status)
+_JSON = "application/json; charset=utf-8"
+_encode = msgspec.json.encode
+_decode = msgspec.json.decode
 
 
-@web.middleware
-async def _errors(request: web.Request, handler: Handler) -> web.StreamResponse:
-    """The one place where exceptions become HTTP statuses."""
+class Reply(NamedTuple):
+    """An answer: what `runtime.http` writes (and `build_app` turns into a web.Response)."""
+
+    status: int
+    body: bytes
+    content_type: str = _JSON
+    headers: tuple[tuple[str, str], ...] = ()
+
+
+def _json(doc: Any, status: int = 200) -> Reply:
+    return Reply(status, _encode(doc))
+
+
+def _error(status: int, message: str, **extra: Any) -> Reply:
+    return Reply(status, _encode({"error": message, **extra}))
+
+
+class _Request:
+    """What a handler sees: the service, the method, the (raw) path, query and body."""
+
+    __slots__ = ("_query", "body", "method", "param", "path", "qs", "service")
+
+    def __init__(
+        self, service: KVService, method: str, path: str, *, qs: str, body: bytes, param: str
+    ) -> None:
+        self.service = service
+        self.method = method
+        self.path = path
+        self.qs = qs
+        self.body = body
+        self.param = param  # the {key} or {id} path segment, percent-decoded
+        self._query: dict[str, str] | None = None
+
+    @property
+    def query(self) -> dict[str, str]:
+        q = self._query
+        if q is None:
+            q = {}
+            if self.qs:
+                for k, v in urllib.parse.parse_qsl(self.qs, keep_blank_values=True):
+                    q.setdefault(k, v)
+            self._query = q
+        return q
+
+
+_RequestHandler = Callable[[_Request], Awaitable[Reply]]
+
+
+async def dispatch(service: KVService, method: str, target: str, body: bytes) -> Reply:
+    """Answer one request (`target`: the raw path and query). The one place where routes are
+    matched and exceptions become HTTP statuses; every answer is JSON but /metrics."""
+    path, _, qs = target.partition("?")
+    param = ""
+    if path.startswith("/v1/kv/"):
+        raw = path[7:]
+        if "/" in raw or not raw:
+            return _error(404, f"no route for {method} {_unquote(path)}")
+        pattern = "/v1/kv/{key}"
+        param = _unquote(raw)
+    elif path.startswith("/v1/admin/members/"):
+        raw = path[18:]
+        if "/" in raw or not raw:
+            return _error(404, f"no route for {method} {_unquote(path)}")
+        pattern = "/v1/admin/members/{id}"
+        param = _unquote(raw)
+    else:
+        pattern = path
+    methods = _ROUTE_TABLE.get(pattern)
+    if methods is None:
+        return _error(404, f"no route for {method} {_unquote(path)}")
+    handler = methods.get(method)
+    if handler is None:
+        allowed = ", ".join(sorted(methods))
+        return _error(405, f"method {method} not allowed (allowed: {allowed})")
+    request = _Request(service, method, path, qs=qs, body=body, param=param)
     try:
         return await handler(request)
     except _HTTPError as exc:
         return _error(exc.status, exc.message, **exc.extra)
     except NotLeaderHereError as exc:
-        headers = {}
+        reply = _error(421, str(exc), leader=exc.leader_url)
         if exc.leader_url:
-            headers["Location"] = exc.leader_url + request.path_qs
-        resp = _error(421, str(exc), leader=exc.leader_url)
-        resp.headers.update(headers)
-        return resp
+            return reply._replace(headers=(("Location", exc.leader_url + target),))
+        return reply
     except ServiceUnavailableError as exc:
         return _error(503, str(exc))
     except LookupError as exc:
         return _error(404, str(exc).strip("'\""))
-    except web.HTTPRequestEntityTooLarge:
-        return _error(413, f"request body larger than {_BODY_BYTES_MAX} bytes")
-    except web.HTTPNotFound:
-        return _error(404, f"no route for {request.method} {request.path}")
-    except web.HTTPMethodNotAllowed as exc:
-        return _error(405, f"method {request.method} not allowed (allowed: {exc.allowed_methods})")
 
 
-def _key(request: web.Request) -> bytes:
-    key = request.match_info["key"].encode()
+def _unquote(s: str) -> str:
+    return urllib.parse.unquote(s) if "%" in s else s
+
+
+def _key(request: _Request) -> bytes:
+    key = request.param.encode()
     if not key:
         raise _HTTPError(400, "empty key")
     if len(key) > KEY_BYTES_MAX:
@@ -194,13 +276,18 @@ def _key(request: web.Request) -> bytes:
     return key
 
 
-def _consistency(request: web.Request) -> Consistency:
+_CONSISTENCY = {c.value: c for c in Consistency}
+
+
+def _consistency(request: _Request) -> Consistency:
+    if not request.qs:
+        return Consistency.LINEARIZABLE
     raw = request.query.get("consistency", Consistency.LINEARIZABLE.value)
-    try:
-        return Consistency(raw)
-    except ValueError:
+    c = _CONSISTENCY.get(raw)
+    if c is None:
         allowed = ", ".join(c.value for c in Consistency)
-        raise _HTTPError(400, f"consistency must be one of {allowed}, not {raw!r}") from None
+        raise _HTTPError(400, f"consistency must be one of {allowed}, not {raw!r}")
+    return c
 
 
 def _record(r: ValueRecord) -> dict[str, Any]:
@@ -211,11 +298,10 @@ def _record(r: ValueRecord) -> dict[str, Any]:
     }
 
 
-async def _json_body(request: web.Request) -> dict[str, Any]:
-    raw = await request.read()
+def _json_body(request: _Request) -> dict[str, Any]:
     try:
-        body = json.loads(raw)
-    except (ValueError, UnicodeDecodeError) as exc:
+        body = _decode(request.body)
+    except msgspec.DecodeError as exc:
         raise _HTTPError(400, f"malformed JSON body: {exc}") from None
     if not isinstance(body, dict):
         raise _HTTPError(400, "JSON body must be an object")
@@ -229,57 +315,62 @@ def _int_field(body: dict[str, Any], name: str, default: int, lo: int, hi: int) 
     return v
 
 
-def _write_result(result: Result) -> web.Response:
+def _write_result(result: Result) -> Reply:
     if result.outcome == Outcome.CAS_FAILED:
         raise _HTTPError(409, "revision mismatch", revision=result.revision)
     if result.outcome == Outcome.NOT_FOUND:
         raise _HTTPError(404, "no such key")
-    return web.json_response(
-        {"revision": result.revision, "previous_revision": result.previous_revision}
+    return Reply(
+        200,
+        b'{"revision":%d,"previous_revision":%d}' % (result.revision, result.previous_revision),
     )
 
 
-async def _get(request: web.Request) -> web.StreamResponse:
-    rec = await request.app[_SERVICE].get(_key(request), _consistency(request))
+async def _get(request: _Request) -> Reply:
+    rec = await request.service.get(_key(request), _consistency(request))
     if rec is None:
         raise _HTTPError(404, "no such key")
-    return web.json_response(_record(rec))
+    return _json(_record(rec))
 
 
-async def _put(request: web.Request) -> web.StreamResponse:
+async def _put(request: _Request) -> Reply:
     key = _key(request)
-    body = await _json_body(request)
+    body = _json_body(request)
     value = body.get("value")
     if not isinstance(value, str):
         raise _HTTPError(400, "'value' must be a string")
     data = value.encode()
     if len(data) > VALUE_BYTES_MAX:
         raise _HTTPError(413, f"value of {len(data)} bytes exceeds {VALUE_BYTES_MAX}")
-    expected = _int_field(body, "expected_revision", -1, -1, 1 << 62)
-    client = _int_field(body, "client_id", 0, 0, (1 << 63) - 1)
-    seq = _int_field(body, "seq", 0, 0, (1 << 63) - 1)
-    result = await request.app[_SERVICE].put(
+    if len(body) == 1:  # just the value: the common case
+        expected, client, seq = -1, 0, 0
+    else:
+        expected = _int_field(body, "expected_revision", -1, -1, 1 << 62)
+        client = _int_field(body, "client_id", 0, 0, (1 << 63) - 1)
+        seq = _int_field(body, "seq", 0, 0, (1 << 63) - 1)
+    result = await request.service.put(
         key, data, expected_revision=expected, client=client, seq=seq
     )
     return _write_result(result)
 
 
-async def _delete(request: web.Request) -> web.StreamResponse:
+async def _delete(request: _Request) -> Reply:
     key = _key(request)
     ids: dict[str, Any] = {}
+    query = request.query
     for name in ("client_id", "seq"):
-        if name in request.query:
+        if name in query:
             try:
-                ids[name] = int(request.query[name])
+                ids[name] = int(query[name])
             except ValueError:
                 raise _HTTPError(400, f"{name!r} must be an integer") from None
     client = _int_field(ids, "client_id", 0, 0, (1 << 63) - 1)
     seq = _int_field(ids, "seq", 0, 0, (1 << 63) - 1)
-    result = await request.app[_SERVICE].delete(key, client=client, seq=seq)
+    result = await request.service.delete(key, client=client, seq=seq)
     return _write_result(result)
 
 
-async def _scan(request: web.Request) -> web.StreamResponse:
+async def _scan(request: _Request) -> Reply:
     q = request.query
     start = q.get("start", "").encode()
     end_s = q.get("end")
@@ -289,55 +380,55 @@ async def _scan(request: web.Request) -> web.StreamResponse:
         raise _HTTPError(400, "'limit' must be an integer") from None
     if not 1 <= limit <= SCAN_LIMIT_MAX:
         raise _HTTPError(400, f"'limit' must be in [1, {SCAN_LIMIT_MAX}]")
-    recs = await request.app[_SERVICE].scan(
+    recs = await request.service.scan(
         start, end_s.encode() if end_s is not None else None, limit, _consistency(request)
     )
-    return web.json_response({"items": [_record(r) for r in recs], "count": len(recs)})
+    return _json({"items": [_record(r) for r in recs], "count": len(recs)})
 
 
-async def _cluster(request: web.Request) -> web.StreamResponse:
-    return web.json_response(request.app[_SERVICE].cluster_status())
+async def _cluster(request: _Request) -> Reply:
+    return _json(request.service.cluster_status())
 
 
-async def _add_member(request: web.Request) -> web.StreamResponse:
-    body = await _json_body(request)
+async def _add_member(request: _Request) -> Reply:
+    body = _json_body(request)
     node_id = _int_field(body, "id", 0, 1, 1 << 31)
     raft, http = body.get("raft"), body.get("http")
     if not isinstance(raft, str) or not isinstance(http, str):
         raise _HTTPError(400, "'raft' and 'http' must be 'host:port' strings")
-    return web.json_response(await request.app[_SERVICE].add_member(node_id, raft, http))
+    return _json(await request.service.add_member(node_id, raft, http))
 
 
-async def _remove_member(request: web.Request) -> web.StreamResponse:
+async def _remove_member(request: _Request) -> Reply:
     try:
-        node_id = int(request.match_info["id"])
+        node_id = int(request.param)
     except ValueError:
         raise _HTTPError(400, "node id must be an integer") from None
-    return web.json_response(await request.app[_SERVICE].remove_member(node_id))
+    return _json(await request.service.remove_member(node_id))
 
 
-async def _transfer_leader(request: web.Request) -> web.StreamResponse:
-    body = await _json_body(request)
+async def _transfer_leader(request: _Request) -> Reply:
+    body = _json_body(request)
     to = _int_field(body, "to", 0, 1, 1 << 31)
     group = _int_field(body, "group", -1, -1, 1 << 16)
-    result = await request.app[_SERVICE].transfer_leader(to, None if group < 0 else group)
-    return web.json_response(result)
+    result = await request.service.transfer_leader(to, None if group < 0 else group)
+    return _json(result)
 
 
-async def _health(request: web.Request) -> web.StreamResponse:
-    return web.json_response({"status": "ok"})
+async def _health(request: _Request) -> Reply:
+    return _json({"status": "ok"})
 
 
-async def _metrics(request: web.Request) -> web.StreamResponse:
-    text = request.app[_SERVICE].metrics_text()
-    return web.Response(text=text, content_type="text/plain", charset="utf-8")
+async def _metrics(request: _Request) -> Reply:
+    text = request.service.metrics_text()
+    return Reply(200, text.encode(), "text/plain; charset=utf-8")
 
 
-async def _openapi(request: web.Request) -> web.StreamResponse:
-    return web.json_response(openapi())
+async def _openapi(request: _Request) -> Reply:
+    return _json(openapi())
 
 
-_HANDLERS: dict[tuple[str, str], Handler] = {
+_HANDLERS: dict[tuple[str, str], _RequestHandler] = {
     ("GET", "/v1/kv/{key}"): _get,
     ("PUT", "/v1/kv/{key}"): _put,
     ("DELETE", "/v1/kv/{key}"): _delete,
@@ -350,12 +441,26 @@ _HANDLERS: dict[tuple[str, str], Handler] = {
     ("GET", "/metrics"): _metrics,
     ("GET", "/v1/openapi.json"): _openapi,
 }
+# path pattern -> method -> handler, exactly the routes of `ROUTES`
+_ROUTE_TABLE: dict[str, dict[str, _RequestHandler]] = {}
+for _r in ROUTES:
+    _ROUTE_TABLE.setdefault(_r.path, {})[_r.method] = _HANDLERS[(_r.method, _r.path)]
 
 
 def build_app(service: KVService) -> web.Application:
-    """The aiohttp application serving `service` (routes exactly as in `ROUTES`)."""
-    app = web.Application(middlewares=[_errors], client_max_size=_BODY_BYTES_MAX)
-    app[_SERVICE] = service
-    for r in ROUTES:
-        app.router.add_route(r.method, r.path, _HANDLERS[(r.method, r.path)])
+    """An aiohttp application serving `service` through `dispatch` (same routes, same
+    answers as the node's own server, `runtime.http`): for tests and embedding."""
+
+    async def handle(request: web.Request) -> web.StreamResponse:
+        try:
+            body = await request.read()
+        except web.HTTPRequestEntityTooLarge:
+            reply = _error(413, f"request body larger than {BODY_BYTES_MAX} bytes")
+        else:
+            reply = await dispatch(service, request.method, request.raw_path, body)
+        headers = {"Content-Type": reply.content_type, **dict(reply.headers)}
+        return web.Response(status=reply.status, body=reply.body, headers=headers)
+
+    app = web.Application(client_max_size=BODY_BYTES_MAX)
+    app.router.add_route("*", "/{tail:.*}", handle)
     return app
