@@ -13,7 +13,12 @@ import click
 from rich.console import Console
 from rich.table import Table
 
-from quorumdb.cli.local_cluster import load_cluster, start_cluster, stop_cluster, wait_ready
+from quorumdb.cli.local_cluster import (
+    load_cluster,
+    start_cluster,
+    stop_cluster,
+    wait_ready_or_stop,
+)
 from quorumdb.errors import UserError
 from quorumdb.host.config import load_config, node_config_from
 
@@ -81,7 +86,7 @@ def up(  # noqa: PLR0917  (click passes options positionally)
         snapshot_entries=snapshot_entries,
     )
     console.print(f"started {nodes} nodes in {cluster_dir}/ (logs: {cluster_dir}/n*/node.log)")
-    wait_ready(cluster)
+    wait_ready_or_stop(cluster)
     table = Table(title="quorumdb local cluster")
     for col in ("node", "pid", "HTTP API", "Kafka", "raft"):
         table.add_column(col)

@@ -25,6 +25,7 @@ from quorumdb.cli.local_cluster import (
     start_cluster,
     stop_if_stale,
     wait_ready,
+    wait_ready_or_stop,
 )
 from quorumdb.errors import UserError
 from quorumdb.raft import PlantedBug
@@ -79,11 +80,12 @@ def _live(cluster_dir: Path) -> None:
         if not all(_alive(pid) for pid in cluster.pids.values()):
             raise UserError("stale")
         console.print(f"reusing the local cluster in {cluster_dir}/")
+        wait_ready(cluster)
     except UserError:
         stop_if_stale(cluster_dir)
         cluster = start_cluster(cluster_dir, nodes=3, base_port=7000, shards=4, fsync=True)
         console.print(f"started a 3-node cluster in {cluster_dir}/ (HTTP {cluster.http_urls})")
-    wait_ready(cluster)
+        wait_ready_or_stop(cluster)
     run_live_demo(cluster_dir, console)
 
 

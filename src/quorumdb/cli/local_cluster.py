@@ -289,6 +289,20 @@ def wait_ready(cluster: LocalCluster, timeout_s: float = 30.0) -> dict[str, Any]
     raise UserError(f"cluster not ready after {timeout_s:.0f} s: {last}")
 
 
+def wait_ready_or_stop(cluster: LocalCluster, timeout_s: float = 30.0) -> dict[str, Any]:
+    """`wait_ready` for a cluster just started: if it never gets ready, stop the nodes that
+    did start, so a failed `up` leaves no processes behind."""
+    try:
+        return wait_ready(cluster, timeout_s)
+    except UserError as exc:
+        stop_cluster(cluster.dir)
+        raise UserError(
+            f"{exc.message}; stopped the nodes that had started",
+            hint=exc.hint,
+            exit_status=exc.exit_status,
+        ) from None
+
+
 def stop_cluster(cluster_dir: Path, grace_s: float = 10.0) -> list[int]:
     """Stop every node of the local cluster; return the ids that were running."""
     cluster = load_cluster(cluster_dir)
