@@ -370,6 +370,8 @@ class NodeHost:
                 lead_before = g.last_lead
                 g.apply(rd)
             g.raw.advance(rd)
+            if rd.snapshot is not None and g.group_id == CONTROLLER_GROUP:
+                self._sync_members(g)
             for hook in self.after_apply:
                 hook(g, rd, lead_before)
             if self._maybe_snapshot(g, force=g.force_snapshot):
@@ -425,6 +427,25 @@ class NodeHost:
             self._apply_member_record(cmd.key, None)
         elif result.outcome == Outcome.OK:
             self._apply_member_record(cmd.key, cmd.value)
+
+    def _sync_members(self, g: Group) -> None:
+        """Make the known members those of the controller's state after a snapshot install.
+
+        A snapshot replaces the state without the per-command observer calls, so a node
+        caught up by snapshot would never dial a node added meanwhile, and keep dialling one
+        removed. Members come from records (added nodes) and config files (founders, who
+        have none), so a member without a record is dropped only once it is not a voter.
+        """
+        sm = g.sm
+        assert isinstance(sm, KVStateMachine)
+        recorded = set()
+        for key, value, _ in sm.scan(_MEMBER_PREFIX, _MEMBER_END, 10_000):
+            recorded.add(int(key[len(_MEMBER_PREFIX) :]))
+            self._apply_member_record(key, value)
+        cs = g.conf_state
+        in_group = {*cs.voters, *cs.voters_outgoing, *cs.learners}
+        for node_id in sorted(set(self.members) - recorded - in_group):
+            self._apply_member_record(_member_key(node_id), None)
 
     def _apply_member_record(self, key: bytes, value: bytes | None) -> None:
         node_id = int(key[len(_MEMBER_PREFIX) :])
