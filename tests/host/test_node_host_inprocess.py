@@ -239,3 +239,36 @@ def test_a_restarted_host_applies_its_committed_log_before_serving(tmp_path: Pat
             await restarted.stop()
 
     asyncio.run(main())
+
+
+def test_a_group_snapshots_by_applied_bytes_as_well_as_by_entries(tmp_path: Path) -> None:
+    """Few entries, big ones (a Kafka partition's record batches): the byte bound triggers."""
+
+    async def main() -> None:
+        cfgs = [
+            dataclasses.replace(c, snapshot_entries=1_000_000, snapshot_bytes=64 << 10)
+            for c in _configs(tmp_path)
+        ]
+        hosts = [NodeHost(c, MemoryNodeLog()) for c in cfgs]
+        for h in hosts:
+            await h.start()
+        try:
+            await _wait_for(
+                lambda: all(any(h.groups[g].raw.is_leader for h in hosts) for g in hosts[0].groups),
+                "a leader in every group",
+            )
+            urls = [c.me.http_url for c in cfgs]
+            async with AsyncClient(urls, retry=RetryPolicy(attempts_max=20), seed=3) as c:
+                for i in range(20):
+                    await c.put(f"big{i}", "x" * 30_000)
+            await _wait_for(
+                lambda: all(
+                    sum(g.stats.snapshots_made for g in h.groups.values()) > 0 for h in hosts
+                ),
+                "every node to snapshot a group",
+            )
+        finally:
+            for h in hosts:
+                await h.stop()
+
+    asyncio.run(main())

@@ -66,6 +66,9 @@ class NodeConfig:
     lease_reads: bool = False
     fsync: bool = True  # False only with --unsafe-no-fsync (labs); shown in status
     snapshot_entries: int = 10_000
+    # Or this many bytes of entry data applied since the last snapshot, whichever comes
+    # first: a Kafka partition's entries are whole record batches, up to megabytes each.
+    snapshot_bytes: int = 64 << 20
     request_timeout_s: float = 5.0
     extra: dict[str, Any] = field(default_factory=dict)
 
@@ -74,6 +77,8 @@ class NodeConfig:
             raise UserError(
                 f"node id {self.node_id} is not among the members {sorted(self.members)}"
             )
+        if self.snapshot_entries < 1 or self.snapshot_bytes < 1:
+            raise UserError("snapshot_entries and snapshot_bytes must be >= 1")
         if not 1 <= self.shards <= 256:
             raise UserError(f"shards must be in 1..256, got {self.shards}")
         if (
@@ -106,6 +111,7 @@ _INT_KEYS = (
     "election_ticks",
     "heartbeat_ticks",
     "snapshot_entries",
+    "snapshot_bytes",
 )
 _BOOL_KEYS = ("lease_reads", "fsync")
 
@@ -176,6 +182,7 @@ def render_config(config: NodeConfig) -> str:
         f"lease_reads = {str(config.lease_reads).lower()}",
         f"fsync = {str(config.fsync).lower()}",
         f"snapshot_entries = {config.snapshot_entries}",
+        f"snapshot_bytes = {config.snapshot_bytes}",
     ]
     for node_id, m in sorted(config.members.items()):
         lines += [

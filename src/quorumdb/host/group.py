@@ -71,6 +71,7 @@ class Group:
     reads: dict[bytes, asyncio.Future[int]] = field(default_factory=dict)
     waiting_reads: list[tuple[int, asyncio.Future[int]]] = field(default_factory=list)
     snapshot_index: int = 0
+    bytes_since_snapshot: int = 0  # entry data applied since the last snapshot
     last_lead: int = 0
     force_snapshot: bool = False
     stats: GroupStats = field(default_factory=GroupStats)
@@ -183,6 +184,7 @@ class Group:
             self.sm.restore(rd.snapshot.data)
             self.conf_state = rd.snapshot.metadata.conf_state
             self.snapshot_index = rd.snapshot.metadata.index
+            self.bytes_since_snapshot = 0
             self.stats.snapshots_installed += 1
         self.apply_entries(rd.committed_entries)
         for rs in rd.read_states:
@@ -218,6 +220,7 @@ class Group:
                 if not fut.done():
                     fut.set_result(result)
         self.stats.applied_entries += len(entries)
+        self.bytes_since_snapshot += sum(len(e.data) for e in entries)
 
     def step_midflight(self) -> bool:
         """While this node's WAL write runs: step the leader-side responses in the inbox

@@ -390,9 +390,11 @@ class NodeHost:
     def _maybe_snapshot(self, g: Group, *, force: bool = False) -> bool:
         """Snapshot `g` if due; False if it had to wait for a later round."""
         applied = g.sm.applied
-        if applied <= g.snapshot_index or (
-            not force and applied - g.snapshot_index < self.config.snapshot_entries
-        ):
+        due = (
+            applied - g.snapshot_index >= self.config.snapshot_entries
+            or g.bytes_since_snapshot >= self.config.snapshot_bytes
+        )
+        if applied <= g.snapshot_index or not (force or due):
             return True
         if applied > self.logs[g.group_id].storage.initial_state()[0].commit:
             # Applied mid-flight past the commit index persisted so far: the next round
@@ -403,6 +405,7 @@ class NodeHost:
         keep = 0 if force else min(_SNAPSHOT_KEEP, self.config.snapshot_entries // 2)
         self.logs[g.group_id].create_snapshot(applied, g.conf_state, g.sm.snapshot(), keep)
         g.snapshot_index = applied
+        g.bytes_since_snapshot = 0
         g.stats.snapshots_made += 1
         return True
 
