@@ -11,9 +11,11 @@ import time
 from pathlib import Path
 
 from quorumdb.host.config import Member, NodeConfig
-from quorumdb.host.node_host import NodeHost
+from quorumdb.host.node_host import CONTROLLER_GROUP, NodeHost
 from quorumdb.host.wal_log import WalNodeLog
 from quorumdb.kv.client import AsyncClient, RetryPolicy
+from quorumdb.kv.commands import Command, CommandKind, Result, encode_command
+from quorumdb.kv.state_machine import KVStateMachine
 from tests.host.memory_log import MemoryNodeLog
 
 
@@ -270,5 +272,52 @@ def test_a_group_snapshots_by_applied_bytes_as_well_as_by_entries(tmp_path: Path
         finally:
             for h in hosts:
                 await h.stop()
+
+    asyncio.run(main())
+
+
+def test_a_group_removed_while_the_controller_applies_is_skipped_in_that_round(
+    tmp_path: Path,
+) -> None:
+    """Regression (found in review): deleting a topic removes its partition groups from
+    inside the controller's apply; a removed group that had a Ready in the same round went on
+    to `_maybe_snapshot`, whose `self.logs[gid]` raised KeyError and stopped the driver."""
+
+    async def main() -> None:
+        (cfg, *_) = _configs(tmp_path, n=1)
+        host = NodeHost(dataclasses.replace(cfg, snapshot_entries=1), MemoryNodeLog())
+        victim = host.add_group(99, (1,), KVStateMachine())
+
+        def drop_victim(cmd: Command, _result: Result) -> None:
+            if cmd.key == b"drop":
+                host.remove_group(99)
+
+        host.controller_observers.append(drop_victim)
+        await host.start()
+        try:
+            await _wait_for(
+                lambda: all(g.raw.is_leader for g in host.groups.values()), "leadership"
+            )
+            loop = asyncio.get_running_loop()
+            # Both proposals before the driver runs again: one round holds both Readies.
+            drop = Command(kind=CommandKind.PUT, key=b"drop", value=b"1", client=7, seq=1)
+            write = Command(kind=CommandKind.PUT, key=b"k", value=b"v", client=7, seq=2)
+            ctl = host.groups[CONTROLLER_GROUP].submit((7, 1), encode_command(drop), loop)
+            victim.submit((7, 2), encode_command(write), loop)
+            host._kick.set()
+            await asyncio.wait_for(ctl, 10)
+            await _wait_for(lambda: 99 not in host.groups, "the group to be removed")
+            put = host.groups[CONTROLLER_GROUP].submit(
+                (7, 3),
+                encode_command(
+                    Command(kind=CommandKind.PUT, key=b"after", value=b"1", client=7, seq=3)
+                ),
+                loop,
+            )
+            host._kick.set()
+            await asyncio.wait_for(put, 10)  # the driver is still running
+            assert all(not t.done() for t in host._tasks)
+        finally:
+            await host.stop()
 
     asyncio.run(main())

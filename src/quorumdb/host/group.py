@@ -74,6 +74,7 @@ class Group:
     bytes_since_snapshot: int = 0  # entry data applied since the last snapshot
     last_lead: int = 0
     force_snapshot: bool = False
+    snapshot_deferred: bool = False  # due, but waiting for the durable commit index
     stats: GroupStats = field(default_factory=GroupStats)
     on_conf_change: Callable[[ConfState], None] | None = None
 

@@ -7,8 +7,9 @@ stages their entries and hard states, and commits all of them with ONE write and
 fdatasync in a worker thread (group commit across groups and across requests), then (3) sends
 the messages that promise durability, applies committed entries (answering clients), and
 advances. While the fsync runs, requests and messages keep arriving and queue up; the next
-round takes them all, so batches grow exactly when the disk is the bottleneck. This is the
-same persist-before-acknowledge model the simulator checks (`sim/node.py`).
+round takes them all, so batches grow exactly when the disk is the bottleneck. The simulator
+(`sim/node.py`) checks this persist-before-acknowledge model in its lock-step form; the
+mid-flight work below is covered by the in-process and real-process tests only.
 
 The fsync does not idle the node (etcd's node steps messages and proposals between a Ready
 and its Advance too): while it runs, groups whose committed entries were persisted by
@@ -336,10 +337,17 @@ class NodeHost:
                 for g, rd in readies
                 if (rd.committed_entries or rd.snapshot is not None) and g.group_id not in early
             }
+            # Not with lease reads: a read released mid-flight would check its lease against
+            # the tick count of the round's start (ticks are not delivered mid-flight). Not
+            # for a group whose snapshot waits for the durable commit index to catch up with
+            # its applied index, or mid-flight applies could defer the snapshot for ever.
             midflight = [
                 g
                 for g in self.groups.values()
-                if g.group_id not in pending and isinstance(g.sm, KVStateMachine)
+                if g.group_id not in pending
+                and isinstance(g.sm, KVStateMachine)
+                and not g.snapshot_deferred
+                and not self.config.lease_reads
             ]
             kick = self._kick
             # Only for a heartbeat interval: a leader whose disk stalls must then go quiet, as
@@ -363,6 +371,8 @@ class NodeHost:
         for g, rd in readies:
             if g.persist_waiters:
                 g.resolve_persisted()
+            if self.groups.get(g.group_id) is not g:
+                continue  # removed while the controller applied (its topic was deleted)
             for m in rd.persisted_messages:
                 send(g.group_id, m)
             lead_before = early.get(g.group_id)
@@ -374,7 +384,8 @@ class NodeHost:
                 self._sync_members(g)
             for hook in self.after_apply:
                 hook(g, rd, lead_before)
-            if self._maybe_snapshot(g, force=g.force_snapshot):
+            g.snapshot_deferred = not self._maybe_snapshot(g, force=g.force_snapshot)
+            if not g.snapshot_deferred:
                 g.force_snapshot = False
         self._kick.set()
 
