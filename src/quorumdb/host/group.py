@@ -42,6 +42,7 @@ class GroupStats:
     leader_changes: int = 0
     snapshots_made: int = 0
     snapshots_installed: int = 0
+    midflight_applied: int = 0  # entries applied while this node's WAL write ran
 
 
 @dataclass(slots=True)
@@ -246,6 +247,7 @@ class Group:
         if ents:
             self.apply_entries(ents)
             raw.applied(ents)
+            self.stats.midflight_applied += len(ents)
             if self.waiting_reads:
                 self._serve_reads()
         return bool(raw.raft.msgs)
