@@ -9,6 +9,7 @@ import random
 import socket
 import threading
 import time
+from collections.abc import AsyncIterator
 from pathlib import Path
 
 from quorumdb.host.config import Member, NodeConfig
@@ -52,17 +53,27 @@ async def _wait_for(cond, what: str, timeout_s: float = 10.0) -> None:  # type: 
         await asyncio.sleep(0.01)
 
 
+@contextlib.asynccontextmanager
+async def _serving(hosts: list[NodeHost]) -> AsyncIterator[None]:
+    """Start `hosts`, wait for a leader in every group, and stop them all at the end."""
+    for h in hosts:
+        await h.start()
+    try:
+        await _wait_for(
+            lambda: all(any(h.groups[g].raw.is_leader for h in hosts) for g in hosts[0].groups),
+            "a leader in every group",
+        )
+        yield
+    finally:
+        for h in hosts:
+            await h.stop()
+
+
 def test_three_hosts_elect_replicate_and_serve(tmp_path: Path) -> None:
     async def main() -> None:
         cfgs = _configs(tmp_path)
         hosts = [NodeHost(c, MemoryNodeLog()) for c in cfgs]
-        for h in hosts:
-            await h.start()
-        try:
-            await _wait_for(
-                lambda: all(any(h.groups[g].raw.is_leader for h in hosts) for g in hosts[0].groups),
-                "a leader in every group",
-            )
+        async with _serving(hosts):
             urls = [c.me.http_url for c in cfgs]
             async with AsyncClient(urls, retry=RetryPolicy(attempts_max=20), seed=1) as c:
                 revs = {}
@@ -84,9 +95,6 @@ def test_three_hosts_elect_replicate_and_serve(tmp_path: Path) -> None:
             text = hosts[0].metrics_text()
             assert "quorumdb_raft_commit_index" in text
             assert "quorumdb_wal_fsync_seconds_count" in text
-        finally:
-            for h in hosts:
-                await h.stop()
 
     asyncio.run(main())
 
@@ -174,13 +182,7 @@ def test_concurrent_writes_with_frequent_snapshots_while_commits_run(tmp_path: P
     async def main() -> None:
         cfgs = [dataclasses.replace(c, snapshot_entries=20) for c in _configs(tmp_path)]
         hosts = [NodeHost(c, _SlowLog.open(c.data_dir)) for c in cfgs]
-        for h in hosts:
-            await h.start()
-        try:
-            await _wait_for(
-                lambda: all(any(h.groups[g].raw.is_leader for h in hosts) for g in hosts[0].groups),
-                "a leader in every group",
-            )
+        async with _serving(hosts):
             urls = [c.me.http_url for c in cfgs]
             async with AsyncClient(urls, retry=RetryPolicy(attempts_max=20), seed=2) as c:
 
@@ -191,9 +193,6 @@ def test_concurrent_writes_with_frequent_snapshots_while_commits_run(tmp_path: P
                 await asyncio.gather(*(writer(w) for w in range(24)))
             assert all(not t.done() for h in hosts for t in h._tasks), "a driver stopped"
             assert sum(g.stats.snapshots_made for h in hosts for g in h.groups.values()) > 0
-        finally:
-            for h in hosts:
-                await h.stop()
 
     asyncio.run(main())
 
@@ -208,13 +207,7 @@ def test_a_restarted_host_applies_its_committed_log_before_serving(tmp_path: Pat
         cfgs = _configs(tmp_path)
         logs = [MemoryNodeLog() for _ in cfgs]
         hosts = [NodeHost(c, node_log) for c, node_log in zip(cfgs, logs, strict=True)]
-        for h in hosts:
-            await h.start()
-        try:
-            await _wait_for(
-                lambda: all(any(h.groups[g].raw.is_leader for h in hosts) for g in hosts[0].groups),
-                "a leader in every group",
-            )
+        async with _serving(hosts):
             urls = [c.me.http_url for c in cfgs]
             async with AsyncClient(urls, retry=RetryPolicy(attempts_max=20), seed=1) as c:
                 for i in range(30):
@@ -223,9 +216,6 @@ def test_a_restarted_host_applies_its_committed_log_before_serving(tmp_path: Pat
                 lambda: sum(len(g.sm) for gid, g in hosts[0].groups.items() if gid) == 30,
                 "node 1 to apply every write",
             )
-        finally:
-            for h in hosts:
-                await h.stop()
         commits = {gid: g.mem.hard_state.commit for gid, g in logs[0].groups.items()}
         assert all(commits.values()), commits
 
@@ -253,13 +243,7 @@ def test_a_group_snapshots_by_applied_bytes_as_well_as_by_entries(tmp_path: Path
             for c in _configs(tmp_path)
         ]
         hosts = [NodeHost(c, MemoryNodeLog()) for c in cfgs]
-        for h in hosts:
-            await h.start()
-        try:
-            await _wait_for(
-                lambda: all(any(h.groups[g].raw.is_leader for h in hosts) for g in hosts[0].groups),
-                "a leader in every group",
-            )
+        async with _serving(hosts):
             urls = [c.me.http_url for c in cfgs]
             async with AsyncClient(urls, retry=RetryPolicy(attempts_max=20), seed=3) as c:
                 for i in range(20):
@@ -270,9 +254,6 @@ def test_a_group_snapshots_by_applied_bytes_as_well_as_by_entries(tmp_path: Path
                 ),
                 "every node to snapshot a group",
             )
-        finally:
-            for h in hosts:
-                await h.stop()
 
     asyncio.run(main())
 
@@ -348,13 +329,7 @@ def test_histories_stay_linearizable_while_entries_apply_mid_flight(tmp_path: Pa
     async def main() -> int:
         cfgs = _configs(tmp_path)
         hosts = [NodeHost(c, _JitteryLog.open(c.data_dir)) for c in cfgs]
-        for h in hosts:
-            await h.start()
-        try:
-            await _wait_for(
-                lambda: all(any(h.groups[g].raw.is_leader for h in hosts) for g in hosts[0].groups),
-                "a leader in every group",
-            )
+        async with _serving(hosts):
             urls = [c.me.http_url for c in cfgs]
             stop_at = time.monotonic() + 3.0
             next_process = [0]
@@ -364,9 +339,6 @@ def test_histories_stay_linearizable_while_entries_apply_mid_flight(tmp_path: Pa
             )
             assert all(not t.done() for h in hosts for t in h._tasks), "a driver stopped"
             return sum(g.stats.midflight_applied for h in hosts for g in h.groups.values())
-        finally:
-            for h in hosts:
-                await h.stop()
 
     midflight = asyncio.run(main())
     assert midflight > 0, "the mid-flight path never applied anything"
