@@ -220,3 +220,33 @@ def test_reconnects_under_uvloop_after_an_idle_reset() -> None:
             await t2.stop()
 
     uvloop.run(main())
+
+
+def test_a_peer_at_a_new_address_is_redialled_there() -> None:
+    """A member record can move a node (a replaced host): messages follow the new address."""
+
+    async def main() -> None:
+        got: dict[int, list[GroupMessage]] = {1: [], 2: []}
+        moved: list[GroupMessage] = []
+        t1, t2 = await _pair(got)
+        t3 = Transport(
+            node_id=2,
+            cluster="c",
+            listen=("127.0.0.1", 0),
+            peers={},
+            deliver=lambda f, ms: moved.extend(ms),
+            rng=random.Random(3),
+        )
+        await t3.start()
+        try:
+            await t2.stop()  # node 2's old incarnation is gone; it lives at t3's port now
+            t1.add_peer(2, ("127.0.0.1", t3.port))
+            for i in range(1, 4):
+                t1.send(0, _msg(2, 1, i))
+            await _until(lambda: len(moved) == 3, "delivery at the new address")
+            assert [gm.message.index for gm in moved] == [1, 2, 3]
+        finally:
+            await t1.stop()
+            await t3.stop()
+
+    asyncio.run(main())

@@ -232,8 +232,13 @@ class Transport:
             await self._server.wait_closed()
 
     def add_peer(self, peer_id: int, addr: tuple[str, int]) -> None:
-        if peer_id == self.node_id or peer_id in self._senders:
+        """Dial `peer_id` at `addr` from now on (a known peer at a new address is redialled)."""
+        if peer_id == self.node_id:
             return
+        if peer_id in self._senders:
+            if self._senders[peer_id].addr == addr:
+                return
+            self.remove_peer(peer_id)
         self._peers[peer_id] = addr
         sender = _PeerSender(
             node_id=self.node_id,
