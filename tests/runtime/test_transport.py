@@ -6,6 +6,7 @@ import asyncio
 import random
 import socket
 import struct
+from typing import Any
 
 from quorumdb.raft import Message, MessageType
 from quorumdb.runtime.transport import Transport
@@ -16,25 +17,29 @@ def _msg(to: int, from_: int, index: int) -> Message:
     return Message(type=MessageType.HEARTBEAT, to=to, from_=from_, term=1, index=index)
 
 
+def _transport(
+    node_id: int, into: list[GroupMessage] | None, *, seed: int, port: int = 0, **kw: Any
+) -> Transport:
+    """An unstarted transport on loopback that appends what it receives to `into`."""
+
+    def deliver(sender: int, msgs: list[GroupMessage]) -> None:
+        if into is not None:
+            into.extend(msgs)
+
+    return Transport(
+        node_id=node_id,
+        cluster="c",
+        listen=("127.0.0.1", port),
+        peers={},
+        deliver=deliver,
+        rng=random.Random(seed),
+        **kw,
+    )
+
+
 async def _pair(got: dict[int, list[GroupMessage]], **kw: int) -> tuple[Transport, Transport]:
-    t1 = Transport(
-        node_id=1,
-        cluster="c",
-        listen=("127.0.0.1", 0),
-        peers={},
-        deliver=lambda f, ms: got[1].extend(ms),
-        rng=random.Random(1),
-        **kw,
-    )
-    t2 = Transport(
-        node_id=2,
-        cluster="c",
-        listen=("127.0.0.1", 0),
-        peers={},
-        deliver=lambda f, ms: got[2].extend(ms),
-        rng=random.Random(2),
-        **kw,
-    )
+    t1 = _transport(1, got[1], seed=1, **kw)
+    t2 = _transport(2, got[2], seed=2, **kw)
     await t1.start()
     await t2.start()
     t1.add_peer(2, ("127.0.0.1", t2.port))
@@ -76,14 +81,7 @@ def test_reconnects_after_the_peer_restarts() -> None:
         t1.send(0, _msg(2, 1, 1))
         await _until(lambda: len(got[2]) == 1, "first message")
         await t2.stop()
-        t2b = Transport(
-            node_id=2,
-            cluster="c",
-            listen=("127.0.0.1", port),
-            peers={},
-            deliver=lambda f, ms: got[2].extend(ms),
-            rng=random.Random(3),
-        )
+        t2b = _transport(2, got[2], seed=3, port=port)
         await t2b.start()
         try:
 
@@ -105,15 +103,7 @@ def test_reconnects_after_the_peer_restarts() -> None:
 def test_full_queue_drops_and_counts_instead_of_growing() -> None:
     async def main() -> None:
         got: dict[int, list[GroupMessage]] = {1: [], 2: []}
-        t1 = Transport(
-            node_id=1,
-            cluster="c",
-            listen=("127.0.0.1", 0),
-            peers={},
-            deliver=lambda f, ms: None,
-            rng=random.Random(1),
-            queue_max=10,
-        )
+        t1 = _transport(1, None, seed=1, queue_max=10)
         await t1.start()
         with socket.socket() as s:
             s.bind(("127.0.0.1", 0))
@@ -182,28 +172,13 @@ def test_reconnects_under_uvloop_after_an_idle_reset() -> None:
         fake = await asyncio.start_server(reset, "127.0.0.1", 0)
         port = fake.sockets[0].getsockname()[1]
         got: list[GroupMessage] = []
-        t1 = Transport(
-            node_id=1,
-            cluster="c",
-            listen=("127.0.0.1", 0),
-            peers={},
-            deliver=lambda f, ms: None,
-            rng=random.Random(1),
-            backoff_max_s=0.05,
-        )
+        t1 = _transport(1, None, seed=1, backoff_max_s=0.05)
         await t1.start()
         t1.add_peer(2, ("127.0.0.1", port))
         await asyncio.sleep(0.3)  # connected, reset, idle
         fake.close()
         await fake.wait_closed()
-        t2 = Transport(
-            node_id=2,
-            cluster="c",
-            listen=("127.0.0.1", port),
-            peers={},
-            deliver=lambda f, ms: got.extend(ms),
-            rng=random.Random(3),
-        )
+        t2 = _transport(2, got, seed=3, port=port)
         await t2.start()
         try:
 
@@ -229,14 +204,7 @@ def test_a_peer_at_a_new_address_is_redialled_there() -> None:
         got: dict[int, list[GroupMessage]] = {1: [], 2: []}
         moved: list[GroupMessage] = []
         t1, t2 = await _pair(got)
-        t3 = Transport(
-            node_id=2,
-            cluster="c",
-            listen=("127.0.0.1", 0),
-            peers={},
-            deliver=lambda f, ms: moved.extend(ms),
-            rng=random.Random(3),
-        )
+        t3 = _transport(2, moved, seed=3)
         await t3.start()
         try:
             await t2.stop()  # node 2's old incarnation is gone; it lives at t3's port now

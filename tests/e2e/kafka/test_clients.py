@@ -88,6 +88,25 @@ def _assert_both_consumed(history: KafkaHistory) -> None:
     assert len(pollers) == 2, f"only consumers {pollers} received records"
 
 
+def _all_acked(history: KafkaHistory, goal: ConsumeGoal) -> None:
+    """Every send was acknowledged at dense offsets; the consumers' goal is their end."""
+    acked = history.acked()
+    assert len(acked) == RECORDS, f"{len(acked)} of {RECORDS} sends acknowledged"
+    assert_dense(acked, PARTITIONS)
+    goal.set_end_offsets(end_offsets(acked))
+
+
+def _assert_group_delivered(
+    history: KafkaHistory, goal: ConsumeGoal, assignments: dict[int, set[int]], tmp_path: Path
+) -> None:
+    """The group of two read up to the end, split the partitions, and the history of sends
+    and polls passes the delivery checker (kept next to the test's other files)."""
+    assert goal.reached, goal.describe()
+    _assert_split(assignments)
+    _assert_both_consumed(history)
+    assert_delivery(history, tmp_path / "history.jsonl")
+
+
 def _assert_described(desc: dict[str, Any]) -> None:
     """An admin client's description of the new topic: 3 partitions, each on all 3 nodes."""
     assert desc["error_code"] == 0, desc
@@ -174,10 +193,7 @@ def test_kafka_python_group_reads_each_idempotent_record_once_in_order(
             producer.flush(timeout=DEADLINE_S)
         finally:
             producer.close(timeout=10)
-        acked = history.acked()
-        assert len(acked) == RECORDS, f"{len(acked)} of {RECORDS} sends acknowledged"
-        assert_dense(acked, PARTITIONS)
-        goal.set_end_offsets(end_offsets(acked))
+        _all_acked(history, goal)
     except BaseException:
         goal.give_up()
         raise
@@ -185,10 +201,7 @@ def test_kafka_python_group_reads_each_idempotent_record_once_in_order(
         for t in threads:
             t.join(DEADLINE_S + 30)
     assert not errors, errors
-    assert goal.reached, goal.describe()
-    _assert_split(assignments)
-    _assert_both_consumed(history)
-    assert_delivery(history, tmp_path / "history.jsonl")
+    _assert_group_delivered(history, goal, assignments, tmp_path)
 
 
 # -- aiokafka -----------------------------------------------------------------------------------
@@ -276,10 +289,7 @@ async def _aiokafka_workload(cluster: Cluster, tmp_path: Path) -> None:
             await asyncio.wait_for(asyncio.gather(*pending, return_exceptions=True), DEADLINE_S)
         finally:
             await producer.stop()
-        acked = history.acked()
-        assert len(acked) == RECORDS, f"{len(acked)} of {RECORDS} sends acknowledged"
-        assert_dense(acked, PARTITIONS)
-        goal.set_end_offsets(end_offsets(acked))
+        _all_acked(history, goal)
 
     async def produce_or_give_up() -> None:
         try:
@@ -298,10 +308,7 @@ async def _aiokafka_workload(cluster: Cluster, tmp_path: Path) -> None:
         )
     finally:
         await asyncio.gather(*(c.stop() for c in consumers))
-    assert goal.reached, goal.describe()
-    _assert_split(assignments)
-    _assert_both_consumed(history)
-    assert_delivery(history, tmp_path / "history.jsonl")
+    _assert_group_delivered(history, goal, assignments, tmp_path)
 
 
 # -- confluent-kafka (librdkafka) ---------------------------------------------------------------
@@ -376,10 +383,7 @@ def test_confluent_kafka_group_reads_each_idempotent_record_once_in_order(
     try:
         _wait_split(assignments, errors)
         _produce_with_confluent(servers, topic, history)
-        acked = history.acked()
-        assert len(acked) == RECORDS, f"{len(acked)} of {RECORDS} sends acknowledged"
-        assert_dense(acked, PARTITIONS)
-        goal.set_end_offsets(end_offsets(acked))
+        _all_acked(history, goal)
     except BaseException:
         goal.give_up()
         raise
@@ -387,10 +391,7 @@ def test_confluent_kafka_group_reads_each_idempotent_record_once_in_order(
         for t in threads:
             t.join(DEADLINE_S + 30)
     assert not errors, errors
-    assert goal.reached, goal.describe()
-    _assert_split(assignments)
-    _assert_both_consumed(history)
-    assert_delivery(history, tmp_path / "history.jsonl")
+    _assert_group_delivered(history, goal, assignments, tmp_path)
 
 
 def _produce_with_confluent(servers: str, topic: str, history: KafkaHistory) -> None:
