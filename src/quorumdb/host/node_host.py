@@ -169,8 +169,7 @@ class NodeHost:
         g = Group(group_id=gid, raw=raw, sm=sm, conf_state=cs, snapshot_index=snap.metadata.index)
         g.on_conf_change = lambda conf, g=g: self._on_conf_change(g, conf)
         if gid == CONTROLLER_GROUP and isinstance(sm, KVStateMachine):
-            for key, value, _ in sm.scan(_MEMBER_PREFIX, _MEMBER_END, 10_000):
-                self._apply_member_record(key, value)
+            self._apply_member_records(sm)
         self.groups[gid] = g
         self.logs[gid] = glog
         return g
@@ -452,14 +451,19 @@ class NodeHost:
         """
         sm = g.sm
         assert isinstance(sm, KVStateMachine)
-        recorded = set()
-        for key, value, _ in sm.scan(_MEMBER_PREFIX, _MEMBER_END, 10_000):
-            recorded.add(int(key[len(_MEMBER_PREFIX) :]))
-            self._apply_member_record(key, value)
+        recorded = self._apply_member_records(sm)
         cs = g.conf_state
         in_group = {*cs.voters, *cs.voters_outgoing, *cs.learners}
         for node_id in sorted(set(self.members) - recorded - in_group):
             self._apply_member_record(_member_key(node_id), None)
+
+    def _apply_member_records(self, sm: KVStateMachine) -> set[int]:
+        """Learn every member record in the controller's state; return their node ids."""
+        recorded = set()
+        for key, value, _ in sm.scan(_MEMBER_PREFIX, _MEMBER_END, 10_000):
+            recorded.add(int(key[len(_MEMBER_PREFIX) :]))
+            self._apply_member_record(key, value)
+        return recorded
 
     def _apply_member_record(self, key: bytes, value: bytes | None) -> None:
         node_id = int(key[len(_MEMBER_PREFIX) :])
