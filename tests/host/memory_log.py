@@ -45,5 +45,11 @@ class MemoryNodeLog:
     def commit(self, items: list[object], *, sync: bool) -> None:
         self.batches += 1
 
+    def pinning(self) -> dict[int, int]:
+        return {}  # nothing on disk to relieve
+
+    def forget(self, group_id: int) -> None:
+        pass
+
     def close(self) -> None:
         pass

@@ -32,6 +32,9 @@ class _LaggingBackend:
         self.syncs += 1
         self._topics["late"] = decode_topic("late", encode_topic([(1, 2, 3)], {}), 7)
 
+    async def wait_for_leaders(self, timeout_ms: int) -> None:
+        pass
+
     def brokers(self) -> list[tuple[int, str, int]]:
         return [(i, "127.0.0.1", 9091 + i) for i in (1, 2, 3)]
 

@@ -11,6 +11,11 @@
   `group/<id>`; membership lives in that node's `GroupCoordinator`, committed offsets are KV
   entries in the same shard (so they are replicated and survive coordinator failover).
 - Producer ids: the revision (controller log index) of a write to `producer-id` is unique.
+- Whole-cluster metadata: every node reports the partitions it leads to every other node
+  (`kafka.leadership`), so Metadata names the leader of a partition this node does not host.
+- Catching up: a replica that installed a partition snapshot (a manifest, not the data)
+  fetches what it misses from a peer's segments (`kafka.catch_up`); meanwhile it does not
+  take leadership from a complete replica, and hands it on if it gets it.
 """
 
 from __future__ import annotations
@@ -19,14 +24,25 @@ import asyncio
 import contextlib
 import functools
 import json
+import logging
 import time
 from collections.abc import Callable
 from typing import Any
 
+import msgspec
+
 from quorumdb.host.group import Group
 from quorumdb.host.node_host import CONTROLLER_GROUP, NodeHost, _kv
 from quorumdb.kafka.broker import PartitionView
+from quorumdb.kafka.catch_up import CatchUp, decode_chunk, decode_fetch, encode, serve
 from quorumdb.kafka.group_coordinator import GroupCoordinator
+from quorumdb.kafka.leadership import (
+    LeaderBoard,
+    LeaderClaim,
+    LeaderReport,
+    decode_report,
+    encode_report,
+)
 from quorumdb.kafka.metadata import (
     TOPIC_PREFIX,
     TopicInfo,
@@ -53,11 +69,18 @@ from quorumdb.storage.partition_log import PartitionLog
 
 __all__ = ["KafkaBackend"]
 
+log = logging.getLogger("quorumdb.kafka")
+
 _PRODUCER_ID_KEY = b"producer-id"
 _GROUP_PREFIX = b"group/"
 _OFFSETS_PREFIX = b"offsets/"
 _RETENTION_CHECK_MS = 5_000
 _TOPIC_SYNC_S_MAX = 1.0  # a Metadata request for an unknown topic waits at most this long
+_REPORT_INTERVAL_S = 0.5  # leadership reports go out at least this often...
+_REPORT_EXPIRE_S = 3.0  # ...and a node silent for this long is taken to be down
+_LEADERS_CHANNEL = "kafka.leaders"
+_FETCH_CHANNEL = "kafka.fetch"
+_CHUNK_CHANNEL = "kafka.chunk"
 
 
 class KafkaBackend:
@@ -76,9 +99,18 @@ class KafkaBackend:
         self._pending_records: dict[int, int] = {}  # proposed, not yet applied (acks=1)
         self._preferred: dict[int, int] = {}  # partition group -> its preferred leader
         self._handed: dict[int, int] = {}  # partition group -> term in which we handed it over
+        self._board = LeaderBoard(expire_s=_REPORT_EXPIRE_S)
+        self._report_due = True
+        self._reported_at = 0.0
+        self._leader_waiters: list[asyncio.Future[None]] = []
+        self.catch_up = CatchUp(self._send_fetch)
+        self._catching_up: set[int] = set()  # hosted partition groups missing data
         host.controller_observers.append(self._on_controller_command)
         host.after_apply.append(self._after_apply)
         host.tick_hooks.append(self._tick)
+        host.service_handlers[_LEADERS_CHANNEL] = self._on_report
+        host.service_handlers[_FETCH_CHANNEL] = self._on_fetch
+        host.service_handlers[_CHUNK_CHANNEL] = self._on_chunk
         self._sync_with_controller_state()
 
     # -- topics --------------------------------------------------------------------------------
@@ -123,7 +155,9 @@ class KafkaBackend:
                 )
             )
             self._preferred[p.group] = p.replicas[0]
-            self.host.add_group(p.group, p.replicas, sm)
+            g = self.host.add_group(p.group, p.replicas, sm)
+            if isinstance(g.sm, PartitionStateMachine) and g.sm.missing:
+                self._catching_up.add(p.group)
 
     def _drop_topic(self, name: str) -> None:
         topic = self._topics.pop(name, None)
@@ -131,6 +165,8 @@ class KafkaBackend:
             return
         for p in topic.partitions:
             self.host.remove_group(p.group)
+            self.catch_up.forget(p.group)
+            self._catching_up.discard(p.group)
 
     def topics(self) -> dict[str, TopicInfo]:
         return self._topics
@@ -176,14 +212,25 @@ class KafkaBackend:
         info = topic.partitions[index]
         g = self.host.groups.get(info.group)
         if g is None:
-            return None
+            # Not hosted here: what its leader last reported.
+            found = self._board.leader(info.group, time.monotonic())
+            if found is None:
+                return None
+            node, claim = found
+            return PartitionView(
+                group=info.group,
+                leader=node,
+                leader_epoch=claim.epoch,
+                is_leader=False,
+                replicas=info.replicas,
+                isr=tuple(claim.isr),
+                high_watermark=-1,
+                log_start_offset=-1,
+            )
         raw = g.raw
         sm = g.sm
         assert isinstance(sm, PartitionStateMachine)
-        voters = tuple(sorted(g.conf_state.voters))
-        isr = voters
-        if raw.is_leader:
-            isr = tuple(i for i in voters if i == self.node_id or self._in_sync(raw, i))
+        isr = self._isr(g)
         return PartitionView(
             group=info.group,
             leader=raw.lead or -1,
@@ -194,6 +241,143 @@ class KafkaBackend:
             high_watermark=sm.high_watermark,
             log_start_offset=sm.log_start_offset,
         )
+
+    def _isr(self, g: Group) -> tuple[int, ...]:
+        """The leader's in-sync replicas: computed here on the leader, else as it reported."""
+        raw = g.raw
+        voters = tuple(sorted(g.conf_state.voters))
+        if raw.is_leader:
+            return tuple(i for i in voters if i == self.node_id or self._in_sync(raw, i))
+        found = self._board.leader(g.group_id, time.monotonic())
+        if found is not None and found[0] == raw.lead and found[1].epoch == raw.raft.term:
+            return tuple(found[1].isr)
+        return voters
+
+    # -- leadership reports ---------------------------------------------------------------------
+
+    def _partition_groups(self) -> list[Group]:
+        out = []
+        for topic in self._topics.values():
+            for p in topic.partitions:
+                g = self.host.groups.get(p.group)
+                if g is not None:
+                    out.append(g)
+        return out
+
+    def _report(self, now: float) -> None:
+        """Tell every other node which partitions this node leads and which it is still
+        catching up."""
+        claims = [
+            LeaderClaim(group=g.group_id, epoch=g.raw.raft.term, isr=list(self._isr(g)))
+            for g in self._partition_groups()
+            if g.raw.is_leader
+        ]
+        report = LeaderReport(
+            node=self.node_id, leads=claims, catching_up=sorted(self._catching_up)
+        )
+        self._board.note(report, now)
+        body = encode_report(report)
+        for peer in sorted(self.host.members):
+            if peer != self.node_id:
+                self.host.send_service(peer, _LEADERS_CHANNEL, body)
+        self._report_due = False
+        self._reported_at = now
+
+    def _on_report(self, sender: int, body: bytes) -> None:
+        try:
+            report = decode_report(body)
+        except msgspec.DecodeError as exc:
+            log.warning("bad leadership report from node=%d: %s", sender, exc)
+            return
+        if report.node != sender:
+            log.warning("node=%d sent a report for node=%d; ignored", sender, report.node)
+            return
+        if self._board.note(report, time.monotonic()):
+            self._wake_leader_waiters()
+
+    def _wake_leader_waiters(self) -> None:
+        waiters, self._leader_waiters = self._leader_waiters, []
+        for fut in waiters:
+            if not fut.done():
+                fut.set_result(None)
+
+    async def wait_for_leaders(self, timeout_ms: int) -> None:
+        """Wait until what this node knows of partition leaders changes (or the timeout)."""
+        fut: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self._leader_waiters.append(fut)
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(fut, timeout_ms / 1000)
+
+    # -- catching up from segments --------------------------------------------------------------
+
+    def _send_fetch(self, peer: int, body: bytes) -> bool:
+        return self.host.send_service(peer, _FETCH_CHANNEL, body)
+
+    def _sources(self, g: Group) -> list[int]:
+        """Peers to fetch `g`'s missing data from: the leader first, then replicas that
+        are not catching up themselves."""
+        lead = g.raw.lead
+        others = [i for i in sorted(g.conf_state.voters) if i not in (self.node_id, lead)]
+        others.sort(key=lambda i: self._board.catching_up(i, g.group_id))
+        return ([lead] if lead and lead != self.node_id else []) + others
+
+    def _poll_catch_up(self, now: float) -> None:
+        todo: list[tuple[int, PartitionStateMachine, list[int]]] = []
+        for gid in sorted(self._catching_up):
+            g = self.host.groups.get(gid)
+            sm = g.sm if g is not None else None
+            if g is None or not isinstance(sm, PartitionStateMachine) or not sm.missing:
+                self._catching_up.discard(gid)
+                self._report_due = True
+                if g is not None and isinstance(sm, PartitionStateMachine):
+                    todo.append((gid, sm, []))  # lets `CatchUp` log the completion
+                continue
+            todo.append((gid, sm, self._sources(g)))
+            if g.raw.is_leader:
+                self._hand_off_incomplete(g)
+        self.catch_up.poll(now, todo)
+
+    def _hand_off_incomplete(self, g: Group) -> None:
+        """A leader that still misses data hands leadership to a complete replica (once per
+        term): readers of the missing offsets would otherwise wait for the catch-up."""
+        raft = g.raw.raft
+        if self._handed.get(g.group_id) == raft.term:
+            return
+        for peer in sorted(g.conf_state.voters):
+            if peer == self.node_id or self._board.catching_up(peer, g.group_id):
+                continue
+            pr = g.raw.progress(peer)
+            if pr is None or not pr.recent_active:
+                continue
+            self._handed[g.group_id] = raft.term
+            log.info("group=%d leader catching up: handing leadership to %d", g.group_id, peer)
+            g.actions.append(
+                (functools.partial(RawNode.transfer_leader, transferee=peer), _ignored())
+            )
+            self.host._kick.set()
+            return
+
+    def _on_fetch(self, sender: int, body: bytes) -> None:
+        try:
+            req = decode_fetch(body)
+        except msgspec.DecodeError as exc:
+            log.warning("bad segment fetch from node=%d: %s", sender, exc)
+            return
+        g = self.host.groups.get(req.group)
+        sm = g.sm if g is not None and isinstance(g.sm, PartitionStateMachine) else None
+        self.host.send_service(sender, _CHUNK_CHANNEL, encode(serve(req, sm)))
+
+    def _on_chunk(self, sender: int, body: bytes) -> None:
+        try:
+            chunk = decode_chunk(body)
+        except msgspec.DecodeError as exc:
+            log.warning("bad segment chunk from node=%d: %s", sender, exc)
+            return
+        g = self.host.groups.get(chunk.group)
+        sm = g.sm if g is not None and isinstance(g.sm, PartitionStateMachine) else None
+        now = time.monotonic()
+        self.catch_up.on_chunk(sender, chunk, sm, now)
+        self._poll_catch_up(now)  # the next request goes out at once
 
     async def create_topic(
         self, name: str, partitions: int, replication_factor: int, configs: dict[str, str]
@@ -211,12 +395,13 @@ class KafkaBackend:
         result = await self._controller_write(cmd)
         if result.outcome == Outcome.CAS_FAILED:
             raise FileExistsError(name)
-        # Answer once every partition has a leader, so the client's next Metadata works.
+        # Answer once every partition has a leader known here (reported by the nodes that
+        # host it), so the client's next Metadata works.
         deadline = time.monotonic() + 10
         while time.monotonic() < deadline:
             topic = self._topics.get(name)
             if topic and all(
-                (v := self.partition(topic, p.partition)) is None or v.leader > 0
+                (v := self.partition(topic, p.partition)) is not None and v.leader > 0
                 for p in topic.partitions
             ):
                 return
@@ -330,6 +515,13 @@ class KafkaBackend:
     def _after_apply(self, g: Group, rd: Ready, lead_before: int) -> None:
         if g.group_id == CONTROLLER_GROUP and rd.snapshot is not None:
             self._sync_with_controller_state()
+        if isinstance(g.sm, PartitionStateMachine):
+            if lead_before != g.last_lead:
+                self._report_due = True
+                self._wake_leader_waiters()
+            if rd.snapshot is not None and g.sm.missing:
+                self._catching_up.add(g.group_id)
+                self._report_due = True
         if g.raw.is_leader:
             self._maybe_hand_to_preferred(g)
         if rd.committed_entries or rd.snapshot is not None:
@@ -355,6 +547,8 @@ class KafkaBackend:
         pr = g.raw.progress(preferred)
         if pr is None or pr.match < raft.raft_log.last_index() or not pr.recent_active:
             return
+        if self._board.catching_up(preferred, g.group_id):
+            return  # it has the Raft log, not yet the partition's data
         self._handed[g.group_id] = raft.term
         g.actions.append(
             (functools.partial(RawNode.transfer_leader, transferee=preferred), _ignored())
@@ -386,6 +580,11 @@ class KafkaBackend:
         return c
 
     def _tick(self) -> None:
+        mono = time.monotonic()
+        if self._catching_up:
+            self._poll_catch_up(mono)
+        if self._report_due or mono - self._reported_at >= _REPORT_INTERVAL_S:
+            self._report(mono)
         now = self.now_ms()
         for c in self._coordinators.values():
             c.tick(now)
@@ -400,7 +599,7 @@ class KafkaBackend:
             for p in topic.partitions:
                 g = self.host.groups.get(p.group)
                 if g is not None and isinstance(g.sm, PartitionStateMachine):
-                    g.sm.log.enforce_retention(now_ms, retention_ms, retention_bytes)
+                    g.sm.enforce_retention(now_ms, retention_ms, retention_bytes)
 
     def group_join(
         self, req: dict[str, Any], client_host: str, reply: Callable[[dict[str, Any]], None]

@@ -72,7 +72,7 @@ from quorumdb.raft import (
 )
 from quorumdb.runtime.http import HttpServer
 from quorumdb.runtime.transport import Transport
-from quorumdb.runtime.wire import GroupMessage
+from quorumdb.runtime.wire import GroupMessage, ServiceMessage
 
 __all__ = ["CONTROLLER_GROUP", "NodeHost"]
 
@@ -87,6 +87,7 @@ _ADMIN_TIMEOUT_S = 30.0
 _TICK_CATCH_UP_MAX = 100
 _SNAPSHOT_KEEP = 1_000
 _REPLAY_WAIT_S_MAX = 30.0
+_WAL_CHECK_ROUNDS = 64  # how often (in driver rounds) to look for groups pinning the WAL
 
 
 class NodeHost:
@@ -114,8 +115,11 @@ class NodeHost:
         self.after_apply: list[Callable[[Group, Ready, int], None]] = []
         self.controller_observers: list[Callable[[Command, Result], None]] = []
         self.tick_hooks: list[Callable[[], None]] = []
+        # Services' own node-to-node messages (`ServiceMessage`), by channel: (sender, body).
+        self.service_handlers: dict[str, Callable[[int, bytes], None]] = {}
         self._seq = 0
         self._read_seq = 0
+        self._rounds = 0
         # Group -> the commit index its own log held when opened during start-up: entries up
         # to it are known committed and are applied before the node serves (see `start`).
         self._replay_to: dict[int, int] = {}
@@ -134,6 +138,7 @@ class NodeHost:
             peers={i: m.raft for i, m in config.members.items() if i != config.node_id},
             deliver=self._deliver,
             rng=random.Random(),
+            deliver_service=self._deliver_service,
         )
         voters = ConfState(voters=tuple(sorted(config.members)))
         for gid in range(config.shards + 1):
@@ -262,6 +267,16 @@ class NodeHost:
                 g.inbox.append(gm.message)
         self._kick.set()
 
+    def _deliver_service(self, sender: int, msg: ServiceMessage) -> None:
+        self.peer_heard[sender] = time.monotonic()
+        handler = self.service_handlers.get(msg.channel)
+        if handler is not None:
+            handler(sender, msg.body)
+
+    def send_service(self, peer: int, channel: str, body: bytes) -> bool:
+        """Send a service's message to `peer` (False: not sent; the service retries)."""
+        return self.transport.send_service(peer, ServiceMessage(channel=channel, body=body))
+
     async def _tick_loop(self) -> None:
         interval = self.config.tick_ms / 1000
         started = time.monotonic()
@@ -386,6 +401,9 @@ class NodeHost:
             g.snapshot_deferred = not self._maybe_snapshot(g, force=g.force_snapshot)
             if not g.snapshot_deferred:
                 g.force_snapshot = False
+        self._rounds += 1
+        if self._rounds % _WAL_CHECK_ROUNDS == 0:
+            self._relieve_wal()
         self._kick.set()
 
     def _kick_cb(self, _: object) -> None:
@@ -412,12 +430,43 @@ class NodeHost:
             return False
         # A forced snapshot (a member joined) compacts fully, so that the newcomer is sent
         # a snapshot whose membership includes it rather than a log that predates it.
-        keep = 0 if force else min(_SNAPSHOT_KEEP, self.config.snapshot_entries // 2)
+        keep = 0 if force else self._entries_to_keep(g, applied)
         self.logs[g.group_id].create_snapshot(applied, g.conf_state, g.sm.snapshot(), keep)
         g.snapshot_index = applied
         g.bytes_since_snapshot = 0
         g.stats.snapshots_made += 1
         return True
+
+    def _entries_to_keep(self, g: Group, applied: int) -> int:
+        """How many entries before a snapshot stay in the log, for a follower slightly
+        behind: at most `_SNAPSHOT_KEEP`, and at most a quarter of `snapshot_bytes` of data
+        (a Kafka partition's entries are whole record batches: 1,000 of 1 MiB would pin a
+        GiB in memory)."""
+        st = self.logs[g.group_id].storage
+        want = min(_SNAPSHOT_KEEP, self.config.snapshot_entries // 2)
+        lo = max(st.first_index(), applied - want + 1)
+        if lo > applied:
+            return 0
+        budget = self.config.snapshot_bytes // 4
+        keep = 0
+        for e in reversed(st.entries(lo, applied + 1, 1 << 62)):
+            budget -= len(e.data)
+            if budget < 0:
+                break
+            keep += 1
+        return keep
+
+    def _relieve_wal(self) -> None:
+        """Snapshot the groups that keep the WAL's oldest segment alive once it has grown
+        past a few segments: an idle group whose last entries sit there would otherwise pin
+        every later segment, and a busy Kafka partition fills them fast."""
+        for gid, index in self.node_log.pinning().items():
+            g = self.groups.get(gid)
+            if g is None:
+                self.node_log.forget(gid)  # a removed group: nothing of it is needed
+            elif g.sm.applied >= index and not g.force_snapshot:
+                g.force_snapshot = True
+                self._kick.set()
 
     # -- membership ------------------------------------------------------------------------------
 

@@ -44,4 +44,13 @@ class NodeLog(Protocol):
         """Write every staged item in one write and (if `sync`) one fdatasync. Blocking."""
         ...
 
+    def pinning(self) -> dict[int, int]:
+        """Once the log has grown past a few segments: the groups whose uncompacted entries
+        keep its oldest segment, with the highest index each has there (else empty)."""
+        ...
+
+    def forget(self, group_id: int) -> None:
+        """The group is gone from this node: none of its entries are needed any more."""
+        ...
+
     def close(self) -> None: ...

@@ -16,6 +16,9 @@ from quorumdb.storage.wal import WAL, GroupWrite, RecoveredGroup
 
 __all__ = ["WalGroupLog", "WalNodeLog"]
 
+_SEGMENTS_BEFORE_PRESSURE = 4  # live WAL segments before groups pinning the oldest snapshot
+_INDEX_MAX = 1 << 62
+
 
 class WalGroupLog:
     __slots__ = ("_st",)
@@ -70,6 +73,14 @@ class WalNodeLog:
         writes = [w for w in items if isinstance(w, GroupWrite)]
         assert len(writes) == len(items), "only GroupWrite items go to the WAL"
         self.wal.save(writes, sync=sync)
+
+    def pinning(self) -> dict[int, int]:
+        if len(self.wal.segment_paths()) <= _SEGMENTS_BEFORE_PRESSURE:
+            return {}
+        return self.wal.pinning()
+
+    def forget(self, group_id: int) -> None:
+        self.wal.compact(group_id, _INDEX_MAX)
 
     def close(self) -> None:
         self.wal.close()

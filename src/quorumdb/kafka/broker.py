@@ -68,6 +68,11 @@ class BrokerBackend(Protocol):
 
     def partition(self, topic: TopicInfo, index: int) -> PartitionView | None: ...
 
+    async def wait_for_leaders(self, timeout_ms: int) -> None:
+        """Wait (at most `timeout_ms`) until what this node knows of partition leaders
+        changes: a partition with no known leader may have one a moment later."""
+        ...
+
     async def create_topic(
         self, name: str, partitions: int, replication_factor: int, configs: dict[str, str]
     ) -> None:
@@ -187,6 +192,7 @@ def _partition_rows(b: Broker, t: TopicInfo) -> list[dict[str, Any]]:
 
 
 AUTO_CREATE_PARTITIONS = 1  # Kafka's num.partitions default
+_LEADER_WAIT_MS = 500  # how long Metadata waits for a leader of a partition hosted elsewhere
 
 
 async def _auto_create(b: Broker, names: list[str]) -> None:
@@ -216,6 +222,26 @@ async def _metadata(b: Broker, req: Request, host: str) -> dict[str, Any]:
     if missing and req.body.get("allow_auto_topic_creation", True) and b.backend.auto_create_topics:
         await _auto_create(b, missing)
         topics = b.backend.topics()
+    rows = _topic_rows(b, names, topics)
+    if any(
+        p["error_code"] == ErrorCode.LEADER_NOT_AVAILABLE for r in rows for p in r["partitions"]
+    ):
+        # A partition hosted elsewhere whose leader has not reported here yet (a topic just
+        # created, or a leader just elected): wait briefly rather than send the client
+        # into its retry back-off.
+        await b.backend.wait_for_leaders(_LEADER_WAIT_MS)
+        rows = _topic_rows(b, names, topics)
+    body: dict[str, Any] = {
+        "throttle_time_ms": 0,
+        "brokers": _broker_rows(b),
+        "cluster_id": b.backend.cluster_id,
+        "controller_id": b.backend.controller_id(),
+        "topics": rows,
+    }
+    return body
+
+
+def _topic_rows(b: Broker, names: list[str], topics: dict[str, TopicInfo]) -> list[dict[str, Any]]:
     rows: list[dict[str, Any]] = []
     for name in names:
         t = topics.get(name)
@@ -237,14 +263,7 @@ async def _metadata(b: Broker, req: Request, host: str) -> dict[str, Any]:
                 "partitions": _partition_rows(b, t),
             }
         )
-    body: dict[str, Any] = {
-        "throttle_time_ms": 0,
-        "brokers": _broker_rows(b),
-        "cluster_id": b.backend.cluster_id,
-        "controller_id": b.backend.controller_id(),
-        "topics": rows,
-    }
-    return body
+    return rows
 
 
 async def _create_topics(b: Broker, req: Request, host: str) -> dict[str, Any]:
@@ -427,7 +446,13 @@ def _fetch_once(
             continue
         groups.append(view.group)
         budget = min(p["partition_max_bytes"], max(max_bytes - total, 0))
-        data = b.backend.read(view.group, offset, budget) if budget > 0 or total == 0 else b""
+        try:
+            data = b.backend.read(view.group, offset, budget) if budget > 0 or total == 0 else b""
+        except LookupError:
+            # This leader is still fetching those offsets from a peer (it installed a
+            # snapshot): the client asks again after a metadata refresh.
+            out.append(_fetch_row(index, ErrorCode.NOT_LEADER_OR_FOLLOWER, view))
+            continue
         total += len(data)
         row = _fetch_row(index, ErrorCode.NONE, view)
         row["records"] = data

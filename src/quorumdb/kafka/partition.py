@@ -13,6 +13,15 @@ five batches with their offsets. A batch that repeats one of those is a retry of
 already written: it is answered with the original offset and not written again. A gap in
 sequence numbers is OUT_OF_ORDER_SEQUENCE_NUMBER; an older epoch is INVALID_PRODUCER_EPOCH.
 This table is part of the replicated state, so it survives leader failover.
+
+Snapshots do not copy the log. The partition's data is its segment files; a snapshot is a
+manifest of what is needed to resume (applied index, log start and end, producers, leader
+epochs), taken after fsyncing the segments, so it costs the same at 1 MiB or 1 TiB and the
+node's WAL is compacted without copying partition data. A replica that installs a leader's
+manifest without the data (it was down while the leader compacted its Raft log) keeps its
+own log up to where it ends, continues appending at the manifest's end, and lists what is
+in between as `missing`: the host fetches those ranges from a peer's segments (`fill`),
+and until then this replica answers no read of them.
 """
 
 from __future__ import annotations
@@ -28,10 +37,12 @@ from quorumdb.kafka.protocol.records import (
     patch_partition_leader_epoch,
     set_log_append_time,
 )
-from quorumdb.storage.partition_log import PartitionLog
+from quorumdb.storage.partition_log import FillError, PartitionLog
 
 __all__ = [
     "PRODUCER_WINDOW",
+    "FillError",
+    "MissingDataError",
     "PartitionStateMachine",
     "ProduceEntry",
     "ProduceResult",
@@ -41,6 +52,10 @@ __all__ = [
 
 PRODUCER_WINDOW = 5  # batches in flight per producer that Kafka deduplicates
 _INT32_MAX = (1 << 31) - 1
+
+
+class MissingDataError(LookupError):
+    """A read of offsets this replica has not fetched yet (after installing a snapshot)."""
 
 
 class ProduceEntry(msgspec.Struct, frozen=True, array_like=True, gc=False):
@@ -65,31 +80,32 @@ class _Producer(msgspec.Struct, array_like=True):
     batches: list[tuple[int, int, int]]  # (first sequence, last sequence, base offset)
 
 
-class _Image(msgspec.Struct, array_like=True):
+class _Manifest(msgspec.Struct, array_like=True, tag="partition-manifest-1"):
     applied: int
     log_start_offset: int
     next_offset: int
     producers: dict[int, _Producer]
     epochs: list[tuple[int, int]]
-    data: bytes
 
 
 encode_produce_entry = msgspec.msgpack.Encoder().encode
 decode_produce_entry = msgspec.msgpack.Decoder(ProduceEntry).decode
-_encode_image = msgspec.msgpack.Encoder().encode
-_decode_image = msgspec.msgpack.Decoder(_Image).decode
+_encode_manifest = msgspec.msgpack.Encoder().encode
+_decode_manifest = msgspec.msgpack.Decoder(_Manifest).decode
 
 
 class PartitionStateMachine:
     """`ReplicatedStateMachine` for a partition; `log` is its on-disk batch log."""
 
-    __slots__ = ("applied", "epochs", "log", "producers")
+    __slots__ = ("applied", "epochs", "log", "producers", "start")
 
     def __init__(self, log: PartitionLog) -> None:
         self.log = log
         self.applied = 0
         self.producers: dict[int, _Producer] = {}
         self.epochs: list[tuple[int, int]] = []  # (leader epoch, its first offset), ascending
+        # Where the log should start: below the first segment only while that is missing.
+        self.start = log.log_start_offset
 
     @property
     def high_watermark(self) -> int:
@@ -97,7 +113,35 @@ class PartitionStateMachine:
 
     @property
     def log_start_offset(self) -> int:
-        return self.log.log_start_offset
+        return min(self.start, self.log.log_start_offset)
+
+    @property
+    def missing(self) -> list[tuple[int, int]]:
+        """Ranges [start, end) of committed offsets this replica does not have yet."""
+        holes = self.log.holes()
+        first = self.log.log_start_offset
+        if self.start < first:
+            holes.insert(0, (self.start, first))
+        return holes
+
+    def fill(self, data: bytes | memoryview, base_offset: int) -> int:
+        """Write batches fetched from a peer into the missing range at `base_offset`;
+        return the offset after them. Raises `FillError` if they do not fit there."""
+        return self.log.fill(data, base_offset)
+
+    def give_up_below(self, offset: int) -> None:
+        """The peers' logs start at `offset` (retention deleted the rest): stop looking
+        for anything below it."""
+        self.log.drop_below(offset)
+        self.start = max(self.start, offset)
+
+    def enforce_retention(self, now_ms: int, retention_ms: int, retention_bytes: int) -> int:
+        """Delete old segments (`PartitionLog.enforce_retention`); the log now starts at its
+        oldest segment, so anything missing before it is given up as well."""
+        n = self.log.enforce_retention(now_ms, retention_ms, retention_bytes)
+        if n:
+            self.start = self.log.log_start_offset
+        return n
 
     # -- ReplicatedStateMachine ---------------------------------------------------------------
 
@@ -175,9 +219,16 @@ class PartitionStateMachine:
 
     # -- reads ---------------------------------------------------------------------------------
 
-    def read(self, offset: int, max_bytes: int) -> bytes:
-        """Committed batches from `offset` (the batch containing it), at most ~`max_bytes`."""
-        return self.log.read(offset, max_bytes, self.high_watermark)
+    def read(self, offset: int, max_bytes: int, *, upto: int | None = None) -> bytes:
+        """Committed batches from `offset` (the batch containing it), at most ~`max_bytes`,
+        ending below `upto` (default: the high watermark).
+
+        Raises `MissingDataError` for an offset in a range this replica is still fetching."""
+        for lo, hi in self.missing:
+            if lo <= offset < hi:
+                raise MissingDataError(f"offsets {lo}..{hi - 1} are still being fetched")
+        end = self.high_watermark if upto is None else min(upto, self.high_watermark)
+        return self.log.read(offset, max_bytes, end)
 
     def end_offset_for_epoch(self, epoch: int) -> tuple[int, int]:
         """OffsetForLeaderEpoch: (largest epoch <= `epoch`, the first offset after it)."""
@@ -196,40 +247,38 @@ class PartitionStateMachine:
     # -- snapshots -----------------------------------------------------------------------------
 
     def snapshot(self) -> bytes:
-        log = self.log
-        log.flush()
-        data = log.read(log.log_start_offset, 1 << 62, log.next_offset)
-        return _encode_image(
-            _Image(
+        """The manifest (see the module docstring), once the segments are durable."""
+        self.log.flush()
+        return _encode_manifest(
+            _Manifest(
                 applied=self.applied,
-                log_start_offset=log.log_start_offset,
-                next_offset=log.next_offset,
+                log_start_offset=self.log_start_offset,
+                next_offset=self.log.next_offset,
                 producers=self.producers,
                 epochs=self.epochs,
-                data=data,
             )
         )
 
     def restore(self, image: bytes) -> None:
+        """Resume from a manifest: ours after a restart (the log holds it all, minus what
+        came after it, which the Raft log replays) or a leader's (the log may end short of
+        it: the rest becomes `missing`)."""
+        log = self.log
         if not image:
-            self.log.reset(0)
+            log.reset(0)
+            self.start = 0
             self.applied = 0
             self.producers = {}
             self.epochs = []
             return
-        img = _decode_image(image)
-        log = self.log
-        if log.log_start_offset <= img.log_start_offset and log.next_offset >= img.next_offset:
-            # Our own log already holds everything the image does (a restart): keep the files,
-            # only drop what was appended after the snapshot (the Raft log replays it).
-            log.truncate_to(img.next_offset)
-        else:
-            log.reset(img.log_start_offset)
-            for h in iter_batches(img.data, verify_crc=False):
-                log.append(memoryview(img.data)[h.position : h.end], h.base_offset)
-        assert log.next_offset == img.next_offset, (
-            f"restored log ends at {log.next_offset}, image says {img.next_offset}"
-        )
-        self.applied = img.applied
-        self.producers = dict(img.producers)
-        self.epochs = list(img.epochs)
+        try:
+            m = _decode_manifest(image)
+        except msgspec.DecodeError as exc:
+            raise ValueError(f"not a partition manifest: {exc}") from None
+        log.truncate_to(m.next_offset)
+        log.skip_to(m.next_offset)
+        log.drop_below(m.log_start_offset)
+        self.start = m.log_start_offset
+        self.applied = m.applied
+        self.producers = dict(m.producers)
+        self.epochs = list(m.epochs)

@@ -8,7 +8,8 @@ pile up and go out together (batching under load, low latency when idle). A full
 the newest message and counts it: Raft retransmits, so dropping under pressure is safe, while
 an unbounded queue is not. A failed connection is retried with exponential back-off and
 jitter; messages queued while the peer is away are kept (bounded), those in a failed write
-are lost.
+are lost. Service messages (`runtime.wire.ServiceMessage`) share the queue and the
+connection, each in a frame of its own; their senders do their own flow control.
 
 The listener validates every frame (`runtime.wire`): garbage, a wrong version, an oversized
 frame or a foreign cluster closes that one connection with a log line; the node keeps running.
@@ -32,8 +33,10 @@ from quorumdb.runtime.wire import (
     FrameReader,
     GroupMessage,
     Hello,
+    ServiceMessage,
     encode_batch,
     encode_hello,
+    encode_service,
 )
 
 __all__ = ["Transport", "TransportStats"]
@@ -41,8 +44,9 @@ __all__ = ["Transport", "TransportStats"]
 log = logging.getLogger("quorumdb.transport")
 
 Deliver = Callable[[int, list[GroupMessage]], None]
+DeliverService = Callable[[int, ServiceMessage], None]
 _BATCH_MESSAGES_MAX = 1024
-_READ_BYTES = 1 << 16
+_READ_BYTES = 1 << 18
 
 
 @dataclass(slots=True)
@@ -90,7 +94,7 @@ class _PeerSender:
         self.peer_id = peer_id
         self.addr = addr
         self.cluster = cluster
-        self.queue: deque[GroupMessage] = deque()
+        self.queue: deque[GroupMessage | ServiceMessage] = deque()
         self.queue_max = queue_max
         self.rng = rng
         self.stats = stats
@@ -100,7 +104,7 @@ class _PeerSender:
         self.connected = False
         self.task: asyncio.Task[None] | None = None
 
-    def put(self, gm: GroupMessage) -> None:
+    def put(self, gm: GroupMessage | ServiceMessage) -> None:
         if len(self.queue) >= self.queue_max:
             self.stats.dropped_full += 1
             return
@@ -145,7 +149,14 @@ class _PeerSender:
                 await self.wake.wait()
             batch: list[GroupMessage] = []
             while queue and len(batch) < _BATCH_MESSAGES_MAX:
-                batch.append(queue.popleft())
+                gm = queue.popleft()
+                if isinstance(gm, ServiceMessage):
+                    self._write_service(writer, gm)
+                else:
+                    batch.append(gm)
+            if not batch:
+                await writer.drain()
+                continue
             try:
                 frame = encode_batch(batch)
             except FrameError:
@@ -163,6 +174,16 @@ class _PeerSender:
             except (OSError, ConnectionError, RuntimeError):
                 self.stats.dropped_failed += len(batch)
                 raise
+
+    def _write_service(self, writer: asyncio.StreamWriter, sm: ServiceMessage) -> None:
+        try:
+            writer.write(encode_service(sm))
+        except FrameError as exc:
+            log.warning("dropping oversized service message peer=%d err=%s", self.peer_id, exc)
+            self.stats.dropped_full += 1
+            return
+        self.stats.sent_frames += 1
+        self.stats.sent_messages += 1
 
     def _write_one(self, writer: asyncio.StreamWriter, gm: GroupMessage) -> None:
         try:
@@ -187,6 +208,7 @@ class Transport:
         peers: dict[int, tuple[str, int]],
         deliver: Deliver,
         rng: random.Random,
+        deliver_service: DeliverService | None = None,
         queue_max: int = 8192,
         frame_bytes_max: int = FRAME_BYTES_MAX,
         backoff_min_s: float = 0.02,
@@ -196,6 +218,7 @@ class Transport:
         self.cluster = cluster
         self.listen = listen
         self.deliver = deliver
+        self.deliver_service = deliver_service
         self.rng = rng
         self.queue_max = queue_max
         self.frame_bytes_max = frame_bytes_max
@@ -268,6 +291,15 @@ class Transport:
             return
         sender.put(GroupMessage(group=group, message=m))
 
+    def send_service(self, peer_id: int, msg: ServiceMessage) -> bool:
+        """Queue `msg` for `peer_id`; False if that peer is unknown or its queue is full."""
+        sender = self._senders.get(peer_id)
+        if sender is None or len(sender.queue) >= sender.queue_max:
+            self.stats.dropped_failed += 1
+            return False
+        sender.put(msg)
+        return True
+
     def is_connected(self, peer_id: int) -> bool:
         s = self._senders.get(peer_id)
         return s is not None and s.connected
@@ -314,6 +346,10 @@ class Transport:
                     continue
                 if sender_id is None:
                     raise FrameError("batch before hello")
+                if isinstance(frame, ServiceMessage):
+                    if self.deliver_service is not None:
+                        self.deliver_service(sender_id, frame)
+                    continue
                 self._deliver(sender_id, frame)
 
     def _deliver(self, sender_id: int, batch: Batch) -> None:

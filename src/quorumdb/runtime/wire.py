@@ -1,7 +1,9 @@
 """Node-to-node framing: `length u32 | version u8 | msgpack payload`, one codec, a size limit.
 
 A connection opens with a `Hello` frame (who is dialling, for which cluster); every later
-frame is a `Batch` of Raft messages, each tagged with the Raft group it belongs to. Decoding
+frame is a `Batch` of Raft messages, each tagged with the Raft group it belongs to, or a
+`ServiceMessage`: an opaque body for a service on the peer (e.g. the Kafka backend's
+leadership reports and segment fetches), named by its channel. Decoding
 validates structure and types (msgspec); anything else, a wrong version, or a frame above
 `FRAME_BYTES_MAX` raises `FrameError`, and the caller closes that connection. Nothing here
 does I/O: `FrameReader` is fed bytes and yields frames (h11's shape).
@@ -24,8 +26,10 @@ __all__ = [
     "FrameReader",
     "GroupMessage",
     "Hello",
+    "ServiceMessage",
     "encode_batch",
     "encode_hello",
+    "encode_service",
 ]
 
 VERSION = 1
@@ -51,8 +55,13 @@ class Batch(msgspec.Struct, frozen=True, array_like=True, tag="batch"):
     messages: list[GroupMessage]
 
 
+class ServiceMessage(msgspec.Struct, frozen=True, array_like=True, tag="svc"):
+    channel: str
+    body: bytes
+
+
 _encoder = msgspec.msgpack.Encoder()
-_decoder = msgspec.msgpack.Decoder(Hello | Batch)
+_decoder = msgspec.msgpack.Decoder(Hello | Batch | ServiceMessage)
 
 
 def _frame(payload: bytes) -> bytes:
@@ -70,6 +79,10 @@ def encode_batch(messages: list[GroupMessage]) -> bytes:
     return _frame(_encoder.encode(Batch(messages=messages)))
 
 
+def encode_service(msg: ServiceMessage) -> bytes:
+    return _frame(_encoder.encode(msg))
+
+
 class FrameReader:
     """Buffers bytes from a stream and returns complete, decoded frames."""
 
@@ -82,7 +95,7 @@ class FrameReader:
     def feed(self, data: bytes) -> None:
         self._buf += data
 
-    def next_frame(self) -> Hello | Batch | None:
+    def next_frame(self) -> Hello | Batch | ServiceMessage | None:
         """The next frame, or None if more bytes are needed. Raises FrameError."""
         buf = self._buf
         if len(buf) < _LEN.size:
@@ -99,7 +112,7 @@ class FrameReader:
         payload = bytes(buf[_LEN.size + 1 : end])
         del buf[:end]
         try:
-            frame: Hello | Batch = _decoder.decode(payload)
+            frame: Hello | Batch | ServiceMessage = _decoder.decode(payload)
         except msgspec.DecodeError as exc:
             raise FrameError(f"undecodable frame: {exc}") from None
         return frame

@@ -8,10 +8,16 @@ file positions (one entry per `index_interval_bytes` of data) and a time index m
 largest timestamp seen to an offset, for ListOffsets by time. Indexes are rebuilt on open by
 scanning batch headers (cheap: 61 bytes per batch), so they need no durability of their own.
 
-This log is *derived* state: the durable truth is the Raft log of the partition's group. The
-partition state machine fsyncs the segments when it takes a snapshot, and records
-(offset, file lengths) there; after a crash, `truncate_to(next_offset)` drops whatever was
-appended after that snapshot, and the Raft log replays it.
+This log is the partition's data; the Raft log of the partition's group carries the entries
+applied since the group's last snapshot, and a snapshot (`kafka.partition`) records only
+where the log ends, after fsyncing it. After a crash, `truncate_to(next_offset)` drops what
+was appended after that snapshot, and the Raft log replays it.
+
+Holes. A replica that installs a leader's snapshot learns where the log ends without having
+the data: `skip_to` lets appends continue at the snapshot's end while the range below stays
+missing, and `fill` writes fetched batches into that hole (each fill is fsynced, so catching
+up resumes where it stopped after a crash). A hole is the space between two segments, or
+before the first one; `holes` lists them and reads never cross one.
 
 Offsets are dense: every batch occupies [base_offset, base_offset + last_offset_delta].
 """
@@ -19,18 +25,42 @@ Offsets are dense: every batch occupies [base_offset, base_offset + last_offset_
 from __future__ import annotations
 
 import bisect
+import itertools
 import struct
 from dataclasses import dataclass, field
 
 from quorumdb.storage.fs import FileSystem, WritableFile
 
-__all__ = ["BATCH_HEADER_BYTES", "PartitionLog", "SegmentInfo"]
+__all__ = ["BATCH_HEADER_BYTES", "FillError", "PartitionLog", "SegmentInfo", "iter_batch_spans"]
 
 # baseOffset int64, batchLength int32, partitionLeaderEpoch int32, magic int8, crc uint32,
 # attributes int16, lastOffsetDelta int32, baseTimestamp int64, maxTimestamp int64, ...
 _HEAD = struct.Struct(">qiibIhiqq")
 BATCH_HEADER_BYTES = 61
 _LOG_OVERHEAD = 12  # baseOffset + batchLength precede the part batchLength counts
+
+
+class FillError(ValueError):
+    """Fetched batches that do not fit the hole they were meant for (checked before writing)."""
+
+
+def iter_batch_spans(data: bytes | memoryview) -> list[tuple[int, int, int, int]]:
+    """(position, end, base offset, last offset) of each whole v2 batch in `data`.
+
+    Raises FillError on a truncated or non-v2 batch."""
+    out = []
+    pos = 0
+    n = len(data)
+    while pos < n:
+        if n - pos < BATCH_HEADER_BYTES:
+            raise FillError(f"truncated batch header at byte {pos}")
+        base, length, _e, magic, _c, _a, delta, _bt, _mt = _HEAD.unpack_from(data, pos)
+        end = pos + _LOG_OVERHEAD + length
+        if magic != 2 or length < BATCH_HEADER_BYTES - _LOG_OVERHEAD or end > n or delta < 0:
+            raise FillError(f"malformed batch at byte {pos}")
+        out.append((pos, end, base, base + delta))
+        pos = end
+    return out
 
 
 @dataclass(slots=True)
@@ -178,25 +208,113 @@ class PartitionLog:
         self._empty_start = start_offset
 
     def truncate_to(self, offset: int) -> None:
-        """Drop every batch at or after `offset` (which must be a batch boundary)."""
+        """Drop every batch at or after `offset` (which must be a batch boundary, or in a
+        hole or past the end: then nothing at or after it is left, and `next_offset` may be
+        below `offset`; `skip_to` moves it)."""
         self._close_writer()
-        while self.segments and self.segments[-1].base_offset >= offset and len(self.segments) > 1:
+        removed = False
+        while len(self.segments) > 1 and self.segments[-1].base_offset > offset:
             self.fs.remove(self.segments.pop().path)
+            removed = True
+        if self.segments and self.segments[-1].base_offset > offset:
+            self.fs.remove(self.segments.pop().path)
+            removed = True
+        if removed:
+            self.fs.fsync_dir(self.dir)
         if not self.segments:
             self._empty_start = offset
             return
         seg = self.segments[-1]
         if seg.next_offset <= offset:
             return
+        # An emptied segment whose base is `offset` stays: it marks where appends continue.
         pos = self._position(seg, offset, exact=True)
         self.fs.truncate(seg.path, pos)
         fresh = SegmentInfo(base_offset=seg.base_offset, path=seg.path, next_offset=seg.base_offset)
         self._scan(fresh)
         self.segments[-1] = fresh
-        if not fresh.size and fresh.base_offset >= offset:
-            self.fs.remove(self.segments.pop().path)
-            if not self.segments:
-                self._empty_start = offset
+
+    # -- holes -------------------------------------------------------------------------------
+
+    def skip_to(self, offset: int) -> None:
+        """Let the next append go at `offset`, leaving [next_offset, offset) a hole to fill.
+
+        Durable at once: an empty segment `<offset>.log` marks the new end."""
+        assert offset >= self.next_offset, f"skip back from {self.next_offset} to {offset}"
+        if offset == self.next_offset and self.segments:
+            return
+        self._roll(offset)
+
+    def holes(self) -> list[tuple[int, int]]:
+        """The missing ranges [start, end) between segments, lowest first."""
+        segs = self.segments
+        return [
+            (a.next_offset, b.base_offset)
+            for a, b in itertools.pairwise(segs)
+            if a.next_offset < b.base_offset
+        ]
+
+    def drop_below(self, offset: int) -> int:
+        """Delete the segments that end at or before `offset` (never the last one, which
+        marks the end); return how many went."""
+        n = 0
+        while len(self.segments) > 1 and self.segments[0].next_offset <= offset:
+            self.fs.remove(self.segments.pop(0).path)
+            n += 1
+        if n:
+            self.fs.fsync_dir(self.dir)
+        return n
+
+    def fill(self, data: bytes | memoryview, base_offset: int) -> int:
+        """Write fetched whole batches, the first at `base_offset`, into the hole there;
+        fsync them; return the offset after the last one.
+
+        Raises FillError, before writing anything, if `data` is not consecutive batches
+        starting at `base_offset` that end below the segment after the hole.
+        """
+        spans = iter_batch_spans(data)
+        if not spans:
+            raise FillError("no batches to fill with")
+        expect = base_offset
+        for _pos, _end, base, last in spans:
+            if base != expect:
+                raise FillError(f"batch at offset {base}, expected {expect}")
+            expect = last + 1
+        segs = self.segments
+        i = bisect.bisect_right([s.base_offset for s in segs], base_offset)
+        prev = segs[i - 1] if i > 0 else None
+        if i >= len(segs) or (prev is not None and prev.next_offset > base_offset):
+            raise FillError(f"offset {base_offset} is not in a hole")
+        if expect > segs[i].base_offset:
+            raise FillError(f"batches run to {expect}, past the hole's end {segs[i].base_offset}")
+        if (
+            prev is not None
+            and prev.next_offset == base_offset
+            and prev.size + len(data) <= self.segment_bytes_max
+        ):
+            seg = prev
+            f = self.fs.open_append(seg.path, position=seg.size)
+        else:
+            seg = SegmentInfo(
+                base_offset=base_offset,
+                path=f"{self.dir}/{base_offset:020d}.log",
+                next_offset=base_offset,
+            )
+            f = self.fs.create(seg.path)
+            segs.insert(i, seg)
+        try:
+            f.write(bytes(data))
+            f.sync()
+        finally:
+            f.close()
+        if seg is not prev:
+            self.fs.fsync_dir(self.dir)
+        for pos, _end, base, _last in spans:
+            _, _, _, _, _, _, _, _, max_ts = _HEAD.unpack_from(data, pos)
+            self._index(seg, base, seg.size + pos, max_ts)
+        seg.size += len(data)
+        seg.next_offset = expect
+        return expect
 
     def delete_before(self, offset: int) -> int:
         """Retention: delete whole segments that end at or before `offset`; return how many."""
@@ -250,30 +368,34 @@ class PartitionLog:
         """Whole batches from the one containing `offset`, ending before `upto`; at least one
         batch if any is below `upto` (even beyond `max_bytes`, as Kafka does), then as many as
         fit in `max_bytes`. One read per segment touched: the slice is found with the index
-        and batch headers, then read in one call."""
+        and batch headers, then read in one call. Never reads across a hole (nothing for an
+        offset in one)."""
         out: list[bytes] = []
         total = 0
-        i = bisect.bisect_right([s.base_offset for s in self.segments], offset) - 1
-        i = max(i, 0)
-        while i < len(self.segments) and offset < upto:
-            seg = self.segments[i]
+        segs = self.segments
+        if not segs or offset < segs[0].base_offset:
+            return b""
+        i = bisect.bisect_right([s.base_offset for s in segs], offset) - 1
+        while i < len(segs) and offset < upto:
+            seg = segs[i]
             start = self._position(seg, offset)
             pos = start
+            stopped = False
             while pos < seg.size:
                 head = self.fs.read_range(seg.path, pos, _LOG_OVERHEAD)
                 base, length = struct.unpack(">qi", head)
                 size = _LOG_OVERHEAD + length
                 if base >= upto or (total and total + size > max_bytes):
-                    upto = offset  # stop after this segment's slice
+                    stopped = True
                     break
                 total += size
                 pos += size
-                offset = base + 1
             if pos > start:
                 out.append(self.fs.read_range(seg.path, start, pos - start))
             i += 1
-            if i < len(self.segments):
-                offset = max(offset, self.segments[i].base_offset)
+            if stopped or i >= len(segs) or segs[i].base_offset != seg.next_offset:
+                break
+            offset = segs[i].base_offset
         return b"".join(out)
 
     def offset_for_time(self, timestamp: int) -> tuple[int, int] | None:

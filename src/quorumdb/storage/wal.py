@@ -620,6 +620,14 @@ class WAL:
         """Per group, the highest entry index still held in the oldest live segment."""
         return dict(self._segments[0].max_index) if self._segments else {}
 
+    def pinning(self) -> dict[int, int]:
+        """The groups whose entries not yet covered by a snapshot keep the oldest closed
+        segment alive, with the highest index each has there."""
+        if len(self._segments) < 2:
+            return {}
+        seg = self._segments[0]
+        return {g: mx for g, mx in seg.max_index.items() if mx > self._compacted.get(g, 0)}
+
     def close(self) -> None:
         """Sync and close; the WAL cannot be used afterwards."""
         if self._file is not None and self._failed is None:
