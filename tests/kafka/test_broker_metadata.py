@@ -35,6 +35,9 @@ class _LaggingBackend:
     async def wait_for_leaders(self, timeout_ms: int) -> None:
         pass
 
+    def now_ms(self) -> int:
+        return 0
+
     def brokers(self) -> list[tuple[int, str, int]]:
         return [(i, "127.0.0.1", 9091 + i) for i in (1, 2, 3)]
 

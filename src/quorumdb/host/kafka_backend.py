@@ -108,6 +108,7 @@ class KafkaBackend:
         host.controller_observers.append(self._on_controller_command)
         host.after_apply.append(self._after_apply)
         host.tick_hooks.append(self._tick)
+        host.metrics_hooks.append(self._gauges)
         host.service_handlers[_LEADERS_CHANNEL] = self._on_report
         host.service_handlers[_FETCH_CHANNEL] = self._on_fetch
         host.service_handlers[_CHUNK_CHANNEL] = self._on_chunk
@@ -231,10 +232,15 @@ class KafkaBackend:
         sm = g.sm
         assert isinstance(sm, PartitionStateMachine)
         isr = self._isr(g)
+        leader, epoch = raw.lead, raw.raft.term
+        if not leader and (found := self._board.leader(info.group, time.monotonic())):
+            # An election is under way here: name the leader that last reported (Kafka's
+            # metadata lags the same way; a request to it is refused if it lost the lead).
+            leader, epoch = found[0], found[1].epoch
         return PartitionView(
             group=info.group,
-            leader=raw.lead or -1,
-            leader_epoch=raw.raft.term,
+            leader=leader or -1,
+            leader_epoch=epoch,
             is_leader=raw.is_leader,
             replicas=info.replicas,
             isr=isr,
@@ -252,6 +258,29 @@ class KafkaBackend:
         if found is not None and found[0] == raw.lead and found[1].epoch == raw.raft.term:
             return tuple(found[1].isr)
         return voters
+
+    def _gauges(self) -> list[tuple[str, str, str, float]]:
+        st = self.catch_up.stats
+        return [
+            (
+                "quorumdb_kafka_partitions_catching_up",
+                "Hosted partitions still fetching data from a peer's segments",
+                "",
+                len(self._catching_up),
+            ),
+            (
+                "quorumdb_kafka_catch_up_bytes_total",
+                "Partition data fetched from peers' segments",
+                "",
+                st.fetched_bytes,
+            ),
+            (
+                "quorumdb_kafka_catch_up_rejected_total",
+                "Fetched chunks refused (corrupt, or not fitting the missing range)",
+                "",
+                st.rejected,
+            ),
+        ]
 
     # -- leadership reports ---------------------------------------------------------------------
 

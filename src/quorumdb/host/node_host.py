@@ -115,6 +115,8 @@ class NodeHost:
         self.after_apply: list[Callable[[Group, Ready, int], None]] = []
         self.controller_observers: list[Callable[[Command, Result], None]] = []
         self.tick_hooks: list[Callable[[], None]] = []
+        # Services' gauges for /metrics: (name, help, labels, value).
+        self.metrics_hooks: list[Callable[[], list[tuple[str, str, str, float]]]] = []
         # Services' own node-to-node messages (`ServiceMessage`), by channel: (sender, body).
         self.service_handlers: dict[str, Callable[[int, bytes], None]] = {}
         self._seq = 0
@@ -869,6 +871,8 @@ class NodeHost:
             gauges.append(
                 ("quorumdb_api_requests_total", "API requests", f'op="{name}",status="{status}"', n)
             )
+        for hook in self.metrics_hooks:
+            gauges += hook()
         hists = [
             ("quorumdb_wal_fsync_seconds", "WAL write+fdatasync latency", "", self.fsync_s),
             ("quorumdb_wal_batch_entries", "Entries per WAL batch", "", self.batch_entries),

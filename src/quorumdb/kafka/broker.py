@@ -223,13 +223,12 @@ async def _metadata(b: Broker, req: Request, host: str) -> dict[str, Any]:
         await _auto_create(b, missing)
         topics = b.backend.topics()
     rows = _topic_rows(b, names, topics)
-    if any(
-        p["error_code"] == ErrorCode.LEADER_NOT_AVAILABLE for r in rows for p in r["partitions"]
-    ):
-        # A partition hosted elsewhere whose leader has not reported here yet (a topic just
-        # created, or a leader just elected): wait briefly rather than send the client
+    deadline_ms = b.backend.now_ms() + _LEADER_WAIT_MS
+    while _leaderless(rows) and (left_ms := deadline_ms - b.backend.now_ms()) > 0:
+        # A partition whose leader is not known here yet (a topic just created, a leader
+        # being elected, a report on its way): wait briefly rather than send the client
         # into its retry back-off.
-        await b.backend.wait_for_leaders(_LEADER_WAIT_MS)
+        await b.backend.wait_for_leaders(left_ms)
         rows = _topic_rows(b, names, topics)
     body: dict[str, Any] = {
         "throttle_time_ms": 0,
@@ -239,6 +238,12 @@ async def _metadata(b: Broker, req: Request, host: str) -> dict[str, Any]:
         "topics": rows,
     }
     return body
+
+
+def _leaderless(rows: list[dict[str, Any]]) -> bool:
+    return any(
+        p["error_code"] == ErrorCode.LEADER_NOT_AVAILABLE for r in rows for p in r["partitions"]
+    )
 
 
 def _topic_rows(b: Broker, names: list[str], topics: dict[str, TopicInfo]) -> list[dict[str, Any]]:
