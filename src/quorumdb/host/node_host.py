@@ -87,6 +87,7 @@ _ADMIN_TIMEOUT_S = 30.0
 _TICK_CATCH_UP_MAX = 100
 _SNAPSHOT_KEEP = 1_000
 _REPLAY_WAIT_S_MAX = 30.0
+_INFLIGHT_BYTES_MAX = 32 << 20  # unacknowledged entry data per follower, per group
 _WAL_CHECK_ROUNDS = 64  # how often (in driver rounds) to look for groups pinning the WAL
 
 
@@ -168,6 +169,10 @@ class NodeHost:
             lease_drift_ticks=max(1, c.election_ticks // 5),
             max_size_per_msg=1 << 20,
             max_inflight_msgs=256,
+            # Bounds what a leader keeps sending to a follower that does not answer (its
+            # appends queue in the transport until it returns): 256 appends of whole Kafka
+            # batches could be 256 MiB per group.
+            max_inflight_bytes=_INFLIGHT_BYTES_MAX,
         )
         raw = RawNode(raft_cfg, glog.storage, Rng(random.Random().randrange))
         hs, cs = glog.storage.initial_state()
