@@ -10,7 +10,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from quorumdb.storage.fs import OsFileSystem
-from quorumdb.storage.partition_log import BATCH_HEADER_BYTES
+from quorumdb.storage.partition_log import BATCH_HEADER_BYTES, FillError
 from quorumdb.storage.partition_log import PartitionLog as _PartitionLog
 
 _HEAD = struct.Struct(">qiibIhiqq")
@@ -77,7 +77,7 @@ def test_truncate_and_reset_and_retention(tmp_path: Path) -> None:
     log.truncate_to(6)
     assert log.next_offset == 6
     assert _bases(log.read(0, 1 << 20, 100)) == list(range(6))
-    deleted = log.delete_before(4)
+    deleted = log.drop_below(4)
     assert deleted >= 1 and log.log_start_offset <= 4
     log.reset(100)
     assert log.next_offset == 100 and log.log_start_offset == 100
@@ -137,3 +137,38 @@ def test_retention_by_size_and_time_keeps_the_active_segment(tmp_path: Path) -> 
     log.enforce_retention(now_ms=1_000_000, retention_ms=1, retention_bytes=-1)
     assert len(log.segments) == 1 and log.next_offset == 12
     assert _bases(log.read(log.log_start_offset, 1 << 20, 12))[-1] == 11
+
+
+def test_holes_are_skipped_filled_and_never_read_across(tmp_path: Path) -> None:
+    src = PartitionLog(tmp_path / "src", segment_bytes_max=400)
+    _fill(src, [2, 3, 1, 4, 2, 2, 3])  # offsets 0..16
+    log = PartitionLog(tmp_path / "dst", segment_bytes_max=400)
+    log.skip_to(10)  # installed a snapshot ending at 10 with nothing of its own
+    log.append(batch(10, 2, 5000), 10)
+    assert log.next_offset == 12
+    assert log.holes() == []  # nothing before the first segment is a hole of the log's own
+    assert log.log_start_offset == 10
+    assert log.fill(src.read(0, 1 << 20, 6), 0) == 6  # [0, 6): batches 0, 2, 5
+    assert log.holes() == [(6, 10)]
+    assert log.read(6, 1 << 20, 12) == b""
+    assert _bases(log.read(0, 1 << 20, 12)) == [0, 2, 5]  # stops at the hole
+    with pytest.raises(FillError):
+        log.fill(src.read(6, 1 << 20, 12), 6)  # runs past 10, into what the log has
+    log.fill(src.read(6, 1 << 20, 10), 6)
+    assert log.holes() == []
+    assert _bases(log.read(0, 1 << 20, 12)) == [0, 2, 5, 6, 10]
+    log.close()
+    again = PartitionLog(tmp_path / "dst", segment_bytes_max=400)
+    assert again.holes() == [] and again.next_offset == 12
+    assert _bases(again.read(0, 1 << 20, 12)) == [0, 2, 5, 6, 10]
+
+
+def test_truncating_into_a_hole_keeps_what_is_below(tmp_path: Path) -> None:
+    log = PartitionLog(tmp_path / "p", segment_bytes_max=400)
+    _fill(log, [2, 2])
+    log.skip_to(10)
+    log.append(batch(10, 2, 1), 10)
+    log.truncate_to(7)  # inside the hole [4, 10)
+    assert log.next_offset == 4
+    log.skip_to(7)
+    assert log.holes() == [(4, 7)] and log.next_offset == 7

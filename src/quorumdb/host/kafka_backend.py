@@ -77,7 +77,7 @@ _OFFSETS_PREFIX = b"offsets/"
 _RETENTION_CHECK_MS = 5_000
 _TOPIC_SYNC_S_MAX = 1.0  # a Metadata request for an unknown topic waits at most this long
 _REPORT_INTERVAL_S = 0.5  # leadership reports go out at least this often...
-_REPORT_EXPIRE_S = 3.0  # ...and a node silent for this long is taken to be down
+_REPORT_EXPIRE_S = 10.0  # ...and a node silent for this long is taken to be down
 _LEADERS_CHANNEL = "kafka.leaders"
 _FETCH_CHANNEL = "kafka.fetch"
 _CHUNK_CHANNEL = "kafka.chunk"
@@ -253,7 +253,14 @@ class KafkaBackend:
         raw = g.raw
         voters = tuple(sorted(g.conf_state.voters))
         if raw.is_leader:
-            return tuple(i for i in voters if i == self.node_id or self._in_sync(raw, i))
+            # A replica still fetching data it missed (see `kafka.catch_up`) has the Raft
+            # log but not the records: not in sync, as in Kafka.
+            return tuple(
+                i
+                for i in voters
+                if i == self.node_id
+                or (self._in_sync(raw, i) and not self._board.catching_up(i, g.group_id))
+            )
         found = self._board.leader(g.group_id, time.monotonic())
         if found is not None and found[0] == raw.lead and found[1].epoch == raw.raft.term:
             return tuple(found[1].isr)

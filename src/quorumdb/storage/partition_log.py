@@ -316,16 +316,6 @@ class PartitionLog:
         seg.next_offset = expect
         return expect
 
-    def delete_before(self, offset: int) -> int:
-        """Retention: delete whole segments that end at or before `offset`; return how many."""
-        n = 0
-        while len(self.segments) > 1 and self.segments[1].base_offset <= offset:
-            self.fs.remove(self.segments.pop(0).path)
-            n += 1
-        if n:
-            self.fs.fsync_dir(self.dir)
-        return n
-
     def enforce_retention(self, now_ms: int, retention_ms: int, retention_bytes: int) -> int:
         """Delete whole closed segments older than `retention_ms` (by their newest record)
         or beyond `retention_bytes` in total (-1: no limit); return how many went.
