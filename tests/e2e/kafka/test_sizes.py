@@ -62,7 +62,12 @@ def _produce(server: str, topic: str, values: list[bytes], partitions: int) -> N
             failures.append(err)
 
     for i, v in enumerate(values):
-        p.produce(topic, v, partition=i % partitions, on_delivery=done)
+        while True:
+            try:
+                p.produce(topic, v, partition=i % partitions, on_delivery=done)
+                break
+            except BufferError:  # the client's queue is full: let acknowledgements drain it
+                p.poll(0.5)
         p.poll(0)
     assert p.flush(600) == 0, f"unacknowledged messages to {topic} through {server}"
     assert not failures, f"produce to {topic} through {server} failed: {failures[:3]}"
