@@ -2,8 +2,8 @@
 
 The handlers speak the protocol (request dict in, response dict out, `ErrorCode`s) and know
 what Kafka clients expect; everything about Raft groups, storage, time and the network is
-behind `BrokerBackend` (implemented by `host.kafka_backend`). The connection loop lives in
-`runtime.kafka_server`.
+behind `BrokerBackend` (implemented by `host.kafka_backend`); the broker-wide topic defaults
+are `BrokerSettings`. The connection loop lives in `runtime.kafka_server`.
 
 Rules the clients rely on (shared/KAFKA.md): the high watermark is the Raft commit (apply)
 point, so consumers never see uncommitted records; acks=all answers after commit; a
@@ -18,18 +18,41 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any, Protocol
 
-from quorumdb.kafka.metadata import TopicConfigError, TopicInfo
+from quorumdb.kafka.metadata import (
+    DEFAULT_CONFIGS,
+    TopicConfigError,
+    TopicInfo,
+    place_replicas,
+    topic_configs,
+    validate_topic_name,
+)
 from quorumdb.kafka.partition import ProduceResult
 from quorumdb.kafka.protocol.apis import ApiKey, api_versions_body
 from quorumdb.kafka.protocol.connection import Request
 from quorumdb.kafka.protocol.errors import ErrorCode, RemoteProtocolError
 from quorumdb.kafka.protocol.records import validate_batches
 
-__all__ = ["Broker", "BrokerBackend", "PartitionView"]
+__all__ = ["Broker", "BrokerBackend", "BrokerSettings", "PartitionView"]
 
 _EARLIEST = -2
 _LATEST = -1
 _MAX_TIMESTAMP = -3
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class BrokerSettings:
+    """The broker-wide defaults of Kafka's server.properties that quorumdb honours (set in
+    the node config, `host.config.NodeConfig`)."""
+
+    num_partitions: int = 1  # num.partitions
+    default_replication_factor: int | None = None  # None: min(3, number of brokers)
+    auto_create_topics_enable: bool = True
+
+    def replication_factor(self, brokers: int) -> int:
+        """default.replication.factor in a cluster of `brokers` brokers."""
+        if self.default_replication_factor is not None:
+            return self.default_replication_factor
+        return min(3, brokers)
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -49,7 +72,6 @@ class PartitionView:
 class BrokerBackend(Protocol):
     node_id: int
     cluster_id: str
-    auto_create_topics: bool
 
     def now_ms(self) -> int: ...
 
@@ -131,8 +153,9 @@ Handler = Callable[["Broker", Request, str], Awaitable[dict[str, Any]]]
 class Broker:
     """Dispatches decoded requests to handlers; returns response bodies."""
 
-    def __init__(self, backend: BrokerBackend) -> None:
+    def __init__(self, backend: BrokerBackend, settings: BrokerSettings | None = None) -> None:
         self.backend = backend
+        self.settings = settings or BrokerSettings()
 
     async def handle(self, request: Request, client_host: str) -> dict[str, Any]:
         handler = _HANDLERS.get(request.api_key)
@@ -186,18 +209,29 @@ def _partition_rows(b: Broker, t: TopicInfo) -> list[dict[str, Any]]:
     return rows
 
 
-AUTO_CREATE_PARTITIONS = 1  # Kafka's num.partitions default
+def _default_replication_factor(b: Broker) -> int:
+    return b.settings.replication_factor(len(b.backend.brokers()))
 
 
-async def _auto_create(b: Broker, names: list[str]) -> None:
-    """Kafka's auto.create.topics.enable: a topic a client asks for comes into being."""
+async def _auto_create(b: Broker, names: list[str]) -> dict[str, ErrorCode]:
+    """Kafka's auto.create.topics.enable: a topic a client asks for comes into being, with
+    num.partitions and default.replication.factor. Returns why a topic could not be.
+
+    Like Kafka (2.x, which created in the Metadata request) the client hears that reason
+    (INVALID_TOPIC_EXCEPTION, INVALID_REPLICATION_FACTOR above the cluster size) instead of
+    an UNKNOWN_TOPIC_OR_PARTITION it would retry until its timeout.
+    """
+    failed: dict[str, ErrorCode] = {}
     for name in names:
         try:
             await b.backend.create_topic(
-                name, AUTO_CREATE_PARTITIONS, min(3, len(b.backend.brokers())), {}
+                name, b.settings.num_partitions, _default_replication_factor(b), {}
             )
-        except (TopicConfigError, FileExistsError, TimeoutError):
-            continue  # an invalid name stays unknown; a lost race is fine
+        except TopicConfigError as exc:
+            failed[name] = exc.code
+        except (FileExistsError, TimeoutError):
+            continue  # a lost race is fine; a timeout leaves it unknown until a retry
+    return failed
 
 
 async def _metadata(b: Broker, req: Request, host: str) -> dict[str, Any]:
@@ -213,8 +247,13 @@ async def _metadata(b: Broker, req: Request, host: str) -> dict[str, Any]:
         await b.backend.sync_topics()
         topics = b.backend.topics()
         missing = [n for n in names if n not in topics]
-    if missing and req.body.get("allow_auto_topic_creation", True) and b.backend.auto_create_topics:
-        await _auto_create(b, missing)
+    failed: dict[str, ErrorCode] = {}
+    if (
+        missing
+        and req.body.get("allow_auto_topic_creation", True)
+        and b.settings.auto_create_topics_enable
+    ):
+        failed = await _auto_create(b, missing)
         topics = b.backend.topics()
     rows: list[dict[str, Any]] = []
     for name in names:
@@ -222,7 +261,7 @@ async def _metadata(b: Broker, req: Request, host: str) -> dict[str, Any]:
         if t is None:
             rows.append(
                 {
-                    "error_code": ErrorCode.UNKNOWN_TOPIC_OR_PARTITION,
+                    "error_code": failed.get(name, ErrorCode.UNKNOWN_TOPIC_OR_PARTITION),
                     "name": name,
                     "is_internal": False,
                     "partitions": [],
@@ -253,21 +292,28 @@ async def _create_topics(b: Broker, req: Request, host: str) -> dict[str, Any]:
         name = t["name"]
         try:
             configs = {c["name"]: c["value"] for c in t.get("configs", [])}
+            # -1 asks for the broker's num.partitions / default.replication.factor (KIP-464,
+            # CreateTopics v4). Kafka's broker takes it in any version (its client refuses to
+            # send it below v4), and so do we; any other value out of range is refused.
             partitions = t["num_partitions"]
+            if partitions == -1:
+                partitions = b.settings.num_partitions
             rf = t["replication_factor"]
+            if rf == -1:
+                rf = _default_replication_factor(b)
             if t.get("assignments"):
                 raise TopicConfigError(
                     "manual replica assignments are not supported",
                     ErrorCode.INVALID_REPLICA_ASSIGNMENT,
                 )
             if req.body.get("validate_only"):
+                validate_topic_name(name)
+                topic_configs(configs)
+                place_replicas([n for n, _, _ in b.backend.brokers()], partitions, rf)
                 results.append({"name": name, "error_code": ErrorCode.NONE, "error_message": None})
                 continue
             await b.backend.create_topic(
-                name,
-                partitions if partitions > 0 else 1,
-                rf if rf > 0 else min(3, len(b.backend.brokers())),
-                {k: v for k, v in configs.items() if v is not None},
+                name, partitions, rf, {k: v for k, v in configs.items() if v is not None}
             )
         except TopicConfigError as exc:
             code = exc.code
@@ -761,6 +807,42 @@ async def _list_groups(b: Broker, req: Request, host: str) -> dict[str, Any]:
     }
 
 
+_TOPIC_RESOURCE = 2
+_BROKER_RESOURCE = 4
+_STATIC_BROKER_CONFIG = 4  # DescribeConfigs config_source values
+_DEFAULT_CONFIG = 5
+
+
+def _broker_configs(b: Broker, keys: list[str] | None) -> list[dict[str, Any]]:
+    """This broker's settings as Kafka names them: read-only (there is no AlterConfigs), from
+    the node config where they differ from the defaults."""
+    s = b.settings
+    default = BrokerSettings()
+    values = {
+        "num.partitions": (str(s.num_partitions), s.num_partitions != default.num_partitions),
+        "default.replication.factor": (
+            str(_default_replication_factor(b)),
+            s.default_replication_factor is not None,
+        ),
+        "auto.create.topics.enable": (
+            str(s.auto_create_topics_enable).lower(),
+            s.auto_create_topics_enable != default.auto_create_topics_enable,
+        ),
+    }
+    return [
+        {
+            "name": key,
+            "value": value,
+            "read_only": True,
+            "config_source": _STATIC_BROKER_CONFIG if is_set else _DEFAULT_CONFIG,
+            "is_sensitive": False,
+            "synonyms": [],
+        }
+        for key, (value, is_set) in sorted(values.items())
+        if keys is None or key in keys
+    ]
+
+
 async def _describe_configs(b: Broker, req: Request, host: str) -> dict[str, Any]:
     topics = b.backend.topics()
     results = []
@@ -774,13 +856,19 @@ async def _describe_configs(b: Broker, req: Request, host: str) -> dict[str, Any
             "resource_name": name,
             "configs": [],
         }
-        if r["resource_type"] == 2:  # TOPIC
+        if r["resource_type"] == _BROKER_RESOURCE:
+            # Kafka: "" names the cluster-wide dynamic defaults (we have none); a broker id
+            # must be the id of the broker asked (clients send it there).
+            if name == str(b.backend.node_id):
+                row["configs"] = _broker_configs(b, keys)
+            elif name:
+                row["error_code"] = ErrorCode.INVALID_REQUEST
+                row["error_message"] = f"this is broker {b.backend.node_id}, not {name!r}"
+        elif r["resource_type"] == _TOPIC_RESOURCE:
             t = topics.get(name)
             if t is None:
                 row["error_code"] = ErrorCode.UNKNOWN_TOPIC_OR_PARTITION
             else:
-                from quorumdb.kafka.metadata import DEFAULT_CONFIGS
-
                 for key in sorted(DEFAULT_CONFIGS):
                     if keys is None or key in keys:
                         row["configs"].append(
