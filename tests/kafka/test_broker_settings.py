@@ -1,5 +1,6 @@
 """The broker's topic defaults (num.partitions, default.replication.factor,
-auto.create.topics.enable), against an in-memory backend.
+auto.create.topics.enable) and its OffsetCommit/OffsetFetch answers for unknown partitions,
+against an in-memory backend.
 
 Each request and its response go through the codec at the API version named, so the bodies
 are those a client sends and gets.
@@ -286,3 +287,104 @@ def test_describe_configs_of_another_broker_is_an_invalid_request() -> None:
     row = _describe_broker(_MemoryBackend(), "2", BrokerSettings())
     assert row["error_code"] == ErrorCode.INVALID_REQUEST, row
     assert row["configs"] == []
+
+
+# -- committed offsets ---------------------------------------------------------------------------
+
+
+def _commit(backend: _MemoryBackend, partitions: list[_OffsetKey]) -> dict[_OffsetKey, int]:
+    topics: dict[str, list[dict[str, Any]]] = {}
+    for name, index in partitions:
+        topics.setdefault(name, []).append(
+            {"partition_index": index, "committed_offset": 42, "committed_metadata": "m"}
+        )
+    body = {
+        "group_id": "g",
+        "generation_id_or_member_epoch": -1,
+        "member_id": "",
+        "topics": [{"name": n, "partitions": ps} for n, ps in topics.items()],
+    }
+    response = _call(backend, ApiKey.OFFSET_COMMIT, 5, body)
+    return {
+        (t["name"], p["partition_index"]): p["error_code"]
+        for t in response["topics"]
+        for p in t["partitions"]
+    }
+
+
+def test_offset_commit_for_an_unknown_topic_or_partition_is_refused_and_not_stored() -> None:
+    backend = _MemoryBackend()
+    backend.topics()["orders"] = backend.topic("orders", 2)
+    codes = _commit(backend, [("orders", 0), ("orders", 2), ("nope", 0)])
+    assert codes == {
+        ("orders", 0): ErrorCode.NONE,
+        ("orders", 2): ErrorCode.UNKNOWN_TOPIC_OR_PARTITION,
+        ("nope", 0): ErrorCode.UNKNOWN_TOPIC_OR_PARTITION,
+    }
+    assert backend.offsets == {("orders", 0): (42, "m")}
+
+
+def test_offset_commit_for_a_topic_not_applied_here_yet_catches_up_first() -> None:
+    backend = _MemoryBackend()
+    backend.late["orders"] = backend.topic("orders", 1)
+    assert _commit(backend, [("orders", 0)]) == {("orders", 0): ErrorCode.NONE}
+    assert backend.offsets == {("orders", 0): (42, "m")}
+
+
+def _fetch(
+    backend: _MemoryBackend, version: int, partitions: list[_OffsetKey]
+) -> dict[_OffsetKey, tuple[int, int]]:
+    topics: dict[str, list[int]] = {}
+    for name, index in partitions:
+        topics.setdefault(name, []).append(index)
+    body = {
+        "group_id": "g",
+        "topics": [{"name": n, "partition_indexes": ps} for n, ps in topics.items()],
+    }
+    response = _call(backend, ApiKey.OFFSET_FETCH, version, body)
+    assert response.get("error_code", ErrorCode.NONE) == ErrorCode.NONE, response
+    return {
+        (t["name"], p["partition_index"]): (p["committed_offset"], p["error_code"])
+        for t in response["topics"]
+        for p in t["partitions"]
+    }
+
+
+def _committed_backend() -> _MemoryBackend:
+    """`orders` has 2 partitions; the group committed offset 7 for partition 0 only."""
+    backend = _MemoryBackend()
+    backend.topics()["orders"] = backend.topic("orders", 2)
+    backend.offsets[("orders", 0)] = (7, None)
+    return backend
+
+
+def test_offset_fetch_v1_and_later_answer_minus_one_and_none_without_a_commit() -> None:
+    backend = _committed_backend()
+    for version in (1, 5):
+        got = _fetch(backend, version, [("orders", 0), ("orders", 1), ("orders", 9), ("nope", 0)])
+        assert got == {
+            ("orders", 0): (7, ErrorCode.NONE),
+            ("orders", 1): (-1, ErrorCode.NONE),
+            ("orders", 9): (-1, ErrorCode.NONE),
+            ("nope", 0): (-1, ErrorCode.NONE),
+        }, version
+
+
+def test_offset_fetch_v0_answers_unknown_topic_or_partition_without_a_commit() -> None:
+    backend = _committed_backend()
+    got = _fetch(backend, 0, [("orders", 0), ("orders", 1), ("orders", 9), ("nope", 0)])
+    assert got == {
+        ("orders", 0): (7, ErrorCode.NONE),
+        ("orders", 1): (-1, ErrorCode.UNKNOWN_TOPIC_OR_PARTITION),
+        ("orders", 9): (-1, ErrorCode.UNKNOWN_TOPIC_OR_PARTITION),
+        ("nope", 0): (-1, ErrorCode.UNKNOWN_TOPIC_OR_PARTITION),
+    }
+
+
+def test_offset_fetch_v0_hides_an_offset_stored_for_a_partition_the_topic_lacks() -> None:
+    # A deleted topic's offsets stay in the group's KV entries; v0 says the topic is unknown.
+    backend = _committed_backend()
+    backend.offsets[("gone", 0)] = (3, None)
+    assert _fetch(backend, 0, [("gone", 0)]) == {
+        ("gone", 0): (-1, ErrorCode.UNKNOWN_TOPIC_OR_PARTITION)
+    }

@@ -706,9 +706,35 @@ async def _leave_group(b: Broker, req: Request, host: str) -> dict[str, Any]:
     }
 
 
+async def _unknown_partitions(b: Broker, wanted: list[tuple[str, int]]) -> set[tuple[str, int]]:
+    """The (topic, partition) pairs of `wanted` that no topic has, once caught up with the
+    controller (as in `_metadata`: a topic created through another node may not be applied
+    here yet)."""
+
+    def unknown() -> set[tuple[str, int]]:
+        topics = b.backend.topics()
+        return {
+            (name, index)
+            for name, index in wanted
+            if (t := topics.get(name)) is None or not 0 <= index < len(t.partitions)
+        }
+
+    found = unknown()
+    if found:
+        await b.backend.sync_topics()
+        found = unknown()
+    return found
+
+
 async def _offset_commit(b: Broker, req: Request, host: str) -> dict[str, Any]:
     body = req.body
     group_id = body["group_id"]
+    # Kafka (KafkaApis.handleOffsetCommitRequest, every version) answers a partition its
+    # metadata does not have with UNKNOWN_TOPIC_OR_PARTITION, whatever the group's state,
+    # and does not store its offset.
+    unknown = await _unknown_partitions(
+        b, [(t["name"], p["partition_index"]) for t in body["topics"] for p in t["partitions"]]
+    )
     code = ErrorCode.NONE
     generation = body.get("generation_id_or_member_epoch", -1)
     if _not_coordinator(b, group_id):
@@ -723,8 +749,9 @@ async def _offset_commit(b: Broker, req: Request, host: str) -> dict[str, Any]:
         (t["name"], p["partition_index"]): (p["committed_offset"], p.get("committed_metadata"))
         for t in body["topics"]
         for p in t["partitions"]
+        if (t["name"], p["partition_index"]) not in unknown
     }
-    if code == ErrorCode.NONE:
+    if code == ErrorCode.NONE and offsets:
         try:
             await b.backend.commit_offsets(group_id, offsets)
         except (TimeoutError, LookupError):
@@ -735,7 +762,12 @@ async def _offset_commit(b: Broker, req: Request, host: str) -> dict[str, Any]:
             {
                 "name": t["name"],
                 "partitions": [
-                    {"partition_index": p["partition_index"], "error_code": code}
+                    {
+                        "partition_index": p["partition_index"],
+                        "error_code": ErrorCode.UNKNOWN_TOPIC_OR_PARTITION
+                        if (t["name"], p["partition_index"]) in unknown
+                        else code,
+                    }
                     for p in t["partitions"]
                 ],
             }
@@ -762,18 +794,32 @@ async def _offset_fetch(b: Broker, req: Request, host: str) -> dict[str, Any]:
         for name, part in sorted(stored):
             by_topic.setdefault(name, []).append(part)
         wanted = [{"name": n, "partition_indexes": ps} for n, ps in by_topic.items()]
+    # Kafka v1+ (KafkaApis.handleOffsetFetchRequestBetweenV1AndV7) reads the group's offsets
+    # with no metadata check: a partition without a committed offset, of an unknown topic
+    # too, is -1 with NONE (and OffsetCommit stores none for unknown topics). v0 read them
+    # from ZooKeeper and answered UNKNOWN_TOPIC_OR_PARTITION both for an unknown partition
+    # and for one without a committed offset (kafka-python: "have you committed any offsets
+    # yet?"), which v0 clients still expect.
+    missing_code = ErrorCode.UNKNOWN_TOPIC_OR_PARTITION if req.api_version == 0 else ErrorCode.NONE
+    unknown: set[tuple[str, int]] = set()
+    if req.api_version == 0:
+        unknown = await _unknown_partitions(
+            b, [(t["name"], i) for t in wanted for i in t["partition_indexes"]]
+        )
     topics = []
     for t in wanted:
         parts = []
         for index in t["partition_indexes"]:
-            offset, meta = stored.get((t["name"], index), (-1, ""))
+            key = (t["name"], index)
+            found = None if key in unknown else stored.get(key)
+            offset, meta = found or (-1, "")
             parts.append(
                 {
                     "partition_index": index,
                     "committed_offset": offset,
                     "committed_leader_epoch": -1,
                     "metadata": meta or "",
-                    "error_code": ErrorCode.NONE,
+                    "error_code": ErrorCode.NONE if found else missing_code,
                 }
             )
         topics.append({"name": t["name"], "partitions": parts})
