@@ -19,7 +19,6 @@ class _LaggingBackend:
 
     node_id = 2
     cluster_id = "test"
-    auto_create_topics = False
 
     def __init__(self) -> None:
         self._topics: dict[str, TopicInfo] = {}

@@ -21,6 +21,7 @@ from quorumdb.cli.local_cluster import (
 )
 from quorumdb.errors import UserError
 from quorumdb.host.config import load_config, node_config_from
+from quorumdb.kafka.metadata import PARTITIONS_MAX
 
 __all__ = ["down", "node", "status", "up"]
 
@@ -65,6 +66,25 @@ def node(config_path: Path, unsafe_no_fsync: bool) -> None:
     show_default=True,
     help="Applied entries between snapshots of a group.",
 )
+@click.option(
+    "--num-partitions",
+    type=click.IntRange(1, PARTITIONS_MAX),
+    default=1,
+    show_default=True,
+    help="Kafka num.partitions: partitions of auto-created topics (and CreateTopics with -1).",
+)
+@click.option(
+    "--default-replication-factor",
+    type=click.IntRange(1, 9),
+    default=None,
+    help="Kafka default.replication.factor, likewise (default: min(3, nodes)).",
+)
+@click.option(
+    "--auto-create-topics/--no-auto-create-topics",
+    default=True,
+    show_default=True,
+    help="Kafka auto.create.topics.enable: Metadata for an unknown topic creates it.",
+)
 @click.option("--unsafe-no-fsync", is_flag=True, help="UNSAFE (labs only): never fdatasync.")
 @_DIR_OPTION
 def up(  # noqa: PLR0917  (click passes options positionally)
@@ -72,6 +92,9 @@ def up(  # noqa: PLR0917  (click passes options positionally)
     base_port: int,
     shards: int,
     snapshot_entries: int,
+    num_partitions: int,
+    default_replication_factor: int | None,
+    auto_create_topics: bool,
     unsafe_no_fsync: bool,
     cluster_dir: Path,
 ) -> None:
@@ -84,6 +107,9 @@ def up(  # noqa: PLR0917  (click passes options positionally)
         shards=shards,
         fsync=not unsafe_no_fsync,
         snapshot_entries=snapshot_entries,
+        num_partitions=num_partitions,
+        default_replication_factor=default_replication_factor,
+        auto_create_topics_enable=auto_create_topics,
     )
     console.print(f"started {nodes} nodes in {cluster_dir}/ (logs: {cluster_dir}/n*/node.log)")
     wait_ready_or_stop(cluster)

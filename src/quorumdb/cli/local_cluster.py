@@ -22,7 +22,7 @@ from pathlib import Path
 from typing import Any
 
 from quorumdb.errors import UserError
-from quorumdb.host.config import Member, NodeConfig, render_config
+from quorumdb.host.config import Member, NodeConfig, load_config, node_config_from, render_config
 
 __all__ = [
     "LocalCluster",
@@ -103,6 +103,9 @@ def start_cluster(
     shards: int,
     fsync: bool,
     snapshot_entries: int = 10_000,
+    num_partitions: int = 1,
+    default_replication_factor: int | None = None,
+    auto_create_topics_enable: bool = True,
     host: str = "127.0.0.1",
 ) -> LocalCluster:
     if nodes < 1 or nodes > 9:
@@ -122,6 +125,9 @@ def start_cluster(
             shards=shards,
             fsync=fsync,
             snapshot_entries=snapshot_entries,
+            num_partitions=num_partitions,
+            default_replication_factor=default_replication_factor,
+            auto_create_topics_enable=auto_create_topics_enable,
         )
         (node_dir / "node.toml").write_text(render_config(cfg))
     for node_id in members:
@@ -132,7 +138,9 @@ def start_cluster(
 
 
 def add_local_node(cluster_dir: Path, *, shards: int | None = None) -> tuple[LocalCluster, Member]:
-    """Write the config of the next node (id = max + 1) and start it, empty; return it."""
+    """Write the config of the next node (id = max + 1) and start it, empty; return it.
+
+    It takes the shard count and the Kafka broker defaults of the first node's config."""
     cluster = load_cluster(cluster_dir)
     node_id = max(cluster.nodes) + 1
     first = cluster.nodes[min(cluster.nodes)]
@@ -141,13 +149,15 @@ def add_local_node(cluster_dir: Path, *, shards: int | None = None) -> tuple[Loc
     members = {**cluster.nodes, node_id: member}
     node_dir = cluster_dir / f"n{node_id}"
     node_dir.mkdir(parents=True, exist_ok=True)
-    existing = (cluster_dir / f"n{first.node_id}" / "node.toml").read_text()
-    shard_count = shards if shards is not None else _shards_of(existing)
+    existing = node_config_from(load_config(cluster_dir / f"n{first.node_id}" / "node.toml"), {})
     cfg = NodeConfig(
         node_id=node_id,
         data_dir=(node_dir / "data").resolve(),
         members=members,
-        shards=shard_count,
+        shards=shards if shards is not None else existing.shards,
+        num_partitions=existing.num_partitions,
+        default_replication_factor=existing.default_replication_factor,
+        auto_create_topics_enable=existing.auto_create_topics_enable,
     )
     (node_dir / "node.toml").write_text(render_config(cfg))
     pids = {**cluster.pids, node_id: start_node(cluster_dir, node_id)}
@@ -166,14 +176,6 @@ def forget_local_node(cluster_dir: Path, node_id: int) -> None:
     nodes = {i: m for i, m in cluster.nodes.items() if i != node_id}
     pids = {i: p for i, p in cluster.pids.items() if i != node_id}
     write_state(LocalCluster(dir=cluster_dir, nodes=nodes, pids=pids))
-
-
-def _shards_of(toml_text: str) -> int:
-    for line in toml_text.splitlines():
-        key, _, value = line.partition("=")
-        if key.strip() == "shards":
-            return int(value.strip())
-    return 4
 
 
 def write_state(c: LocalCluster) -> None:

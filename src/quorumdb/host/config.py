@@ -1,4 +1,6 @@
-"""A node's settings: identity, addresses of every member, Raft timing, durability.
+"""A node's settings: identity, addresses of every member, Raft timing, durability, and the
+Kafka broker defaults (Kafka's `num.partitions`, `default.replication.factor` and
+`auto.create.topics.enable`, spelt with underscores).
 
 Loaded from TOML (`load_config`), then overridden by environment variables `QUORUMDB_<KEY>`
 and command-line flags; every value is validated here so a bad setting stops the node with
@@ -13,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from quorumdb.errors import UserError
+from quorumdb.kafka.metadata import PARTITIONS_MAX
 
 __all__ = [
     "Address",
@@ -70,6 +73,12 @@ class NodeConfig:
     # first: a Kafka partition's entries are whole record batches, up to megabytes each.
     snapshot_bytes: int = 64 << 20
     request_timeout_s: float = 5.0
+    # Kafka broker defaults, for auto-created topics and CreateTopics asking for -1 (KIP-464).
+    num_partitions: int = 1  # Kafka's default
+    # None: min(3, number of brokers). Kafka's default, 1, keeps a single copy of each
+    # partition; ours replicates like the rest of the cluster, as far as its size allows.
+    default_replication_factor: int | None = None
+    auto_create_topics_enable: bool = True
     extra: dict[str, Any] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
@@ -87,6 +96,14 @@ class NodeConfig:
             or self.election_ticks <= self.heartbeat_ticks
         ):
             raise UserError("need tick_ms >= 1 and election_ticks > heartbeat_ticks >= 1")
+        if not 1 <= self.num_partitions <= PARTITIONS_MAX:
+            raise UserError(
+                f"num_partitions must be in 1..{PARTITIONS_MAX}, got {self.num_partitions}"
+            )
+        if self.default_replication_factor is not None and self.default_replication_factor < 1:
+            raise UserError(
+                f"default_replication_factor must be >= 1, got {self.default_replication_factor}"
+            )
 
     @property
     def me(self) -> Member:
@@ -112,8 +129,10 @@ _INT_KEYS = (
     "heartbeat_ticks",
     "snapshot_entries",
     "snapshot_bytes",
+    "num_partitions",
+    "default_replication_factor",
 )
-_BOOL_KEYS = ("lease_reads", "fsync")
+_BOOL_KEYS = ("lease_reads", "fsync", "auto_create_topics_enable")
 
 
 def node_config_from(raw: dict[str, Any], env: dict[str, str]) -> NodeConfig:
@@ -183,7 +202,11 @@ def render_config(config: NodeConfig) -> str:
         f"fsync = {str(config.fsync).lower()}",
         f"snapshot_entries = {config.snapshot_entries}",
         f"snapshot_bytes = {config.snapshot_bytes}",
+        f"num_partitions = {config.num_partitions}",
+        f"auto_create_topics_enable = {str(config.auto_create_topics_enable).lower()}",
     ]
+    if config.default_replication_factor is not None:
+        lines.append(f"default_replication_factor = {config.default_replication_factor}")
     for node_id, m in sorted(config.members.items()):
         lines += [
             "",

@@ -90,7 +90,6 @@ class KafkaBackend:
         self.host = host
         self.node_id = host.config.node_id
         self.cluster_id = host.config.cluster
-        self.auto_create_topics = True
         self._topics: dict[str, TopicInfo] = {}
         self._fs = OsFileSystem()
         self._waiters: dict[int, list[asyncio.Future[None]]] = {}

@@ -2,8 +2,8 @@
 
 The handlers speak the protocol (request dict in, response dict out, `ErrorCode`s) and know
 what Kafka clients expect; everything about Raft groups, storage, time and the network is
-behind `BrokerBackend` (implemented by `host.kafka_backend`). The connection loop lives in
-`runtime.kafka_server`.
+behind `BrokerBackend` (implemented by `host.kafka_backend`); the broker-wide topic defaults
+are `BrokerSettings`. The connection loop lives in `runtime.kafka_server`.
 
 Rules the clients rely on (shared/KAFKA.md): the high watermark is the Raft commit (apply)
 point, so consumers never see uncommitted records; acks=all answers after commit; a
@@ -18,18 +18,41 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any, Protocol
 
-from quorumdb.kafka.metadata import TopicConfigError, TopicInfo
+from quorumdb.kafka.metadata import (
+    DEFAULT_CONFIGS,
+    TopicConfigError,
+    TopicInfo,
+    place_replicas,
+    topic_configs,
+    validate_topic_name,
+)
 from quorumdb.kafka.partition import ProduceResult
 from quorumdb.kafka.protocol.apis import ApiKey, api_versions_body
 from quorumdb.kafka.protocol.connection import Request
 from quorumdb.kafka.protocol.errors import ErrorCode, RemoteProtocolError
 from quorumdb.kafka.protocol.records import validate_batches
 
-__all__ = ["Broker", "BrokerBackend", "PartitionView"]
+__all__ = ["Broker", "BrokerBackend", "BrokerSettings", "PartitionView"]
 
 _EARLIEST = -2
 _LATEST = -1
 _MAX_TIMESTAMP = -3
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class BrokerSettings:
+    """The broker-wide defaults of Kafka's server.properties that quorumdb honours (set in
+    the node config, `host.config.NodeConfig`)."""
+
+    num_partitions: int = 1  # num.partitions
+    default_replication_factor: int | None = None  # None: min(3, number of brokers)
+    auto_create_topics_enable: bool = True
+
+    def replication_factor(self, brokers: int) -> int:
+        """default.replication.factor in a cluster of `brokers` brokers."""
+        if self.default_replication_factor is not None:
+            return self.default_replication_factor
+        return min(3, brokers)
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -49,7 +72,6 @@ class PartitionView:
 class BrokerBackend(Protocol):
     node_id: int
     cluster_id: str
-    auto_create_topics: bool
 
     def now_ms(self) -> int: ...
 
@@ -136,8 +158,9 @@ Handler = Callable[["Broker", Request, str], Awaitable[dict[str, Any]]]
 class Broker:
     """Dispatches decoded requests to handlers; returns response bodies."""
 
-    def __init__(self, backend: BrokerBackend) -> None:
+    def __init__(self, backend: BrokerBackend, settings: BrokerSettings | None = None) -> None:
         self.backend = backend
+        self.settings = settings or BrokerSettings()
 
     async def handle(self, request: Request, client_host: str) -> dict[str, Any]:
         handler = _HANDLERS.get(request.api_key)
@@ -191,19 +214,32 @@ def _partition_rows(b: Broker, t: TopicInfo) -> list[dict[str, Any]]:
     return rows
 
 
-AUTO_CREATE_PARTITIONS = 1  # Kafka's num.partitions default
 _LEADER_WAIT_MS = 500  # how long Metadata waits for a leader of a partition hosted elsewhere
 
 
-async def _auto_create(b: Broker, names: list[str]) -> None:
-    """Kafka's auto.create.topics.enable: a topic a client asks for comes into being."""
+def _default_replication_factor(b: Broker) -> int:
+    return b.settings.replication_factor(len(b.backend.brokers()))
+
+
+async def _auto_create(b: Broker, names: list[str]) -> dict[str, ErrorCode]:
+    """Kafka's auto.create.topics.enable: a topic a client asks for comes into being, with
+    num.partitions and default.replication.factor. Returns why a topic could not be.
+
+    Like Kafka (2.x, which created in the Metadata request) the client hears that reason
+    (INVALID_TOPIC_EXCEPTION, INVALID_REPLICATION_FACTOR above the cluster size) instead of
+    an UNKNOWN_TOPIC_OR_PARTITION it would retry until its timeout.
+    """
+    failed: dict[str, ErrorCode] = {}
     for name in names:
         try:
             await b.backend.create_topic(
-                name, AUTO_CREATE_PARTITIONS, min(3, len(b.backend.brokers())), {}
+                name, b.settings.num_partitions, _default_replication_factor(b), {}
             )
-        except (TopicConfigError, FileExistsError, TimeoutError):
-            continue  # an invalid name stays unknown; a lost race is fine
+        except TopicConfigError as exc:
+            failed[name] = exc.code
+        except (FileExistsError, TimeoutError):
+            continue  # a lost race is fine; a timeout leaves it unknown until a retry
+    return failed
 
 
 async def _metadata(b: Broker, req: Request, host: str) -> dict[str, Any]:
@@ -219,17 +255,22 @@ async def _metadata(b: Broker, req: Request, host: str) -> dict[str, Any]:
         await b.backend.sync_topics()
         topics = b.backend.topics()
         missing = [n for n in names if n not in topics]
-    if missing and req.body.get("allow_auto_topic_creation", True) and b.backend.auto_create_topics:
-        await _auto_create(b, missing)
+    failed: dict[str, ErrorCode] = {}
+    if (
+        missing
+        and req.body.get("allow_auto_topic_creation", True)
+        and b.settings.auto_create_topics_enable
+    ):
+        failed = await _auto_create(b, missing)
         topics = b.backend.topics()
-    rows = _topic_rows(b, names, topics)
+    rows = _topic_rows(b, names, topics, failed)
     deadline_ms = b.backend.now_ms() + _LEADER_WAIT_MS
     while _leaderless(rows) and (left_ms := deadline_ms - b.backend.now_ms()) > 0:
         # A partition whose leader is not known here yet (a topic just created, a leader
         # being elected, a report on its way): wait briefly rather than send the client
         # into its retry back-off.
         await b.backend.wait_for_leaders(left_ms)
-        rows = _topic_rows(b, names, topics)
+        rows = _topic_rows(b, names, topics, failed)
     body: dict[str, Any] = {
         "throttle_time_ms": 0,
         "brokers": _broker_rows(b),
@@ -246,14 +287,17 @@ def _leaderless(rows: list[dict[str, Any]]) -> bool:
     )
 
 
-def _topic_rows(b: Broker, names: list[str], topics: dict[str, TopicInfo]) -> list[dict[str, Any]]:
+def _topic_rows(
+    b: Broker, names: list[str], topics: dict[str, TopicInfo], failed: dict[str, ErrorCode]
+) -> list[dict[str, Any]]:
+    """Metadata's topic rows; `failed`: why auto-creating a topic did not work."""
     rows: list[dict[str, Any]] = []
     for name in names:
         t = topics.get(name)
         if t is None:
             rows.append(
                 {
-                    "error_code": ErrorCode.UNKNOWN_TOPIC_OR_PARTITION,
+                    "error_code": failed.get(name, ErrorCode.UNKNOWN_TOPIC_OR_PARTITION),
                     "name": name,
                     "is_internal": False,
                     "partitions": [],
@@ -277,21 +321,28 @@ async def _create_topics(b: Broker, req: Request, host: str) -> dict[str, Any]:
         name = t["name"]
         try:
             configs = {c["name"]: c["value"] for c in t.get("configs", [])}
+            # -1 asks for the broker's num.partitions / default.replication.factor (KIP-464,
+            # CreateTopics v4). Kafka's broker takes it in any version (its client refuses to
+            # send it below v4), and so do we; any other value out of range is refused.
             partitions = t["num_partitions"]
+            if partitions == -1:
+                partitions = b.settings.num_partitions
             rf = t["replication_factor"]
+            if rf == -1:
+                rf = _default_replication_factor(b)
             if t.get("assignments"):
                 raise TopicConfigError(
                     "manual replica assignments are not supported",
                     ErrorCode.INVALID_REPLICA_ASSIGNMENT,
                 )
             if req.body.get("validate_only"):
+                validate_topic_name(name)
+                topic_configs(configs)
+                place_replicas([n for n, _, _ in b.backend.brokers()], partitions, rf)
                 results.append({"name": name, "error_code": ErrorCode.NONE, "error_message": None})
                 continue
             await b.backend.create_topic(
-                name,
-                partitions if partitions > 0 else 1,
-                rf if rf > 0 else min(3, len(b.backend.brokers())),
-                {k: v for k, v in configs.items() if v is not None},
+                name, partitions, rf, {k: v for k, v in configs.items() if v is not None}
             )
         except TopicConfigError as exc:
             code = exc.code
@@ -690,9 +741,35 @@ async def _leave_group(b: Broker, req: Request, host: str) -> dict[str, Any]:
     }
 
 
+async def _unknown_partitions(b: Broker, wanted: list[tuple[str, int]]) -> set[tuple[str, int]]:
+    """The (topic, partition) pairs of `wanted` that no topic has, once caught up with the
+    controller (as in `_metadata`: a topic created through another node may not be applied
+    here yet)."""
+
+    def unknown() -> set[tuple[str, int]]:
+        topics = b.backend.topics()
+        return {
+            (name, index)
+            for name, index in wanted
+            if (t := topics.get(name)) is None or not 0 <= index < len(t.partitions)
+        }
+
+    found = unknown()
+    if found:
+        await b.backend.sync_topics()
+        found = unknown()
+    return found
+
+
 async def _offset_commit(b: Broker, req: Request, host: str) -> dict[str, Any]:
     body = req.body
     group_id = body["group_id"]
+    # Kafka (KafkaApis.handleOffsetCommitRequest, every version) answers a partition its
+    # metadata does not have with UNKNOWN_TOPIC_OR_PARTITION, whatever the group's state,
+    # and does not store its offset.
+    unknown = await _unknown_partitions(
+        b, [(t["name"], p["partition_index"]) for t in body["topics"] for p in t["partitions"]]
+    )
     code = ErrorCode.NONE
     generation = body.get("generation_id_or_member_epoch", -1)
     if _not_coordinator(b, group_id):
@@ -707,8 +784,9 @@ async def _offset_commit(b: Broker, req: Request, host: str) -> dict[str, Any]:
         (t["name"], p["partition_index"]): (p["committed_offset"], p.get("committed_metadata"))
         for t in body["topics"]
         for p in t["partitions"]
+        if (t["name"], p["partition_index"]) not in unknown
     }
-    if code == ErrorCode.NONE:
+    if code == ErrorCode.NONE and offsets:
         try:
             await b.backend.commit_offsets(group_id, offsets)
         except (TimeoutError, LookupError):
@@ -719,7 +797,12 @@ async def _offset_commit(b: Broker, req: Request, host: str) -> dict[str, Any]:
             {
                 "name": t["name"],
                 "partitions": [
-                    {"partition_index": p["partition_index"], "error_code": code}
+                    {
+                        "partition_index": p["partition_index"],
+                        "error_code": ErrorCode.UNKNOWN_TOPIC_OR_PARTITION
+                        if (t["name"], p["partition_index"]) in unknown
+                        else code,
+                    }
                     for p in t["partitions"]
                 ],
             }
@@ -746,18 +829,32 @@ async def _offset_fetch(b: Broker, req: Request, host: str) -> dict[str, Any]:
         for name, part in sorted(stored):
             by_topic.setdefault(name, []).append(part)
         wanted = [{"name": n, "partition_indexes": ps} for n, ps in by_topic.items()]
+    # Kafka v1+ (KafkaApis.handleOffsetFetchRequestBetweenV1AndV7) reads the group's offsets
+    # with no metadata check: a partition without a committed offset, of an unknown topic
+    # too, is -1 with NONE (and OffsetCommit stores none for unknown topics). v0 read them
+    # from ZooKeeper and answered UNKNOWN_TOPIC_OR_PARTITION both for an unknown partition
+    # and for one without a committed offset (kafka-python: "have you committed any offsets
+    # yet?"), which v0 clients still expect.
+    missing_code = ErrorCode.UNKNOWN_TOPIC_OR_PARTITION if req.api_version == 0 else ErrorCode.NONE
+    unknown: set[tuple[str, int]] = set()
+    if req.api_version == 0:
+        unknown = await _unknown_partitions(
+            b, [(t["name"], i) for t in wanted for i in t["partition_indexes"]]
+        )
     topics = []
     for t in wanted:
         parts = []
         for index in t["partition_indexes"]:
-            offset, meta = stored.get((t["name"], index), (-1, ""))
+            key = (t["name"], index)
+            found = None if key in unknown else stored.get(key)
+            offset, meta = found or (-1, "")
             parts.append(
                 {
                     "partition_index": index,
                     "committed_offset": offset,
                     "committed_leader_epoch": -1,
                     "metadata": meta or "",
-                    "error_code": ErrorCode.NONE,
+                    "error_code": ErrorCode.NONE if found else missing_code,
                 }
             )
         topics.append({"name": t["name"], "partitions": parts})
@@ -791,6 +888,42 @@ async def _list_groups(b: Broker, req: Request, host: str) -> dict[str, Any]:
     }
 
 
+_TOPIC_RESOURCE = 2
+_BROKER_RESOURCE = 4
+_STATIC_BROKER_CONFIG = 4  # DescribeConfigs config_source values
+_DEFAULT_CONFIG = 5
+
+
+def _broker_configs(b: Broker, keys: list[str] | None) -> list[dict[str, Any]]:
+    """This broker's settings as Kafka names them: read-only (there is no AlterConfigs), from
+    the node config where they differ from the defaults."""
+    s = b.settings
+    default = BrokerSettings()
+    values = {
+        "num.partitions": (str(s.num_partitions), s.num_partitions != default.num_partitions),
+        "default.replication.factor": (
+            str(_default_replication_factor(b)),
+            s.default_replication_factor is not None,
+        ),
+        "auto.create.topics.enable": (
+            str(s.auto_create_topics_enable).lower(),
+            s.auto_create_topics_enable != default.auto_create_topics_enable,
+        ),
+    }
+    return [
+        {
+            "name": key,
+            "value": value,
+            "read_only": True,
+            "config_source": _STATIC_BROKER_CONFIG if is_set else _DEFAULT_CONFIG,
+            "is_sensitive": False,
+            "synonyms": [],
+        }
+        for key, (value, is_set) in sorted(values.items())
+        if keys is None or key in keys
+    ]
+
+
 async def _describe_configs(b: Broker, req: Request, host: str) -> dict[str, Any]:
     topics = b.backend.topics()
     results = []
@@ -804,13 +937,19 @@ async def _describe_configs(b: Broker, req: Request, host: str) -> dict[str, Any
             "resource_name": name,
             "configs": [],
         }
-        if r["resource_type"] == 2:  # TOPIC
+        if r["resource_type"] == _BROKER_RESOURCE:
+            # Kafka: "" names the cluster-wide dynamic defaults (we have none); a broker id
+            # must be the id of the broker asked (clients send it there).
+            if name == str(b.backend.node_id):
+                row["configs"] = _broker_configs(b, keys)
+            elif name:
+                row["error_code"] = ErrorCode.INVALID_REQUEST
+                row["error_message"] = f"this is broker {b.backend.node_id}, not {name!r}"
+        elif r["resource_type"] == _TOPIC_RESOURCE:
             t = topics.get(name)
             if t is None:
                 row["error_code"] = ErrorCode.UNKNOWN_TOPIC_OR_PARTITION
             else:
-                from quorumdb.kafka.metadata import DEFAULT_CONFIGS
-
                 for key in sorted(DEFAULT_CONFIGS):
                     if keys is None or key in keys:
                         row["configs"].append(

@@ -20,7 +20,7 @@ from quorumdb.host.config import NodeConfig
 from quorumdb.host.kafka_backend import KafkaBackend
 from quorumdb.host.node_host import NodeHost
 from quorumdb.host.wal_log import WalNodeLog
-from quorumdb.kafka.broker import Broker
+from quorumdb.kafka.broker import Broker, BrokerSettings
 from quorumdb.runtime.kafka_server import KafkaServer
 
 __all__ = ["run_node"]
@@ -41,7 +41,12 @@ async def _serve(config: NodeConfig) -> None:
     host = NodeHost(config, node_log)
     kafka: KafkaServer | None = None
     if config.me.kafka is not None:
-        kafka = KafkaServer(Broker(KafkaBackend(host)), config.me.kafka)
+        settings = BrokerSettings(
+            num_partitions=config.num_partitions,
+            default_replication_factor=config.default_replication_factor,
+            auto_create_topics_enable=config.auto_create_topics_enable,
+        )
+        kafka = KafkaServer(Broker(KafkaBackend(host), settings), config.me.kafka)
     await host.start()
     if kafka is not None:
         await kafka.start()
