@@ -210,16 +210,37 @@ class Cluster:
         os.kill(pid, signal.SIGKILL)
         wait_for(lambda: not _alive(pid), f"node {node_id} (pid {pid}) to die")
 
-    def restart(self, node_id: int) -> None:
-        with _environment(self.env):
+    def start(self, node_id: int, env: dict[str, str] | None = None) -> int:
+        """Start a stopped node's process (with `env` added to the cluster's); its pid."""
+        with _environment({**self.env, **(env or {})}):
             pid = start_node(self.dir, node_id)
         state = self.state
         pids = {**state.pids, node_id: pid}
         write_state(LocalCluster(dir=self.dir, nodes=state.nodes, pids=pids))
+        return pid
+
+    def restart(self, node_id: int) -> None:
+        self.start(node_id)
         wait_for(
             lambda: get_json(self.url(node_id) + "/v1/health")["status"] == "ok",
             f"node {node_id} up",
         )
+
+    def wait_exit(self, node_id: int, timeout_s: float = 60.0) -> int:
+        """Wait for a node process started by this test process to exit; its exit status.
+        Call it before spawning any other subprocess: `subprocess` reaps abandoned children
+        then, and their status is lost."""
+        pid = self.state.pids[node_id]
+        status: list[int] = []
+
+        def exited() -> bool:
+            done, raw = os.waitpid(pid, os.WNOHANG)
+            if done == pid:
+                status.append(os.waitstatus_to_exitcode(raw))
+            return bool(status)
+
+        wait_for(exited, f"node {node_id} (pid {pid}) to exit", timeout_s)
+        return status[0]
 
     def alive_nodes(self) -> set[int]:
         """Ids of the nodes whose process is running."""

@@ -137,4 +137,7 @@ def test_mid_file_corruption_refuses_to_start_naming_file_and_offset(cluster: Cl
 
 
 def test_health_endpoint(cluster: Cluster) -> None:
-    assert get_json(cluster.url(1) + "/v1/health") == {"status": "ok"}
+    health = get_json(cluster.url(1) + "/v1/health")
+    assert health["status"] == "ok" and health["driver_running"] is True, health
+    assert health["rounds"] > 0 and health["groups"] == 3, health
+    assert {"last_round_age_s", "groups_without_leader"} <= health.keys(), health

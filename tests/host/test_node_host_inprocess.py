@@ -11,9 +11,14 @@ import threading
 import time
 from collections.abc import AsyncIterator
 from pathlib import Path
+from typing import Any
 
+import aiohttp
+import pytest
+
+from quorumdb.host import node_host
 from quorumdb.host.config import Member, NodeConfig
-from quorumdb.host.node_host import CONTROLLER_GROUP, NodeHost
+from quorumdb.host.node_host import CONTROLLER_GROUP, InjectedFailureError, NodeHost
 from quorumdb.host.wal_log import WalNodeLog
 from quorumdb.kv.client import AsyncClient, RetryPolicy
 from quorumdb.kv.commands import Command, CommandKind, Result, encode_command
@@ -95,6 +100,44 @@ def test_three_hosts_elect_replicate_and_serve(tmp_path: Path) -> None:
             text = hosts[0].metrics_text()
             assert "quorumdb_raft_commit_index" in text
             assert "quorumdb_wal_fsync_seconds_count" in text
+
+    asyncio.run(main())
+
+
+async def _health(session: aiohttp.ClientSession, cfg: NodeConfig) -> tuple[int, Any]:
+    async with session.get(cfg.me.http_url + "/v1/health") as r:
+        return r.status, await r.json()
+
+
+def test_health_answers_503_once_the_driver_failed(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Fail-stop in process: the failed host says so (503, with the cause) instead of "ok",
+    and stops its loops; the others stay healthy. A driver whose last round is older than the
+    bound is reported stalled."""
+
+    async def main() -> None:
+        cfgs = _configs(tmp_path)
+        hosts = [NodeHost(c, MemoryNodeLog()) for c in cfgs]
+        async with _serving(hosts), aiohttp.ClientSession() as session:
+            status, doc = await _health(session, cfgs[2])
+            assert status == 200, doc
+            assert doc["status"] == "ok" and doc["driver_running"] is True, doc
+            assert doc["groups"] == 3 and 0 <= doc["groups_without_leader"] <= 3, doc
+            hosts[2].fail_driver_after(0)
+            failure = await asyncio.wait_for(hosts[2].wait_failed(), 10)
+            assert isinstance(failure, InjectedFailureError), repr(failure)
+            status, doc = await _health(session, cfgs[2])
+            assert status == 503, doc
+            assert doc["status"] == "stopped" and doc["driver_running"] is False, doc
+            assert doc["error"].startswith("driver stopped: InjectedFailureError: "), doc
+            await _wait_for(lambda: all(t.done() for t in hosts[2]._tasks), "both loops to end")
+            status, doc = await _health(session, cfgs[0])
+            assert (status, doc["status"]) == (200, "ok"), doc
+            monkeypatch.setattr(node_host, "_ROUND_AGE_S_MAX", -1.0)
+            status, doc = await _health(session, cfgs[0])
+            assert (status, doc["status"]) == (503, "stalled"), doc
+            assert doc["error"].startswith("no driver round for "), doc
 
     asyncio.run(main())
 

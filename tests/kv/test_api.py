@@ -32,6 +32,7 @@ class MemoryService:
         self.index = 0
         self.leader_url: str | None = None
         self.consistency_seen: list[Consistency] = []
+        self.health_doc: dict[str, Any] = {"status": "ok"}
 
     def _apply(self, cmd: Command) -> Result:
         if self.leader_url is not None:
@@ -73,6 +74,9 @@ class MemoryService:
 
     def cluster_status(self) -> dict[str, Any]:
         return {"nodes": [1]}
+
+    def health(self) -> dict[str, Any]:
+        return self.health_doc
 
     def metrics_text(self) -> str:
         return "quorumdb_up 1\n"
@@ -211,6 +215,17 @@ def test_consistency_is_passed_through() -> None:
             "linearizable",
             "linearizable",
         ]
+
+    _run(body)
+
+
+def test_health_answers_503_when_the_service_is_not_ok() -> None:
+    async def body(c: Any, svc: MemoryService) -> None:
+        r = await c.get("/v1/health")
+        assert (r.status, await r.json()) == (200, {"status": "ok"})
+        svc.health_doc = {"status": "stopped", "error": "driver stopped: E: boom"}
+        r = await c.get("/v1/health")
+        assert (r.status, await r.json()) == (503, svc.health_doc)
 
     _run(body)
 

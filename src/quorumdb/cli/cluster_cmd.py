@@ -6,14 +6,17 @@ import json
 import os
 import urllib.error
 import urllib.request
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import click
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 
 from quorumdb.cli.local_cluster import (
+    alive,
     load_cluster,
     start_cluster,
     stop_cluster,
@@ -23,7 +26,7 @@ from quorumdb.errors import UserError
 from quorumdb.host.config import load_config, node_config_from
 from quorumdb.kafka.metadata import PARTITIONS_MAX
 
-__all__ = ["down", "node", "status", "up"]
+__all__ = ["NodeReport", "down", "node", "node_reports", "status", "up"]
 
 _DIR_OPTION = click.option(
     "--dir",
@@ -145,23 +148,57 @@ def endpoints_for(cluster_dir: Path, endpoints: str | None) -> list[str]:
     return load_cluster(cluster_dir).http_urls
 
 
+@dataclass(frozen=True, slots=True, kw_only=True)
+class NodeReport:
+    """One node as `quorumdb status` sees it: its `/v1/cluster` answer, or why it is down."""
+
+    node: str  # its id, or its URL when only --endpoints are known
+    status: dict[str, Any] | None
+    down: str | None  # why there is no status
+
+
+def node_reports(cluster_dir: Path, endpoints: str | None) -> list[NodeReport]:
+    """Ask every node for its status. In a local cluster, a node whose process is gone is
+    down without asking (its port may already belong to someone else)."""
+    targets: list[tuple[str, str, int | None]]  # name, URL, pid (when known)
+    if endpoints:
+        targets = [(url, url, None) for url in endpoints_for(cluster_dir, endpoints)]
+    else:
+        c = load_cluster(cluster_dir)
+        targets = [(str(i), m.http_url, c.pids.get(i)) for i, m in sorted(c.nodes.items())]
+    reports = []
+    for node_name, url, pid in targets:
+        st: dict[str, Any] | None = None
+        down: str | None = None
+        if pid is not None and not alive(pid):
+            down = f"process {pid} exited"
+        else:
+            try:
+                st = _get_json(url + "/v1/cluster")
+            except urllib.error.URLError as exc:
+                down = f"no answer: {exc.reason}"
+            except (OSError, ValueError) as exc:
+                down = f"no answer: {exc}"
+        reports.append(NodeReport(node=node_name, status=st, down=down))
+    return reports
+
+
 @click.command()
 @click.option("--endpoints", default=None, help="Comma-separated host:port of nodes' HTTP APIs.")
 @_DIR_OPTION
 def status(endpoints: str | None, cluster_dir: Path) -> None:
     """A table of nodes and groups: roles, terms, leaders, commit/applied indexes, lag."""
-    urls = endpoints_for(cluster_dir, endpoints)
     console = Console()
     table = Table(title="quorumdb status")
     for col in ("node", "group", "role", "term", "leader", "commit", "applied", "follower lag"):
         table.add_column(col, justify="right" if col not in ("role",) else "left")
     reachable = 0
     fsync_off = False
-    for url in urls:
-        try:
-            st = _get_json(url + "/v1/cluster")
-        except (OSError, urllib.error.URLError, ValueError) as exc:
-            table.add_row(url, "-", f"[red]unreachable[/red] ({exc})", "", "", "", "", "")
+    for report in node_reports(cluster_dir, endpoints):
+        st = report.status
+        if st is None:
+            down = f"[red]down[/red] ({escape(report.down or '')})"
+            table.add_row(report.node, "-", down, "", "", "", "", "")
             continue
         reachable += 1
         fsync_off = fsync_off or not st.get("fsync", True)

@@ -11,6 +11,11 @@ round takes them all, so batches grow exactly when the disk is the bottleneck. T
 (`sim/node.py`) checks this persist-before-acknowledge model in its lock-step form; the
 mid-flight work below is covered by the in-process and real-process tests only.
 
+Fail-stop. The driver and tick loops are the node: if either raises, the other is stopped,
+the error is logged once with its traceback, `failure` holds it and `wait_failed()` returns
+it; `/v1/health` answers 503 from then on. The process's main (`runtime.node_main`) waits for
+that and exits, so a node never keeps listening while nothing is replicated or applied.
+
 The fsync does not idle the node (etcd's node steps messages and proposals between a Ready
 and its Advance too): while it runs, groups whose committed entries were persisted by
 earlier rounds apply them and answer their clients at once; and, for up to a heartbeat
@@ -42,6 +47,7 @@ from typing import Any, TypeVar, cast
 
 import crc32c
 
+from quorumdb.errors import QuorumError
 from quorumdb.host.config import Member, NodeConfig, parse_address
 from quorumdb.host.group import Group
 from quorumdb.host.metrics import Histogram, render
@@ -74,7 +80,7 @@ from quorumdb.runtime.http import HttpServer
 from quorumdb.runtime.transport import Transport
 from quorumdb.runtime.wire import GroupMessage, ServiceMessage
 
-__all__ = ["CONTROLLER_GROUP", "NodeHost"]
+__all__ = ["CONTROLLER_GROUP", "InjectedFailureError", "NodeHost"]
 
 log = logging.getLogger("quorumdb.host")
 
@@ -89,6 +95,13 @@ _SNAPSHOT_KEEP = 1_000
 _REPLAY_WAIT_S_MAX = 30.0
 _INFLIGHT_BYTES_MAX = 32 << 20  # unacknowledged entry data per follower, per group
 _WAL_CHECK_ROUNDS = 64  # how often (in driver rounds) to look for groups pinning the WAL
+# Health calls the driver stalled past this: a round normally ends within a tick (the tick
+# loop kicks it) or an fsync; far above both, so a slow disk or a busy machine is not a fault.
+_ROUND_AGE_S_MAX = 30.0
+
+
+class InjectedFailureError(QuorumError):
+    """Raised by a driver round on purpose (`NodeHost.fail_driver_after`), to test fail-stop."""
 
 
 class NodeHost:
@@ -122,13 +135,19 @@ class NodeHost:
         self.service_handlers: dict[str, Callable[[int, bytes], None]] = {}
         self._seq = 0
         self._read_seq = 0
-        self._rounds = 0
         # Group -> the commit index its own log held when opened during start-up: entries up
         # to it are known committed and are applied before the node serves (see `start`).
         self._replay_to: dict[int, int] = {}
         self._replaying = True
         self._round_done = asyncio.Event()
         self._running = False
+        self.failure: BaseException | None = None
+        self._failed = asyncio.Event()
+        self._injected: InjectedFailureError | None = None
+        self.rounds = 0
+        self._round_at = time.monotonic()
+        # The WAL write of the latest round: `stop` lets it finish before closing the WAL.
+        self._wal_write: asyncio.Future[float] | None = None
         self._midflight_s = config.heartbeat_ticks * config.tick_ms / 1000
         self.fsync_s = Histogram()
         self.batch_entries = Histogram(bounds=(1, 2, 4, 8, 16, 32, 64, 128, 256, 512, 1024, 4096))
@@ -211,7 +230,12 @@ class NodeHost:
         self._running = True
         await self.transport.start()
         loop = asyncio.get_running_loop()
-        self._tasks = [loop.create_task(self._tick_loop()), loop.create_task(self._driver_loop())]
+        self._tasks = [
+            loop.create_task(self._tick_loop(), name="tick loop"),
+            loop.create_task(self._driver_loop(), name="driver"),
+        ]
+        for t in self._tasks:
+            t.add_done_callback(self._on_loop_done)
         await self._replay_committed()
         self._http = HttpServer(functools.partial(dispatch, self), body_bytes_max=BODY_BYTES_MAX)
         host, port = self.config.me.http
@@ -242,6 +266,8 @@ class NodeHost:
             for gid, g in sorted(self.groups.items())
             if g.sm.applied < self._replay_to.get(gid, 0)
         ]:
+            if self.failure is not None:
+                break  # the owner shuts the node down
             left_s = deadline - time.monotonic()
             if left_s <= 0:
                 log.warning("serving before replaying the committed log of groups=%s", behind)
@@ -261,7 +287,63 @@ class NodeHost:
         if self._http is not None:
             await self._http.stop()
         await self.transport.stop()
+        if self._wal_write is not None:
+            # Its thread outlives a cancelled or failed round: close the WAL after it.
+            await asyncio.wait([self._wal_write])
         self.node_log.close()
+
+    def _on_loop_done(self, task: asyncio.Task[None]) -> None:
+        """The driver or tick loop ended: unless cancelled by `stop`, the node has failed."""
+        if task.cancelled():
+            return
+        exc = task.exception()
+        assert exc is not None, f"the {task.get_name()} returned"
+        log.error("%s failed; stopping the node", task.get_name(), exc_info=exc)
+        if self.failure is None:
+            self.failure = exc
+            self._failed.set()
+            self._round_done.set()  # wakes `_replay_committed`, which then sees the failure
+        for t in self._tasks:
+            t.cancel()
+
+    async def wait_failed(self) -> BaseException:
+        """Wait until the driver or tick loop fails; return what stopped it. The node is then
+        fail-stop: it neither replicates nor applies, and its owner should shut it down."""
+        await self._failed.wait()
+        assert self.failure is not None
+        return self.failure
+
+    def fail_driver_after(self, delay_s: float) -> None:
+        """Make a driver round raise `InjectedFailureError` once `delay_s` has passed (tests of
+        fail-stop; see `runtime.node_main`). Uncalled, it costs the driver one test per round."""
+        error = InjectedFailureError(f"injected driver failure after {delay_s:g} s")
+        asyncio.get_running_loop().call_later(delay_s, self._inject, error)
+
+    def _inject(self, error: InjectedFailureError) -> None:
+        self._injected = error
+        self._kick.set()
+
+    def health(self) -> dict[str, Any]:
+        """Cheap liveness for `/v1/health`: "ok" unless the driver stopped or stalled.
+
+        A group without a leader is counted, not a fault: it happens during every election.
+        """
+        age_s = time.monotonic() - self._round_at
+        doc: dict[str, Any] = {
+            "status": "ok",
+            "driver_running": self._running and self.failure is None,
+            "rounds": self.rounds,
+            "last_round_age_s": round(age_s, 3),
+            "groups": len(self.groups),
+            "groups_without_leader": sum(1 for g in self.groups.values() if g.raw.lead == 0),
+        }
+        if self.failure is not None:
+            doc["status"] = "stopped"
+            doc["error"] = f"driver stopped: {type(self.failure).__name__}: {self.failure}"
+        elif age_s > _ROUND_AGE_S_MAX:
+            doc["status"] = "stalled"
+            doc["error"] = f"no driver round for {age_s:.0f} s"
+        return doc
 
     # -- the driver ----------------------------------------------------------------------------
 
@@ -299,14 +381,15 @@ class NodeHost:
             self._kick.set()
 
     async def _driver_loop(self) -> None:
+        """Run rounds until cancelled; an error ends it (and `_on_loop_done` fails the node)."""
         while True:
             await self._kick.wait()
             self._kick.clear()
-            try:
-                await self._round()
-            except Exception:
-                log.exception("driver round failed; stopping the node")
-                raise
+            if self._injected is not None:
+                raise self._injected
+            await self._round()
+            self.rounds += 1
+            self._round_at = time.monotonic()
             self._round_done.set()
 
     async def _round(self) -> None:
@@ -347,6 +430,7 @@ class NodeHost:
                 # costs less than the two thread hand-offs would.
                 commit = loop.create_future()
                 commit.set_result(self._commit(staged, False))
+            self._wal_write = commit
             for g, rd in readies:
                 if _early_apply(g, rd):
                     early[g.group_id] = g.last_lead
@@ -381,7 +465,8 @@ class NodeHost:
                 if commit.done():
                     break
                 if loop.time() > window_end:
-                    await commit
+                    # Shielded: cancelling the round must not lose track of the write.
+                    await asyncio.shield(commit)
                     break
                 for g in midflight:
                     if g.step_midflight():
@@ -408,8 +493,7 @@ class NodeHost:
             g.snapshot_deferred = not self._maybe_snapshot(g, force=g.force_snapshot)
             if not g.snapshot_deferred:
                 g.force_snapshot = False
-        self._rounds += 1
-        if self._rounds % _WAL_CHECK_ROUNDS == 0:
+        if self.rounds % _WAL_CHECK_ROUNDS == 0:
             self._relieve_wal()
         self._kick.set()
 

@@ -4,7 +4,8 @@ Keys are path segments (percent-encoded as needed) and values are JSON strings (
 Every error is JSON `{"error": "..."}` with a status a client can act on:
 400 malformed request, 404 no such key or route, 409 compare-and-set failed, 413 key or
 value too large, 421 not the leader (the body and the `Location` header name the leader),
-503 no quorum or timed out (retry with the same `client_id`/`seq`: writes apply at most once).
+503 no quorum or timed out (retry with the same `client_id`/`seq`: writes apply at most once),
+or, from `/v1/health`, the node's driver stopped or stalled (the node is failed).
 
 `dispatch(service, method, target, body)` is the whole API, free of any web framework: it
 matches the route, runs the handler and maps exceptions to statuses, returning a `Reply`.
@@ -130,7 +131,12 @@ ROUTES = (
         body='{"to": int, "group"?: int}',
         responses=((200, "moved"), (404, "unknown node or group")),
     ),
-    _Route("GET", "/v1/health", "Liveness of this node"),
+    _Route(
+        "GET",
+        "/v1/health",
+        "Liveness of this node: driver rounds, the last one's age, groups without a leader",
+        responses=((200, "serving"), (503, "the driver stopped or stalled: the node is failed")),
+    ),
     _Route("GET", "/metrics", "Prometheus text metrics"),
     _Route("GET", "/v1/openapi.json", "This document"),
 )
@@ -416,7 +422,8 @@ async def _transfer_leader(request: _Request) -> Reply:
 
 
 async def _health(request: _Request) -> Reply:
-    return _json({"status": "ok"})
+    doc = request.service.health()
+    return _json(doc, 200 if doc["status"] == "ok" else 503)
 
 
 async def _metrics(request: _Request) -> Reply:

@@ -1,8 +1,20 @@
 """One node process: logging, the event loop (uvloop when available), signals, clean exit.
 
 A node that cannot start (corrupt WAL, port in use, bad config) prints one line naming the
-cause (the file and offset, for corruption) and exits non-zero; SIGTERM and SIGINT stop it
+cause (the file and offset, for corruption) and exits 1; SIGTERM and SIGINT stop it
 gracefully (the WAL is closed after the last batch).
+
+A node is fail-stop: when its driver (or tick) loop fails, the traceback is logged once, the
+listeners and the host are stopped, and the process prints
+`quorumdb: error: node N stopped: <ExceptionType>: <message>` and exits `EXIT_FAILED` (70,
+EX_SOFTWARE), so that clients, peers and supervisors see it gone rather than a listener that
+answers while nothing is replicated. A stop that does not finish within `_STOP_S_MAX` (a WAL
+write stuck in the disk) exits at once, without closing the WAL (as a crash would).
+
+Environment (read once at start):
+- `QUORUMDB_INJECT_DRIVER_FAILURE=<seconds>`: for tests, make a driver round raise
+  `InjectedFailureError` that long after the node started serving.
+- `QUORUMDB_PROFILE_DIR=<dir>`: profile the event loop thread (see `run_node`).
 """
 
 from __future__ import annotations
@@ -14,8 +26,9 @@ import os
 import signal
 import sys
 from pathlib import Path
+from typing import NoReturn
 
-from quorumdb.errors import QuorumError
+from quorumdb.errors import QuorumError, UserError
 from quorumdb.host.config import NodeConfig
 from quorumdb.host.kafka_backend import KafkaBackend
 from quorumdb.host.node_host import NodeHost
@@ -23,9 +36,13 @@ from quorumdb.host.wal_log import WalNodeLog
 from quorumdb.kafka.broker import Broker, BrokerSettings
 from quorumdb.runtime.kafka_server import KafkaServer
 
-__all__ = ["run_node"]
+__all__ = ["EXIT_FAILED", "run_node"]
 
 log = logging.getLogger("quorumdb.node")
+
+EXIT_FAILED = 70  # the node ran, then failed (sysexits.h EX_SOFTWARE); 1: it could not start
+_STOP_S_MAX = 10.0
+_INJECT_ENV = "QUORUMDB_INJECT_DRIVER_FAILURE"
 
 
 def _setup_logging(node_id: int) -> None:
@@ -36,7 +53,39 @@ def _setup_logging(node_id: int) -> None:
     )
 
 
-async def _serve(config: NodeConfig) -> None:
+def _injected_failure_s() -> float | None:
+    raw = os.environ.get(_INJECT_ENV)
+    if raw is None:
+        return None
+    try:
+        delay_s = float(raw)
+        if not delay_s >= 0:
+            raise ValueError(raw)
+    except ValueError:
+        raise UserError(f"{_INJECT_ENV} must be a number of seconds >= 0, not {raw!r}") from None
+    return delay_s
+
+
+def _stopped_line(node_id: int, failure: BaseException) -> str:
+    reason = f"{type(failure).__name__}: {failure}".replace("\n", " ")
+    return f"quorumdb: error: node {node_id} stopped: {reason}\n"
+
+
+def _exit_now(node_id: int, failure: BaseException | None) -> NoReturn:
+    """Exit without the interpreter's shutdown, which would wait for a stuck WAL thread."""
+    log.error("stopping took over %.0f s; exiting without closing the WAL", _STOP_S_MAX)
+    logging.shutdown()
+    if failure is not None:
+        sys.stderr.write(_stopped_line(node_id, failure))
+    else:
+        sys.stderr.write(f"quorumdb: error: node {node_id} did not stop in {_STOP_S_MAX:.0f} s\n")
+    sys.stderr.flush()
+    os._exit(EXIT_FAILED)
+
+
+async def _serve(config: NodeConfig) -> BaseException | None:
+    """Serve until signalled (returns None) or until the host fails (returns the error)."""
+    inject_s = _injected_failure_s()
     node_log = WalNodeLog.open(config.data_dir)
     host = NodeHost(config, node_log)
     kafka: KafkaServer | None = None
@@ -51,19 +100,32 @@ async def _serve(config: NodeConfig) -> None:
     if kafka is not None:
         await kafka.start()
         log.info("kafka listener on %s:%d", *kafka.listen)
+    if inject_s is not None:
+        log.warning("%s=%g: the driver will fail on purpose", _INJECT_ENV, inject_s)
+        host.fail_driver_after(inject_s)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
-    await stop.wait()
+    signalled = loop.create_task(stop.wait())
+    failed = loop.create_task(host.wait_failed())
+    await asyncio.wait((signalled, failed), return_when=asyncio.FIRST_COMPLETED)
+    failure = failed.result() if failed.done() else None
+    signalled.cancel()
+    failed.cancel()
     log.info("stopping")
-    if kafka is not None:
-        await kafka.stop()
-    await host.stop()
+    try:
+        async with asyncio.timeout(_STOP_S_MAX):
+            if kafka is not None:
+                await kafka.stop()
+            await host.stop()
+    except TimeoutError:
+        _exit_now(config.node_id, failure)
+    return failure
 
 
 def run_node(config: NodeConfig) -> int:
-    """Run until signalled; return the process exit status."""
+    """Run until signalled or failed; return the process exit status (0, 1 or EXIT_FAILED)."""
     _setup_logging(config.node_id)
     try:
         import uvloop
@@ -77,9 +139,9 @@ def run_node(config: NodeConfig) -> int:
         if profiler is not None:
             profiler.enable()
         if uvloop is not None:
-            uvloop.run(_serve(config))
+            failure = uvloop.run(_serve(config))
         else:
-            asyncio.run(_serve(config))
+            failure = asyncio.run(_serve(config))
     except QuorumError as exc:
         sys.stderr.write(f"quorumdb: error: node {config.node_id} cannot run: {exc}\n")
         return 1
@@ -91,4 +153,7 @@ def run_node(config: NodeConfig) -> int:
             profiler.disable()
             Path(profile_dir).mkdir(parents=True, exist_ok=True)
             profiler.dump_stats(str(Path(profile_dir) / f"node-{config.node_id}.prof"))
+    if failure is not None:
+        sys.stderr.write(_stopped_line(config.node_id, failure))
+        return EXIT_FAILED
     return 0
