@@ -1,18 +1,23 @@
-"""KafkaBackend's topics follow the controller's state, including across a snapshot install."""
+"""KafkaBackend's topics follow the controller's state, including across a snapshot install;
+its group coordinators serve one leadership term each, from the groups' stored records."""
 
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Callable
 from pathlib import Path
 from types import SimpleNamespace
+from typing import Any
 
 from quorumdb.host.config import Member, NodeConfig
 from quorumdb.host.kafka_backend import KafkaBackend
 from quorumdb.host.node_host import CONTROLLER_GROUP, NodeHost
 from quorumdb.kafka.metadata import TOPIC_PREFIX, encode_topic
+from quorumdb.kafka.protocol.errors import ErrorCode
 from quorumdb.kv.commands import Command, CommandKind
 from quorumdb.kv.state_machine import KVStateMachine
 from tests.host.memory_log import MemoryNodeLog
+from tests.host.test_node_host_inprocess import _configs, _serving, _wait_for
 
 
 def _controller_image(topics: dict[str, tuple[int, int]]) -> bytes:
@@ -56,5 +61,92 @@ def test_topics_follow_an_installed_controller_snapshot(tmp_path: Path) -> None:
         assert old_group not in host.groups
         for p in backend.topics()["new"].partitions:
             assert p.group in host.groups, p
+
+    asyncio.run(main())
+
+
+async def _answer(call: Callable[[Callable[[dict[str, Any]], None]], None]) -> dict[str, Any]:
+    """Make a join or sync request (answered through a callback) and wait for its answer."""
+    fut: asyncio.Future[dict[str, Any]] = asyncio.get_running_loop().create_future()
+    call(lambda body: None if fut.done() else fut.set_result(body))
+    return await asyncio.wait_for(fut, 10)
+
+
+async def _join_alone(b: KafkaBackend) -> tuple[str, int]:
+    """One member joins group g and syncs its assignment; returns (member id, generation)."""
+    req: dict[str, Any] = {
+        "group_id": "g",
+        "session_timeout_ms": 30_000,
+        "rebalance_timeout_ms": 30_000,
+        "member_id": "",
+        "protocol_type": "consumer",
+        "protocols": [{"name": "range", "metadata": b"m"}],
+        "client_id": "c",
+    }
+    first = await _answer(lambda reply: b.group_join(req, "h", reply))
+    assert first["error_code"] == ErrorCode.MEMBER_ID_REQUIRED
+    joined = await _answer(
+        lambda reply: b.group_join({**req, "member_id": first["member_id"]}, "h", reply)
+    )
+    assert joined["error_code"] == ErrorCode.NONE and joined["leader"] == first["member_id"]
+    sync = {
+        "group_id": "g",
+        "generation_id": joined["generation_id"],
+        "member_id": joined["member_id"],
+        "assignments": [{"member_id": joined["member_id"], "assignment": b"A"}],
+    }
+    synced = await _answer(lambda reply: b.group_sync(sync, reply))
+    assert synced == {"error_code": ErrorCode.NONE, "assignment": b"A"}
+    return joined["member_id"], joined["generation_id"]
+
+
+def test_a_group_outlives_its_coordinator_losing_and_regaining_leadership(tmp_path: Path) -> None:
+    # Regression: a group's membership was soft state, rebuilt from nothing by the next
+    # coordinator, which numbered generations from 1 again and handed out member ids from a
+    # counter restarting at 1; a node winning the shard back gave a member the id another
+    # member still held, and the two took turns as the group's only member.
+    async def main() -> None:
+        hosts = [NodeHost(c, MemoryNodeLog()) for c in _configs(tmp_path)]
+        backends = {h.config.node_id: KafkaBackend(h) for h in hosts}
+
+        def coordinators() -> list[int]:
+            return [i for i, b in sorted(backends.items()) if b.is_coordinator("g")]
+
+        async with _serving(hosts):
+            await _wait_for(lambda: len(coordinators()) == 1, "a coordinator of group g")
+            (first,) = coordinators()
+            member, generation = await _join_alone(backends[first])
+            host = backends[first].host
+            shard = host.shard_of(b"group/g").group_id
+            term = host.groups[shard].raw.raft.term
+            other = next(i for i in backends if i != first)
+            await host.transfer_leader(other, shard)
+            await _wait_for(lambda: coordinators() == [other], f"node {other} to coordinate")
+            await backends[other].host.transfer_leader(first, shard)
+            await _wait_for(lambda: coordinators() == [first], f"node {first} to coordinate again")
+            assert host.groups[shard].raw.raft.term > term
+
+            # Both successors took the group over from its record: the member stays.
+            b = backends[first]
+            hb = {"group_id": "g", "generation_id": generation, "member_id": member}
+            assert b.group_heartbeat(hb) == ErrorCode.NONE
+            assert b.group_generation("g", member) == generation
+            assert b.describe_group("g")["group_state"] == "Stable"
+            newcomer = await _answer(
+                lambda reply: b.group_join(
+                    {
+                        "group_id": "g",
+                        "session_timeout_ms": 30_000,
+                        "member_id": "",
+                        "protocol_type": "consumer",
+                        "protocols": [{"name": "range", "metadata": b"m"}],
+                        "client_id": "c",
+                    },
+                    "h",
+                    reply,
+                )
+            )
+            assert newcomer["error_code"] == ErrorCode.MEMBER_ID_REQUIRED
+            assert newcomer["member_id"] != member
 
     asyncio.run(main())

@@ -9,7 +9,12 @@
   failover may drop it); acks=0 answers nothing.
 - Consumer groups: a group's coordinator is the leader of the KV shard holding
   `group/<id>`; membership lives in that node's `GroupCoordinator`, committed offsets are KV
-  entries in the same shard (so they are replicated and survive coordinator failover).
+  entries in the same shard (so they are replicated and survive coordinator failover). Each
+  completed rebalance stores the group (generation, members, assignments) at `group/<id>`
+  before the assignment is handed out. A node coordinates a shard's groups for one term of
+  its leadership at a time: it first loads the shard's group records behind a read barrier
+  of that term (answering NOT_COORDINATOR meanwhile, so clients retry), and drops them when
+  the term ends, so a group goes on in its generation with its members across a failover.
 - Producer ids: the revision (controller log index) of a write to `producer-id` is unique.
 - Whole-cluster metadata: every node reports the partitions it leads to every other node
   (`kafka.leadership`), so Metadata names the leader of a partition this node does not host.
@@ -26,7 +31,8 @@ import functools
 import json
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Coroutine
+from dataclasses import dataclass
 from typing import Any
 
 import msgspec
@@ -35,7 +41,12 @@ from quorumdb.host.group import Group
 from quorumdb.host.node_host import CONTROLLER_GROUP, NodeHost, _kv
 from quorumdb.kafka.broker import PartitionView
 from quorumdb.kafka.catch_up import CatchUp, decode_chunk, decode_fetch, encode, serve
-from quorumdb.kafka.group_coordinator import GroupCoordinator
+from quorumdb.kafka.group_coordinator import (
+    GroupCoordinator,
+    GroupRecord,
+    decode_group_record,
+    encode_group_record,
+)
 from quorumdb.kafka.leadership import (
     LeaderBoard,
     LeaderClaim,
@@ -93,7 +104,8 @@ class KafkaBackend:
         self._topics: dict[str, TopicInfo] = {}
         self._fs = OsFileSystem()
         self._waiters: dict[int, list[asyncio.Future[None]]] = {}
-        self._coordinators: dict[int, GroupCoordinator] = {}
+        self._coordinators: dict[int, _Coordination] = {}  # KV shard -> its coordination
+        self._group_tasks: set[asyncio.Task[None]] = set()  # loads and stores in flight
         self._retention_checked_ms = 0
         self._pending_records: dict[int, int] = {}  # proposed, not yet applied (acks=1)
         self._preferred: dict[int, int] = {}  # partition group -> its preferred leader
@@ -563,10 +575,8 @@ class KafkaBackend:
             for fut in self._waiters.pop(g.group_id, []):
                 if not fut.done():
                     fut.set_result(None)
-        if lead_before != g.last_lead and lead_before == self.node_id:
-            coordinator = self._coordinators.pop(g.group_id, None)
-            if coordinator is not None:
-                coordinator.drop_all()
+        if lead_before != g.last_lead:
+            self._coordination_follows_leadership(g)
 
     def _maybe_hand_to_preferred(self, g: Group) -> None:
         """Balance leaders: hand a partition to its preferred (first) replica once it has
@@ -605,14 +615,123 @@ class KafkaBackend:
         return lead or None
 
     def is_coordinator(self, group_id: str) -> bool:
-        return self._shard(group_id).raw.is_leader
+        return self._serving(self._shard(group_id)) is not None
 
     def _coordinator(self, group_id: str) -> GroupCoordinator:
-        shard = self._shard(group_id)
+        gc = self._serving(self._shard(group_id))
+        assert gc is not None, f"group {group_id!r}: the broker asks is_coordinator first"
+        return gc
+
+    def _serving(self, shard: Group) -> GroupCoordinator | None:
+        """This node's coordinator of `shard`'s groups, if it may serve them now: it leads the
+        shard, and has loaded the shard's group records in its current term. A coordinator
+        of an earlier term is dropped (it could hand out member ids and generations its
+        successors also gave out); a leader without one starts loading it."""
+        raw = shard.raw
         c = self._coordinators.get(shard.group_id)
+        if c is not None and (not raw.is_leader or c.term != raw.raft.term):
+            del self._coordinators[shard.group_id]
+            c.coordinator.drop_all()
+            c = None
+        if not raw.is_leader:
+            return None
         if c is None:
-            c = self._coordinators[shard.group_id] = GroupCoordinator(f"n{self.node_id}")
+            c = self._start_coordinating(shard)
+        return c.coordinator if c.loaded else None
+
+    def _coordination_follows_leadership(self, g: Group) -> None:
+        """The leader of `g` changed: drop the coordinator of a shard this node no longer
+        leads (its waiting joins and syncs are answered NOT_COORDINATOR), and start loading
+        one for a KV shard it now leads, before the first request asks."""
+        is_kv_shard = 1 <= g.group_id <= self.host.config.shards
+        if g.group_id in self._coordinators or (is_kv_shard and g.raw.is_leader):
+            self._serving(g)
+
+    def _start_coordinating(self, shard: Group) -> _Coordination:
+        term = shard.raw.raft.term
+        # A node leads a group at most once per term: the tag keeps member ids unique.
+        id_tag = f"n{self.node_id}g{shard.group_id}t{term}"
+        store = functools.partial(self._store_group, shard, term)
+        c = _Coordination(term=term, coordinator=GroupCoordinator(id_tag, store))
+        self._coordinators[shard.group_id] = c
+        self._spawn(self._load_groups(shard, c))
         return c
+
+    async def _load_groups(self, shard: Group, c: _Coordination) -> None:
+        """Load the shard's group records once every entry committed before this term is
+        applied here (a read barrier: the leader has committed an entry of its term)."""
+        try:
+            await self.host._read_barrier(shard)
+        except (ServiceUnavailableError, NotLeaderHereError) as exc:
+            log.info("shard=%d term=%d: group records not loaded (%s)", shard.group_id, c.term, exc)
+            if self._coordinators.get(shard.group_id) is c:
+                del self._coordinators[shard.group_id]  # the next request starts over
+            return
+        raw = shard.raw
+        if self._coordinators.get(shard.group_id) is not c or raw.raft.term != c.term:
+            return  # the term ended meanwhile
+        now = self.now_ms()
+        loaded = 0
+        for key, value, _ in _kv(shard).scan(_GROUP_PREFIX, _GROUP_PREFIX[:-1] + b"0", 1 << 20):
+            try:
+                record = decode_group_record(value)
+            except ValueError as exc:
+                log.error(
+                    "shard=%d: %r is not a group record, skipped (%s)", shard.group_id, key, exc
+                )
+                continue
+            c.coordinator.load(record, now)
+            loaded += 1
+        c.loaded = True
+        log.info("shard=%d term=%d: coordinating, %d groups loaded", shard.group_id, c.term, loaded)
+
+    def _store_group(
+        self, shard: Group, term: int, record: GroupRecord, done: Callable[[bool], None]
+    ) -> None:
+        """The coordinators' `Store`: a PUT of `group/<id>` in the shard, proposed at once (so
+        records are proposed, and committed, in the order they were made)."""
+        self._spawn(self._write_group(shard, term, record, done))
+
+    async def _write_group(
+        self, shard: Group, term: int, record: GroupRecord, done: Callable[[bool], None]
+    ) -> None:
+        what = f"group={record.group_id!r} generation={record.generation}"
+        if not shard.raw.is_leader or shard.raw.raft.term != term:
+            # A coordinator of an ended term: its record must not land after what its
+            # successor loaded.
+            log.info("%s: not stored, term %d ended", what, term)
+            done(False)
+            return
+        cmd = Command(
+            kind=CommandKind.PUT,
+            key=_GROUP_PREFIX + record.group_id.encode(),
+            value=encode_group_record(record),
+        )
+        try:
+            await self.host._write(shard, cmd)
+        except (NotLeaderHereError, ServiceUnavailableError, ProposalDroppedError) as exc:
+            log.info("%s: not stored (%s)", what, exc)
+            done(False)
+            return
+        members = [(m.member_id, m.client_host) for m in record.members]
+        log.info("%s stored: leader=%r members=%s", what, record.leader, members)
+        done(True)
+
+    def _spawn(self, coro: Coroutine[Any, Any, None]) -> None:
+        task = asyncio.get_running_loop().create_task(coro)
+        self._group_tasks.add(task)
+        task.add_done_callback(self._group_task_done)
+
+    def _group_task_done(self, task: asyncio.Task[None]) -> None:
+        self._group_tasks.discard(task)
+        if not task.cancelled() and task.exception() is not None:
+            log.error("group coordination task failed", exc_info=task.exception())
+
+    def _tick_coordinators(self, now_ms: int) -> None:
+        for shard_id in sorted(self._coordinators):
+            gc = self._serving(self.host.groups[shard_id])
+            if gc is not None:
+                gc.tick(now_ms)
 
     def _tick(self) -> None:
         mono = time.monotonic()
@@ -621,8 +740,7 @@ class KafkaBackend:
         if self._report_due or mono - self._reported_at >= _REPORT_INTERVAL_S:
             self._report(mono)
         now = self.now_ms()
-        for c in self._coordinators.values():
-            c.tick(now)
+        self._tick_coordinators(now)
         if now - self._retention_checked_ms >= _RETENTION_CHECK_MS:
             self._retention_checked_ms = now
             self._enforce_retention(now)
@@ -657,10 +775,11 @@ class KafkaBackend:
         return self._coordinator(group_id).describe(group_id)
 
     def list_groups(self) -> list[tuple[str, str]]:
-        out = []
-        for c in self._coordinators.values():
-            for gid, g in sorted(c.groups.items()):
-                out.append((gid, g.protocol_type))
+        out: list[tuple[str, str]] = []
+        for shard_id in sorted(self._coordinators):
+            gc = self._serving(self.host.groups[shard_id])
+            if gc is not None:
+                out.extend((gid, g.protocol_type) for gid, g in sorted(gc.groups.items()))
         return out
 
     async def commit_offsets(
@@ -697,6 +816,16 @@ class KafkaBackend:
             info = json.loads(value)
             out[(topic, int(part))] = (int(info["offset"]), info.get("metadata"))
         return out
+
+
+@dataclass(slots=True)
+class _Coordination:
+    """This node's coordinator of one KV shard's groups, for one term of its leadership;
+    it serves once `loaded` (the shard's group records, read behind a barrier of the term)."""
+
+    term: int
+    coordinator: GroupCoordinator
+    loaded: bool = False
 
 
 def _ignored() -> asyncio.Future[None]:

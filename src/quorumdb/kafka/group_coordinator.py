@@ -8,23 +8,94 @@ later, when the phase completes: each request passes a `reply` callback that the
 machine calls exactly once with the response body. Time is an input (`now_ms`), never read;
 `tick(now_ms)` expires sessions and ends join phases that waited long enough.
 
-Membership is soft state held by the coordinator node (the leader of the Raft group that
-stores the group's offsets): after a failover the new coordinator starts empty and members
-rejoin, as with Kafka's coordinator loading. Committed offsets are durable elsewhere.
+Durability (Kafka's GroupMetadata records in __consumer_offsets). The coordinator is the
+leader of the Raft group that stores the group's offsets, and any node may become it. What
+it knows lives in memory, but every rebalance ends with a `GroupRecord` (generation,
+protocol, leader, members with their subscriptions and assignments) handed to `store`, and
+the SyncGroup answers wait until the store says it is durable: an assignment is handed out
+only once it is committed, so no two assignments are ever given under one generation. An
+emptied group stores its bumped generation too. A new coordinator `load`s the records first,
+so that after a failover the group goes on in the same generation with the same members
+(their sessions restarting), and generations never go backwards.
+
+Invariants a host must keep: a coordinator serves one leadership term of one node, and its
+`id_tag` names that term, so the member ids of two coordinators never collide (a fresh
+counter per coordinator handed out, for example, the ids its predecessor on the same node
+had given to other members still in the group). Its `load` completes before it serves.
 """
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from enum import Enum
 from typing import Any
 
+import msgspec
+
 from quorumdb.kafka.protocol.errors import ErrorCode
 
-__all__ = ["GroupCoordinator", "GroupState", "Reply"]
+__all__ = [
+    "GroupCoordinator",
+    "GroupRecord",
+    "GroupState",
+    "MemberRecord",
+    "Reply",
+    "Store",
+    "decode_group_record",
+    "encode_group_record",
+]
 
 Reply = Callable[[dict[str, Any]], None]
+
+
+class MemberRecord(msgspec.Struct, frozen=True, kw_only=True):
+    """One member of a stored group (Kafka's MemberMetadata value)."""
+
+    member_id: str
+    client_id: str
+    client_host: str
+    session_timeout_ms: int
+    rebalance_timeout_ms: int
+    metadata: bytes  # its subscription, for the group's protocol
+    assignment: bytes
+
+
+class GroupRecord(msgspec.Struct, frozen=True, kw_only=True):
+    """A group as a new coordinator needs it (Kafka's GroupMetadataValue): stored when a
+    rebalance completes, and when the group empties."""
+
+    group_id: str
+    generation: int
+    protocol_type: str
+    protocol: str
+    leader: str
+    members: tuple[MemberRecord, ...]
+
+
+# Store(record, done): make `record` durable, then call done(True); done(False) if it could
+# not be (this node is no longer the leader, or the write timed out). Later records of a
+# group must become durable after earlier ones (the host proposes them in call order).
+Store = Callable[[GroupRecord, Callable[[bool], None]], None]
+
+_encoder = msgspec.json.Encoder()
+_decoder = msgspec.json.Decoder(GroupRecord)
+
+
+def encode_group_record(record: GroupRecord) -> bytes:
+    return _encoder.encode(record)
+
+
+def decode_group_record(data: bytes) -> GroupRecord:
+    """Raises:
+    ValueError: `data` is not a group record.
+    """
+    try:
+        return _decoder.decode(data)
+    except msgspec.DecodeError as exc:
+        raise ValueError(f"not a group record: {exc}") from None
+
 
 _INITIAL_JOIN_DELAY_MS = 100  # group.initial.rebalance.delay.ms (Kafka: 3000)
 _SESSION_MIN_MS = 1_000
@@ -66,6 +137,7 @@ class _Group:
     join_deadline_ms: int = 0
     initial_delay: bool = False
     pending_ids: set[str] = field(default_factory=set)  # ids handed out, not yet joined
+    storing: bool = False  # the leader's assignment of this generation is being stored
 
 
 def _join_error(code: ErrorCode, member_id: str = "") -> dict[str, Any]:
@@ -80,11 +152,21 @@ def _join_error(code: ErrorCode, member_id: str = "") -> dict[str, Any]:
 
 
 class GroupCoordinator:
-    """All groups this node coordinates. Not thread-safe; the host's loop drives it."""
+    """The groups of one Raft group that this node coordinates during one leadership term.
 
-    def __init__(self, node_tag: str) -> None:
+    Not thread-safe; the host's loop drives it.
+
+    Args:
+        id_tag: part of every member id it hands out; unique to this coordinator (e.g. the
+            node, the Raft group and the term), so that no other coordinator, before or
+            after it, hands out the same ids.
+        store: makes group records durable (see `Store`).
+    """
+
+    def __init__(self, id_tag: str, store: Store) -> None:
         self.groups: dict[str, _Group] = {}
-        self._node_tag = node_tag
+        self._id_tag = id_tag
+        self._store = store
         self._next_member = 0
 
     def _group(self, group_id: str) -> _Group:
@@ -95,7 +177,7 @@ class GroupCoordinator:
 
     def _new_member_id(self, client_id: str) -> str:
         self._next_member += 1
-        return f"{client_id or 'member'}-{self._node_tag}-{self._next_member}"
+        return f"{client_id or 'member'}-{self._id_tag}-{self._next_member}"
 
     # -- JoinGroup -----------------------------------------------------------------------------
 
@@ -165,6 +247,7 @@ class GroupCoordinator:
                 m.sync_reply({"error_code": ErrorCode.REBALANCE_IN_PROGRESS, "assignment": b""})
                 m.sync_reply = None
         g.state = GroupState.PREPARING_REBALANCE
+        g.storing = False  # an assignment still being stored is answered by no one now
         g.initial_delay = initial
         wait = max((m.rebalance_timeout_ms for m in g.members.values()), default=0)
         g.join_deadline_ms = now_ms + (_INITIAL_JOIN_DELAY_MS if initial else wait)
@@ -182,8 +265,7 @@ class GroupCoordinator:
         for member_id in [i for i, m in g.members.items() if m.join_reply is None]:
             del g.members[member_id]
         if not g.members:
-            g.state = GroupState.EMPTY
-            g.generation += 1
+            self._empty(g)
             return
         g.generation += 1
         first = next(iter(g.members.values()))
@@ -239,15 +321,40 @@ class GroupCoordinator:
             reply({"error_code": ErrorCode.NONE, "assignment": m.assignment})
             return
         m.sync_reply = reply
-        if member_id == g.leader:
-            given = {a["member_id"]: bytes(a["assignment"]) for a in req["assignments"]}
-            for other in g.members.values():
-                other.assignment = given.get(other.member_id, b"")
+        if member_id != g.leader or g.storing:
+            return
+        # The leader's assignment is handed out once it is durable (Kafka answers SyncGroup
+        # after its GroupMetadata record is written), so that a coordinator that takes over
+        # knows it and goes on from this generation.
+        given = {a["member_id"]: bytes(a["assignment"]) for a in req["assignments"]}
+        assignment = {i: given.get(i, b"") for i in g.members}
+        g.storing = True
+        done = functools.partial(self._assignment_stored, g, g.generation, assignment)
+        self._store(self._record(g, assignment), done)
+
+    def _assignment_stored(
+        self, g: _Group, generation: int, assignment: dict[str, bytes], ok: bool
+    ) -> None:
+        if self.groups.get(g.group_id) is not g:
+            return  # dropped: this node stopped coordinating
+        if g.generation != generation or g.state != GroupState.COMPLETING_REBALANCE:
+            return  # a rebalance began meanwhile, and told the waiting members so
+        assert g.storing, f"group {g.group_id}: a store completed that was not started"
+        assert set(assignment) == set(g.members), f"{sorted(assignment)} != {sorted(g.members)}"
+        g.storing = False
+        if ok:
+            for m in g.members.values():
+                m.assignment = assignment[m.member_id]
             g.state = GroupState.STABLE
-            for other in g.members.values():
-                if other.sync_reply is not None:
-                    waiting, other.sync_reply = other.sync_reply, None
-                    waiting({"error_code": ErrorCode.NONE, "assignment": other.assignment})
+        for m in g.members.values():
+            if m.sync_reply is not None:
+                waiting, m.sync_reply = m.sync_reply, None
+                if ok:
+                    waiting({"error_code": ErrorCode.NONE, "assignment": m.assignment})
+                else:
+                    # Most likely no longer the leader: the members look the coordinator up
+                    # again and rejoin, which starts a new rebalance.
+                    waiting({"error_code": ErrorCode.NOT_COORDINATOR, "assignment": b""})
 
     def heartbeat(self, req: dict[str, Any], now_ms: int) -> ErrorCode:
         err = self._check(req["group_id"], req["member_id"], req["generation_id"])
@@ -277,12 +384,72 @@ class GroupCoordinator:
         if m.sync_reply is not None:
             m.sync_reply({"error_code": ErrorCode.UNKNOWN_MEMBER_ID, "assignment": b""})
         if not g.members and g.state != GroupState.PREPARING_REBALANCE:
-            g.state = GroupState.EMPTY
-            g.generation += 1
+            self._empty(g)
             return
         if g.state != GroupState.PREPARING_REBALANCE:
             self._prepare_rebalance(g, now_ms, initial=False)
         self._maybe_complete_join(g, now_ms)
+
+    def _empty(self, g: _Group) -> None:
+        """The last member is gone: a new generation with no one in it, stored so that a
+        coordinator taking over does not wait for the old members' sessions to expire."""
+        assert not g.members, f"group {g.group_id} still has {sorted(g.members)}"
+        g.state = GroupState.EMPTY
+        g.generation += 1
+        g.storing = False
+        g.protocol = g.leader = ""
+        self._store(self._record(g, {}), _nothing_to_answer)
+
+    def _record(self, g: _Group, assignment: dict[str, bytes]) -> GroupRecord:
+        return GroupRecord(
+            group_id=g.group_id,
+            generation=g.generation,
+            protocol_type=g.protocol_type,
+            protocol=g.protocol,
+            leader=g.leader,
+            members=tuple(
+                MemberRecord(
+                    member_id=m.member_id,
+                    client_id=m.client_id,
+                    client_host=m.client_host,
+                    session_timeout_ms=m.session_timeout_ms,
+                    rebalance_timeout_ms=m.rebalance_timeout_ms,
+                    metadata=dict(m.protocols).get(g.protocol, b""),
+                    assignment=assignment[m.member_id],
+                )
+                for m in g.members.values()
+            ),
+        )
+
+    def load(self, record: GroupRecord, now_ms: int) -> None:
+        """Take a group over from its last stored record, before serving any request for it.
+
+        The group is STABLE in the stored generation with the stored members and
+        assignments (EMPTY if it had none), as Kafka loads groups from __consumer_offsets;
+        every member's session starts now, so members that died meanwhile expire as usual.
+        """
+        assert record.group_id not in self.groups, f"group {record.group_id} loaded twice"
+        g = _Group(
+            group_id=record.group_id,
+            state=GroupState.STABLE if record.members else GroupState.EMPTY,
+            generation=record.generation,
+            protocol_type=record.protocol_type,
+            protocol=record.protocol,
+            leader=record.leader,
+        )
+        for mr in record.members:
+            g.members[mr.member_id] = _Member(
+                member_id=mr.member_id,
+                client_id=mr.client_id,
+                client_host=mr.client_host,
+                session_timeout_ms=mr.session_timeout_ms,
+                rebalance_timeout_ms=mr.rebalance_timeout_ms,
+                protocol_type=record.protocol_type,
+                protocols=[(record.protocol, mr.metadata)],
+                last_seen_ms=now_ms,
+                assignment=mr.assignment,
+            )
+        self.groups[record.group_id] = g
 
     # -- time ----------------------------------------------------------------------------------
 
@@ -340,3 +507,8 @@ class GroupCoordinator:
                 if m.sync_reply is not None:
                     m.sync_reply({"error_code": ErrorCode.NOT_COORDINATOR, "assignment": b""})
         self.groups.clear()
+
+
+def _nothing_to_answer(ok: bool) -> None:
+    """An emptied group's record: nobody waits for it. If it is lost, a new coordinator
+    loads the previous one and expires its members."""

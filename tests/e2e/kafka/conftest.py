@@ -57,10 +57,10 @@ def wait_topic_everywhere(cluster: Cluster, topic: str, timeout_s: float = 60.0)
 
 # An election timeout of 0.6-1.2 s instead of the default 0.15-0.3 s (etcd's default is 1 s):
 # on a loaded 2-CPU machine a node process can be starved longer than 0.3 s, and a spurious
-# election moves group coordinators. The new coordinator starts with no members (membership
-# is soft state), so the group rebalances and, with auto-commit, re-reads what it had not
-# committed yet: at-least-once, as Kafka promises, but these tests check exactly-once on a
-# healthy cluster. Killed leaders are replaced about half a second later instead.
+# election moves partition leaders and group coordinators. Clients ride that out (the new
+# coordinator carries each group over from its stored record), but with retries and pauses
+# that these tests, which check exactly-once on a healthy cluster, need not sit through.
+# Killed leaders are replaced about half a second later instead.
 NODE_ENV = {"QUORUMDB_ELECTION_TICKS": "60"}
 
 

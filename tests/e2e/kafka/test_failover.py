@@ -7,6 +7,11 @@ and a group member leaving.
   at its acknowledged offset (a retried batch written twice would show as a duplicate).
 - Coordinator kill: offsets committed by a consumer survive the coordinator's death; a new
   member of the group starts from them, not from the beginning.
+- Coordinator failover with a group of two (kafka-python, every assignment recorded with its
+  generation): after a kill -9 of the coordinator, and after the coordinator loses the
+  shard's leadership and wins it back, no partition is ever assigned to both members in one
+  generation, and within a session timeout the new coordinator calls the group Stable with
+  the two members splitting the topic (and they go on consuming).
 - Member leave: when one of two consumers closes, the other is given every partition well
   before any session timeout could explain it, and keeps consuming new records.
 """
@@ -19,17 +24,20 @@ import time
 from collections import Counter
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
+import crc32c
 import pytest
 
-from tests.e2e.harness import Cluster, wait_for
+import kafka
+from tests.e2e.harness import Cluster, run_cli, wait_for
 from tests.e2e.kafka.conftest import bootstrap, kafka_addrs
 from tests.e2e.kafka.delivery import assert_delivery
 from tests.e2e.kafka.history import KafkaHistory, Polled
 from tests.e2e.kafka.wire import (
     NotReadyError,
     create_topic,
+    describe_group,
     find_coordinator,
     partition_leaders,
     preferred_leaders,
@@ -403,6 +411,214 @@ def test_committed_offsets_survive_coordinator_kill9(kafka_cluster: Cluster) -> 
     finally:
         second.close()
     assert firsts == committed, f"resumed at {firsts}, committed {committed}"
+
+
+# -- the group across a coordinator failover -------------------------------------------------
+
+CHURN_GROUP = "churners"
+CHURN_SESSION_TIMEOUT_MS = 10_000
+SHARDS = 2  # the harness's default: group/<id> lives in KV shard crc32c(key) % SHARDS + 1
+
+
+class _Assignment(NamedTuple):
+    member: str  # which consumer of the test: "a" or "b"
+    member_id: str  # the id the coordinator gave it
+    generation: int
+    partitions: frozenset[int]
+
+
+class _AssignmentLog(kafka.ConsumerRebalanceListener):
+    """Records every assignment one kafka-python consumer is given, with its generation.
+
+    kafka-python has no public accessor for the generation: its coordinator sets
+    `_generation` from the JoinGroup response before the SyncGroup whose assignment this
+    callback reports (a heartbeat failing in between would reset it, to generation -1).
+    """
+
+    def __init__(self, member: str, consumer: Any, out: list[_Assignment]) -> None:
+        self.member = member
+        self.consumer = consumer
+        self.out = out
+
+    def on_partitions_revoked(self, revoked: Any) -> None:
+        pass
+
+    def on_partitions_assigned(self, assigned: Any) -> None:
+        gen = self.consumer._coordinator._generation
+        parts = frozenset(tp.partition for tp in self.consumer.assignment())
+        self.out.append(_Assignment(self.member, gen.member_id, gen.generation_id, parts))
+
+
+class _ChurnMember(threading.Thread):
+    """A kafka-python consumer of the group, polling in its own thread until told to stop.
+
+    Both members use kafka-python's default client id, as two consumers of one application
+    would, and its default auto-commit interval; they heartbeat at different rates, so that
+    they reach a new coordinator one after the other, as they do when their timers are not
+    in step.
+    """
+
+    def __init__(
+        self, member: str, servers: list[str], topic: str, out: list[_Assignment], *, hb_ms: int
+    ) -> None:
+        super().__init__()
+        from kafka.coordinator.assignors.range import RangePartitionAssignor
+
+        from kafka import KafkaConsumer
+
+        self.consumer = KafkaConsumer(
+            bootstrap_servers=servers,
+            group_id=CHURN_GROUP,
+            auto_offset_reset="earliest",
+            enable_auto_commit=True,
+            auto_commit_interval_ms=5_000,
+            session_timeout_ms=CHURN_SESSION_TIMEOUT_MS,
+            heartbeat_interval_ms=hb_ms,
+            partition_assignment_strategy=[RangePartitionAssignor],
+        )
+        self.consumer.subscribe([topic], listener=_AssignmentLog(member, self.consumer, out))
+        self.stop = threading.Event()
+        self.error: BaseException | None = None
+        self.goal: ConsumeGoal | None = None
+
+    def run(self) -> None:
+        try:
+            while not self.stop.is_set():
+                batch = self.consumer.poll(timeout_ms=100)
+                goal = self.goal
+                for tp, records in batch.items():
+                    for r in records:
+                        if goal is not None:
+                            goal.note(tp.partition, r.offset)
+        except BaseException as exc:
+            self.error = exc
+        finally:
+            self.consumer.close()
+
+
+def _settled(log: list[_Assignment]) -> dict[str, _Assignment] | None:
+    """Each member's latest assignment, if both are of one generation and split the topic."""
+    latest = {a.member: a for a in log}
+    if set(latest) != {"a", "b"}:
+        return None
+    a, b = latest["a"], latest["b"]
+    if a.generation != b.generation or a.member_id == b.member_id:
+        return None
+    if a.partitions & b.partitions or a.partitions | b.partitions != {0, 1, 2}:
+        return None
+    return latest
+
+
+def _owned_twice(log: list[_Assignment]) -> list[str]:
+    """Every generation in which a partition was assigned to both members, described."""
+    owners: dict[int, dict[str, set[int]]] = {}
+    for a in log:
+        owners.setdefault(a.generation, {}).setdefault(a.member, set()).update(a.partitions)
+    return [
+        f"generation {gen}: partitions {sorted(by['a'] & by['b'])} to both"
+        for gen, by in sorted(owners.items())
+        if by.get("a", set()) & by.get("b", set())
+    ]
+
+
+class _ChurnGroup:
+    """Two members of CHURN_GROUP on a 3-partition topic with 300 records: a joins first
+    (generation 1 gives it every partition), then b (generation 2 splits the topic)."""
+
+    def __init__(self, cluster: Cluster, topic: str) -> None:
+        self.cluster = cluster
+        self.servers = bootstrap(cluster)
+        self.topic = topic
+        create_topic(kafka_addrs(cluster)[1], topic, partitions=3)
+        self.history = KafkaHistory()
+        _produce_with_kafka_python(self.servers, topic, self.history, 0, 300)
+        self.log: list[_Assignment] = []
+        self.a = _ChurnMember("a", self.servers, topic, self.log, hb_ms=3_000)
+        self.b = _ChurnMember("b", self.servers, topic, self.log, hb_ms=1_000)
+
+    def __enter__(self) -> _ChurnGroup:
+        goal = self.a.goal = self.b.goal = ConsumeGoal(end_offsets(self.history.acked()))
+        self.a.start()
+        wait_for(lambda: any(x.member == "a" for x in self.log), "member a to be assigned")
+        self.b.start()
+        wait_for(lambda: _settled(self.log) is not None, "both members to share the 3 partitions")
+        wait_for(lambda: goal.reached, "the group to consume the first 300 records")
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.a.stop.set()
+        self.b.stop.set()
+        self.a.join(30)
+        self.b.join(30)
+
+    def wait_stable(self, coordinator: int, what: str) -> None:
+        """Within a session timeout: `coordinator` calls the group Stable, with the two
+        members that split the topic in their latest generation."""
+        addr = kafka_addrs(self.cluster)[coordinator]
+
+        def stable() -> bool:
+            settled = _settled(self.log)
+            described = describe_group(addr, CHURN_GROUP)
+            members = {m["member_id"] for m in described["members"]}
+            return (
+                settled is not None
+                and described["group_state"] == "Stable"
+                and members == {s.member_id for s in settled.values()}
+            )
+
+        wait_for(stable, what, timeout_s=CHURN_SESSION_TIMEOUT_MS / 1000)
+
+    def consume_more(self) -> None:
+        """Both members go on consuming: 300 new records are all read."""
+        ends = end_offsets(self.history.acked())
+        goal = self.a.goal = self.b.goal = ConsumeGoal({p: e + 100 for p, e in ends.items()})
+        _produce_with_kafka_python(self.servers, self.topic, self.history, 300, 300)
+        wait_for(lambda: goal.reached, "the group to consume what was produced afterwards")
+
+    def check(self) -> None:
+        assert self.a.error is None and self.b.error is None, (self.a.error, self.b.error)
+        twice = _owned_twice(self.log)
+        assert not twice, f"{twice}; assignments: {self.log}"
+
+
+def test_group_stays_split_across_a_coordinator_kill9(kafka_cluster: Cluster) -> None:
+    cluster = kafka_cluster
+    with _ChurnGroup(cluster, "churn") as group:
+        before = len(group.log)
+        coordinator = find_coordinator(kafka_addrs(cluster)[1], CHURN_GROUP)
+        cluster.kill9(coordinator)
+        _wait_new_coordinator(cluster, CHURN_GROUP, coordinator)
+        new = find_coordinator(_live_addr(cluster, {coordinator}), CHURN_GROUP)
+        group.wait_stable(
+            new, f"the group to be stable at node {new} after node {coordinator} died"
+        )
+        group.consume_more()
+    group.check()
+    print(f"assignments after the kill: {group.log[before:]}")
+
+
+def test_group_stays_split_when_its_coordinator_loses_and_regains_leadership(
+    kafka_cluster: Cluster,
+) -> None:
+    # The elections around a kill can take a shard's leadership from a node and give it
+    # back; a node may also restart and win it again. Here: moved away and back at once,
+    # before the members hear of the interim coordinator.
+    cluster = kafka_cluster
+    shard = crc32c.crc32c(f"group/{CHURN_GROUP}".encode()) % SHARDS + 1
+    with _ChurnGroup(cluster, "bounce") as group:
+        before = len(group.log)
+        coordinator = find_coordinator(kafka_addrs(cluster)[1], CHURN_GROUP)
+        interim = next(n for n in sorted(cluster.state.nodes) if n != coordinator)
+        for to in (interim, coordinator):
+            moved = run_cli(
+                "cluster", "transfer-leader", "--dir", str(cluster.dir),
+                "--to", str(to), "--group", str(shard),
+            )  # fmt: skip
+            assert moved.returncode == 0, moved.stdout + moved.stderr
+        group.wait_stable(coordinator, f"the group to be stable at node {coordinator} again")
+        group.consume_more()
+    group.check()
+    print(f"assignments after the moves: {group.log[before:]}")
 
 
 # -- a member leaves ----------------------------------------------------------------------------

@@ -21,6 +21,7 @@ PRODUCE_VERSION = 7
 FETCH_VERSION = 11
 FIND_COORDINATOR_VERSION = 2
 CREATE_TOPICS_VERSION = 4
+DESCRIBE_GROUPS_VERSION = 0
 
 
 class NotReadyError(ValueError):
@@ -124,6 +125,16 @@ def find_coordinator(addr: Addr, group_id: str) -> int:
         raise NotReadyError(f"FindCoordinator({group_id!r}) at {addr}: error {r['error_code']}")
     node: int = r["node_id"]
     return node
+
+
+def describe_group(addr: Addr, group_id: str) -> dict[str, Any]:
+    """The group as its coordinator at `addr` describes it (state, members, assignments)."""
+    with KafkaWire(addr) as w:
+        r = w.request(ApiKey.DESCRIBE_GROUPS, DESCRIBE_GROUPS_VERSION, {"groups": [group_id]})
+    (g,) = r["groups"]
+    if g["error_code"] != 0:
+        raise NotReadyError(f"DescribeGroups({group_id!r}) at {addr}: error {g['error_code']}")
+    return dict(g)
 
 
 def produce(addr: Addr, topic: str, partition: int, records: bytes) -> dict[str, Any]:
