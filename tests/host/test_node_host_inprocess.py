@@ -104,6 +104,36 @@ def test_three_hosts_elect_replicate_and_serve(tmp_path: Path) -> None:
     asyncio.run(main())
 
 
+def test_concurrent_writes_without_a_session_each_get_their_own(tmp_path: Path) -> None:
+    """Regression: every session-less write of a node (HTTP clients without ids, the node's
+    own writes: offsets, group records, topics) shared one session with increasing seqs, so
+    one applied after a later one was ignored as a stale duplicate and never answered."""
+
+    async def main() -> None:
+        cfgs = _configs(tmp_path)
+        hosts = [NodeHost(c, MemoryNodeLog()) for c in cfgs]
+        async with _serving(hosts):
+            leader = next(h for h in hosts if h.groups[1].raw.is_leader)
+            keys = [
+                k
+                for k in (f"s{i}".encode() for i in range(200))
+                if leader.shard_of(k) is leader.groups[1]
+            ][:30]
+            results = await asyncio.gather(
+                *(leader.put(k, b"v", expected_revision=-1, client=0, seq=0) for k in keys)
+            )
+            assert all(r.revision > 0 for r in results)
+            sessions = _kv_sm(leader.groups[1]).sessions
+            assert len(sessions) == len(keys), "writes in flight together shared a session"
+
+    asyncio.run(main())
+
+
+def _kv_sm(g: Any) -> KVStateMachine:
+    assert isinstance(g.sm, KVStateMachine)
+    return g.sm
+
+
 async def _health(session: aiohttp.ClientSession, cfg: NodeConfig) -> tuple[int, Any]:
     async with session.get(cfg.me.http_url + "/v1/health") as r:
         return r.status, await r.json()

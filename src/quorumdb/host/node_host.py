@@ -61,6 +61,7 @@ from quorumdb.kv.service import (
     ServiceUnavailableError,
     ValueRecord,
 )
+from quorumdb.kv.sessions import SessionPool
 from quorumdb.kv.state_machine import KVStateMachine
 from quorumdb.raft import (
     ConfChange,
@@ -122,7 +123,9 @@ class NodeHost:
         self._ticks_pending = 0
         self._tasks: list[asyncio.Task[None]] = []
         self._http: HttpServer | None = None
-        self._session = self.rng.getrandbits(62) + 1
+        self._session = self.rng.getrandbits(62) + 1  # request keys: Kafka produce, reads
+        # Sessions for writes that come without one (the node's own, clients without ids).
+        self.sessions = SessionPool(self.rng)
         self._last_voters: dict[int, set[int]] = {}
         # Extensions (the Kafka backend): called after each group's Ready is applied, with
         # the leader it had before; and for every applied controller command.
@@ -732,25 +735,31 @@ class NodeHost:
         return m.http_url if m is not None else None
 
     def next_request_id(self) -> tuple[int, int]:
-        """A (client, seq) no other request of this node uses: the node's own session."""
+        """A (client, seq) key no other request of this node uses (Kafka produce requests:
+        the partition state machine keeps no KV sessions)."""
         self._seq += 1
         return self._session, self._seq
 
     async def _write(self, g: Group, cmd: Command, *, leader_only: bool = True) -> Result:
         """Propose `cmd` on `g` and wait for its result. With `leader_only` off, a follower
-        proposes too (the core forwards it to the leader) and answers once it applies it."""
+        proposes too (the core forwards it to the leader) and answers once it applies it.
+        A command without a client session gets one of the node's own for its lifetime."""
         if leader_only and not g.raw.is_leader:
             raise NotLeaderHereError(self._leader_url(g))
-        if cmd.client == 0:
-            self._seq += 1
+        if cmd.client != 0:
+            return await self._propose_and_wait(g, cmd)
+        with self.sessions.lease() as (client, seq):
             cmd = Command(
                 kind=cmd.kind,
                 key=cmd.key,
                 value=cmd.value,
                 expected_revision=cmd.expected_revision,
-                client=self._session,
-                seq=self._seq,
+                client=client,
+                seq=seq,
             )
+            return await self._propose_and_wait(g, cmd)
+
+    async def _propose_and_wait(self, g: Group, cmd: Command) -> Result:
         loop = asyncio.get_running_loop()
         fut = g.submit((cmd.client, cmd.seq), encode_command(cmd), loop)
         self._kick.set()
@@ -794,9 +803,6 @@ class NodeHost:
         self, key: bytes, value: bytes, *, expected_revision: int, client: int, seq: int
     ) -> Result:
         kind = CommandKind.CAS if expected_revision >= 0 else CommandKind.PUT
-        if client == 0:  # no session: the node's own request id (as `_write` would)
-            self._seq += 1
-            client, seq = self._session, self._seq
         cmd = Command(
             kind=kind,
             key=key,

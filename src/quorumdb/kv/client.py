@@ -1,8 +1,9 @@
 """`quorumdb.Client` / `AsyncClient`: the KV service from Python, with leader discovery and retries.
 
-Every write carries (client_id, seq): the client id is random per client object and seq
-increases per write, so a write retried after a timeout or a lost connection is applied at
-most once (the state machine's session table answers the retry with the first result).
+Every write carries (client_id, seq) from a session it holds while in flight
+(`kv.sessions.SessionPool`: concurrent writes of one client object use different ids), so a
+write retried after a timeout or a lost connection is applied at most once (the state
+machine's session table answers the retry with the first result).
 Retries use exponential back-off with full jitter; a 421 answer moves straight to the leader it
 names, without waiting. Both clients share the request logic (`_Plan`) so they cannot drift.
 """
@@ -22,6 +23,7 @@ from typing import Any
 import aiohttp
 
 from quorumdb.errors import QuorumError
+from quorumdb.kv.sessions import SessionPool
 
 __all__ = ["AsyncClient", "Client", "ClientError", "RetryPolicy", "UnavailableError"]
 
@@ -75,12 +77,7 @@ class _Plan:
         self.endpoints = [e.rstrip("/") for e in endpoints]
         self.rng = random.Random(seed)
         self.current = self.endpoints[0]
-        self.client_id = self.rng.getrandbits(62) + 1
-        self.seq = 0
-
-    def next_seq(self) -> int:
-        self.seq += 1
-        return self.seq
+        self.sessions = SessionPool(self.rng)
 
     def rotate(self) -> None:
         i = self.endpoints.index(self.current) if self.current in self.endpoints else -1
@@ -175,8 +172,9 @@ class AsyncClient:
         self, key: str, value: str, *, expected_revision: int | None = None
     ) -> int | None:
         """Write; returns the new revision, or None when `expected_revision` did not match."""
-        body = _put_body(self._plan, value, expected_revision)
-        answer = await self._send(_Request("PUT", _kv_path(key), body))
+        with self._plan.sessions.lease() as session:
+            body = _put_body(session, value, expected_revision)
+            answer = await self._send(_Request("PUT", _kv_path(key), body))
         return None if answer.status == 409 else int(answer.body["revision"])
 
     async def get(self, key: str, *, consistency: str = "linearizable") -> tuple[str, int] | None:
@@ -186,8 +184,9 @@ class AsyncClient:
         return str(answer.body["value"]), int(answer.body["revision"])
 
     async def delete(self, key: str) -> bool:
-        path = _kv_path(key, client_id=self._plan.client_id, seq=self._plan.next_seq())
-        answer = await self._send(_Request("DELETE", path, None))
+        with self._plan.sessions.lease() as (client_id, seq):
+            path = _kv_path(key, client_id=client_id, seq=seq)
+            answer = await self._send(_Request("DELETE", path, None))
         return answer.status == 200
 
     async def scan(
@@ -253,8 +252,9 @@ class Client:
             time.sleep(delay)
 
     def put(self, key: str, value: str, *, expected_revision: int | None = None) -> int | None:
-        body = _put_body(self._plan, value, expected_revision)
-        answer = self._send(_Request("PUT", _kv_path(key), body))
+        with self._plan.sessions.lease() as session:
+            body = _put_body(session, value, expected_revision)
+            answer = self._send(_Request("PUT", _kv_path(key), body))
         return None if answer.status == 409 else int(answer.body["revision"])
 
     def get(self, key: str, *, consistency: str = "linearizable") -> tuple[str, int] | None:
@@ -264,8 +264,9 @@ class Client:
         return str(answer.body["value"]), int(answer.body["revision"])
 
     def delete(self, key: str) -> bool:
-        path = _kv_path(key, client_id=self._plan.client_id, seq=self._plan.next_seq())
-        return self._send(_Request("DELETE", path, None)).status == 200
+        with self._plan.sessions.lease() as (client_id, seq):
+            path = _kv_path(key, client_id=client_id, seq=seq)
+            return self._send(_Request("DELETE", path, None)).status == 200
 
     def scan(
         self, start: str = "", end: str | None = None, limit: int = 100
@@ -277,8 +278,10 @@ class Client:
         return self._send(_Request("GET", "/v1/cluster", None)).body
 
 
-def _put_body(plan: _Plan, value: str, expected_revision: int | None) -> dict[str, Any]:
-    body: dict[str, Any] = {"value": value, "client_id": plan.client_id, "seq": plan.next_seq()}
+def _put_body(
+    session: tuple[int, int], value: str, expected_revision: int | None
+) -> dict[str, Any]:
+    body: dict[str, Any] = {"value": value, "client_id": session[0], "seq": session[1]}
     if expected_revision is not None:
         body["expected_revision"] = expected_revision
     return body
