@@ -23,6 +23,7 @@ from quorumdb.host.wal_log import WalNodeLog
 from quorumdb.kv.client import AsyncClient, RetryPolicy
 from quorumdb.kv.commands import Command, CommandKind, Result, encode_command
 from quorumdb.kv.state_machine import KVStateMachine
+from quorumdb.runtime.pending import wait
 from tests.host.memory_log import MemoryNodeLog
 
 
@@ -353,24 +354,22 @@ def test_a_group_removed_while_the_controller_applies_is_skipped_in_that_round(
             await _wait_for(
                 lambda: all(g.raw.is_leader for g in host.groups.values()), "leadership"
             )
-            loop = asyncio.get_running_loop()
             # Both proposals before the driver runs again: one round holds both Readies.
             drop = Command(kind=CommandKind.PUT, key=b"drop", value=b"1", client=7, seq=1)
             write = Command(kind=CommandKind.PUT, key=b"k", value=b"v", client=7, seq=2)
-            ctl = host.groups[CONTROLLER_GROUP].submit((7, 1), encode_command(drop), loop)
-            victim.submit((7, 2), encode_command(write), loop)
+            ctl = host.groups[CONTROLLER_GROUP].submit((7, 1), encode_command(drop))
+            victim.submit((7, 2), encode_command(write))
             host._kick.set()
-            await asyncio.wait_for(ctl, 10)
+            await asyncio.wait_for(wait(ctl), 10)
             await _wait_for(lambda: 99 not in host.groups, "the group to be removed")
             put = host.groups[CONTROLLER_GROUP].submit(
                 (7, 3),
                 encode_command(
                     Command(kind=CommandKind.PUT, key=b"after", value=b"1", client=7, seq=3)
                 ),
-                loop,
             )
             host._kick.set()
-            await asyncio.wait_for(put, 10)  # the driver is still running
+            await asyncio.wait_for(wait(put), 10)  # the driver is still running
             assert all(not t.done() for t in host._tasks)
         finally:
             await host.stop()

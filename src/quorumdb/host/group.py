@@ -1,18 +1,19 @@
 """One Raft group hosted on a node: its RawNode, its state machine, and the requests waiting on it.
 
-Requests never touch the RawNode directly: they queue proposals and reads here and wait on
-futures, and the host's driver loop (the only code that calls the core) feeds the queues to
-the core between Readies and resolves the futures when entries apply or read states arrive.
+Requests never touch the RawNode directly: they queue proposals and reads here and get a
+`Pending` answer, and the host's driver (the only code that calls the core) feeds the queues
+to the core between Readies and completes the answers when entries apply or read states
+arrive.
 """
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
+from quorumdb.host.pending import Pending
 from quorumdb.host.state_machine import ReplicatedStateMachine
 from quorumdb.raft import (
     ConfState,
@@ -49,8 +50,8 @@ class GroupStats:
 class _Pending:
     data: bytes
     key: _REQ_KEY
-    future: asyncio.Future[Any]
-    persisted: asyncio.Future[None] | None = None
+    future: Pending[Any]
+    persisted: Pending[None] | None = None
 
 
 @dataclass(slots=True)
@@ -63,14 +64,12 @@ class Group:
     conf_state: ConfState
     inbox: list[Message] = field(default_factory=list)
     proposals: list[_Pending] = field(default_factory=list)
-    writes: dict[_REQ_KEY, list[asyncio.Future[Any]]] = field(default_factory=dict)
-    read_requests: list[tuple[bytes, asyncio.Future[int]]] = field(default_factory=list)
-    persist_waiters: list[asyncio.Future[None]] = field(default_factory=list)
-    actions: list[tuple[Callable[[RawNode], None], asyncio.Future[None]]] = field(
-        default_factory=list
-    )
-    reads: dict[bytes, asyncio.Future[int]] = field(default_factory=dict)
-    waiting_reads: list[tuple[int, asyncio.Future[int]]] = field(default_factory=list)
+    writes: dict[_REQ_KEY, list[Pending[Any]]] = field(default_factory=dict)
+    read_requests: list[tuple[bytes, Pending[int]]] = field(default_factory=list)
+    persist_waiters: list[Pending[None]] = field(default_factory=list)
+    actions: list[tuple[Callable[[RawNode], None], Pending[None]]] = field(default_factory=list)
+    reads: dict[bytes, Pending[int]] = field(default_factory=dict)
+    waiting_reads: list[tuple[int, Pending[int]]] = field(default_factory=list)
     snapshot_index: int = 0
     bytes_since_snapshot: int = 0  # entry data applied since the last snapshot
     last_lead: int = 0
@@ -82,18 +81,14 @@ class Group:
     # -- requests (called by the API side) -----------------------------------------------
 
     def submit(
-        self,
-        key: tuple[int, int],
-        data: bytes,
-        loop: asyncio.AbstractEventLoop,
-        persisted: asyncio.Future[None] | None = None,
-    ) -> asyncio.Future[Any]:
+        self, key: tuple[int, int], data: bytes, persisted: Pending[None] | None = None
+    ) -> Pending[Any]:
         """Propose `data`; the future resolves with the state machine's answer for `key`.
 
         `persisted`, if given, resolves as soon as the proposal is durable in this node's
         own log (before any quorum has it: Kafka's acks=1).
         """
-        fut: asyncio.Future[Any] = loop.create_future()
+        fut: Pending[Any] = Pending()
         waiting = self.writes.get(key)
         if waiting is not None:
             # A retry of a request already in flight here: answer both from one application.
@@ -103,16 +98,14 @@ class Group:
         self.proposals.append(_Pending(data=data, key=key, future=fut, persisted=persisted))
         return fut
 
-    def submit_action(
-        self, act: Callable[[RawNode], None], loop: asyncio.AbstractEventLoop
-    ) -> asyncio.Future[None]:
+    def submit_action(self, act: Callable[[RawNode], None]) -> Pending[None]:
         """Run `act(raw)` in the driver loop (admin operations: conf changes, transfers)."""
-        fut: asyncio.Future[None] = loop.create_future()
+        fut: Pending[None] = Pending()
         self.actions.append((act, fut))
         return fut
 
-    def submit_read(self, ctx: bytes, loop: asyncio.AbstractEventLoop) -> asyncio.Future[int]:
-        fut: asyncio.Future[int] = loop.create_future()
+    def submit_read(self, ctx: bytes) -> Pending[int]:
+        fut: Pending[int] = Pending()
         self.read_requests.append((ctx, fut))
         return fut
 
@@ -254,7 +247,7 @@ class Group:
 
     def _serve_reads(self) -> None:
         applied = self.sm.applied
-        still: list[tuple[int, asyncio.Future[int]]] = []
+        still: list[tuple[int, Pending[int]]] = []
         for index, fut in self.waiting_reads:
             if index <= applied:
                 if not fut.done():
@@ -263,7 +256,7 @@ class Group:
                 still.append((index, fut))
         self.waiting_reads = still
 
-    def forget(self, fut: asyncio.Future[object]) -> None:
+    def forget(self, fut: Pending[Any]) -> None:
         """Drop references to a request that timed out (its entry may still apply later)."""
         for key, futs in list(self.writes.items()):
             if fut in futs:

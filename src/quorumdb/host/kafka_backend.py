@@ -39,6 +39,7 @@ import msgspec
 
 from quorumdb.host.group import Group
 from quorumdb.host.node_host import CONTROLLER_GROUP, NodeHost, _kv
+from quorumdb.host.pending import Pending
 from quorumdb.kafka.broker import PartitionView
 from quorumdb.kafka.catch_up import CatchUp, decode_chunk, decode_fetch, encode, serve
 from quorumdb.kafka.group_coordinator import (
@@ -75,6 +76,7 @@ from quorumdb.kv.commands import Command, CommandKind, Outcome, Result
 from quorumdb.kv.service import NotLeaderHereError, ServiceUnavailableError
 from quorumdb.raft import ProposalDroppedError, RawNode, Ready
 from quorumdb.raft.tracker import ProgressState
+from quorumdb.runtime.pending import wait
 from quorumdb.storage.fs import OsFileSystem
 from quorumdb.storage.partition_log import PartitionLog
 
@@ -399,7 +401,7 @@ class KafkaBackend:
             self._handed[g.group_id] = raft.term
             log.info("group=%d leader catching up: handing leadership to %d", g.group_id, peer)
             g.actions.append(
-                (functools.partial(RawNode.transfer_leader, transferee=peer), _ignored())
+                (functools.partial(RawNode.transfer_leader, transferee=peer), Pending())
             )
             self.host._kick.set()
             return
@@ -492,31 +494,26 @@ class KafkaBackend:
             log_append_time=log_append_time,
             records=records,
         )
-        loop = asyncio.get_running_loop()
-        persisted: asyncio.Future[None] | None = loop.create_future() if acks == 1 else None
+        persisted: Pending[None] | None = Pending() if acks == 1 else None
         count = sum(h.record_count for h in iter_batches(records, verify_crc=False))
         predicted = self._predict(g, count)
-        fut = g.submit((client, seq), encode_produce_entry(entry), loop, persisted)
+        fut = g.submit((client, seq), encode_produce_entry(entry), persisted)
         fut.add_done_callback(functools.partial(self._settled, g.group_id, count))
         self.host._kick.set()
         try:
             if acks == 0:
-                fut.add_done_callback(_consume)
                 return ProduceResult(error=ErrorCode.NONE)
             if persisted is not None:
                 # acks=1 (unsafe, documented): answer once our own log has it durably, with
                 # the offset it will get if this leader stays leader. A failover before the
                 # commit may drop it: that is the record loss the kafka-acks lab shows.
-                fut.add_done_callback(_consume)
-                await asyncio.wait_for(persisted, max(timeout_ms, 1) / 1000)
+                await asyncio.wait_for(wait(persisted), max(timeout_ms, 1) / 1000)
                 return ProduceResult(
                     error=ErrorCode.NONE,
                     base_offset=predicted,
                     log_start_offset=self._partition_sm(group).log_start_offset,
                 )
-            result: ProduceResult = await asyncio.wait_for(
-                asyncio.shield(fut), max(timeout_ms, 1) / 1000
-            )
+            result: ProduceResult = await asyncio.wait_for(wait(fut), max(timeout_ms, 1) / 1000)
         except TimeoutError:
             g.forget(fut)
             raise
@@ -532,7 +529,7 @@ class KafkaBackend:
         self._pending_records[g.group_id] = pending + count
         return sm.high_watermark + pending
 
-    def _settled(self, gid: int, count: int, fut: asyncio.Future[Any]) -> None:
+    def _settled(self, gid: int, count: int, fut: Pending[Any]) -> None:
         left = self._pending_records.get(gid, 0) - count
         self._pending_records[gid] = max(left, 0)
 
@@ -596,7 +593,7 @@ class KafkaBackend:
             return  # it has the Raft log, not yet the partition's data
         self._handed[g.group_id] = raft.term
         g.actions.append(
-            (functools.partial(RawNode.transfer_leader, transferee=preferred), _ignored())
+            (functools.partial(RawNode.transfer_leader, transferee=preferred), Pending())
         )
 
     def offset_for_time(self, group: int, timestamp_ms: int) -> tuple[int, int] | None:
@@ -826,16 +823,3 @@ class _Coordination:
     term: int
     coordinator: GroupCoordinator
     loaded: bool = False
-
-
-def _ignored() -> asyncio.Future[None]:
-    """A future nobody awaits (for fire-and-forget driver actions)."""
-    fut: asyncio.Future[None] = asyncio.get_running_loop().create_future()
-    fut.add_done_callback(_consume)
-    return fut
-
-
-def _consume(fut: asyncio.Future[Any]) -> None:
-    """Retrieve an acks=0 result or error so asyncio does not warn about it."""
-    if not fut.cancelled():
-        fut.exception()

@@ -51,6 +51,7 @@ from quorumdb.errors import QuorumError
 from quorumdb.host.config import Member, NodeConfig, parse_address
 from quorumdb.host.group import Group
 from quorumdb.host.metrics import Histogram, render
+from quorumdb.host.pending import Pending
 from quorumdb.host.persistence import GroupLog, NodeLog
 from quorumdb.host.state_machine import ReplicatedStateMachine
 from quorumdb.kv.api import BODY_BYTES_MAX, dispatch
@@ -78,6 +79,7 @@ from quorumdb.raft import (
     StateType,
 )
 from quorumdb.runtime.http import HttpServer
+from quorumdb.runtime.pending import wait
 from quorumdb.runtime.transport import Transport
 from quorumdb.runtime.wire import GroupMessage, ServiceMessage
 
@@ -628,10 +630,10 @@ class NodeHost:
         log.info("member known id=%d raft=%s http=%s", node_id, info["raft"], info["http"])
 
     async def _act(self, g: Group, act: Callable[[RawNode], None]) -> None:
-        fut = g.submit_action(act, asyncio.get_running_loop())
+        fut = g.submit_action(act)
         self._kick.set()
         try:
-            await fut
+            await wait(fut)
         except ProposalDroppedError as exc:
             raise ServiceUnavailableError(f"group {g.group_id}: {exc}") from None
 
@@ -761,7 +763,7 @@ class NodeHost:
 
     async def _propose_and_wait(self, g: Group, cmd: Command) -> Result:
         loop = asyncio.get_running_loop()
-        fut = g.submit((cmd.client, cmd.seq), encode_command(cmd), loop)
+        fut = g.submit((cmd.client, cmd.seq), encode_command(cmd))
         self._kick.set()
         timer = loop.call_later(
             self.config.request_timeout_s,
@@ -771,7 +773,7 @@ class NodeHost:
             "timed out waiting for the write to commit",
         )
         try:
-            return cast("Result", await fut)
+            return cast("Result", await wait(fut))
         except ProposalDroppedError:
             raise NotLeaderHereError(self._leader_url(g)) from None
         finally:
@@ -783,7 +785,7 @@ class NodeHost:
         self._read_seq += 1
         ctx = f"{self._session}:{self._read_seq}".encode()
         loop = asyncio.get_running_loop()
-        fut = g.submit_read(ctx, loop)
+        fut = g.submit_read(ctx)
         self._kick.set()
         timer = loop.call_later(
             self.config.request_timeout_s if timeout_s is None else timeout_s,
@@ -793,7 +795,7 @@ class NodeHost:
             "timed out confirming the read with a quorum",
         )
         try:
-            await fut
+            await wait(fut)
         except ProposalDroppedError:
             raise ServiceUnavailableError("no leader to confirm the read") from None
         finally:
@@ -983,7 +985,7 @@ def _member_key(node_id: int) -> bytes:
     return _MEMBER_PREFIX + str(node_id).encode()
 
 
-def _time_out(g: Group, fut: asyncio.Future[Any], message: str) -> None:
+def _time_out(g: Group, fut: Pending[Any], message: str) -> None:
     """A request's deadline passed: stop waiting (its entry may still apply later)."""
     if not fut.done():
         g.forget(fut)
