@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import json
 from pathlib import Path
 
@@ -11,6 +10,7 @@ from quorumdb.host.node_host import CONTROLLER_GROUP, NodeHost
 from quorumdb.kv.commands import Command, CommandKind
 from quorumdb.kv.state_machine import KVStateMachine
 from quorumdb.raft import ConfState
+from tests.host.fake_env import FakeEnv, fake_env
 from tests.host.memory_log import MemoryNodeLog
 
 
@@ -28,16 +28,18 @@ def _image(recorded: list[int]) -> bytes:
     return sm.snapshot()
 
 
+def _host(tmp_path: Path, founders: dict[int, Member]) -> tuple[NodeHost, FakeEnv]:
+    fake = fake_env({i: m.raft for i, m in founders.items() if i != 1})
+    config = NodeConfig(node_id=1, data_dir=tmp_path, members=founders)
+    return NodeHost(config, MemoryNodeLog(), fake.env()), fake
+
+
 def test_members_follow_an_installed_controller_snapshot(tmp_path: Path) -> None:
     # Regression: members were learnt only from applied controller commands, so a node
     # caught up by a controller snapshot never dialled a node added meanwhile and kept
     # dialling a removed one.
-    asyncio.run(_follow(tmp_path))
-
-
-async def _follow(tmp_path: Path) -> None:  # the transport's senders need a running loop
     founders = {i: _member(i) for i in (1, 2, 3)}
-    host = NodeHost(NodeConfig(node_id=1, data_dir=tmp_path, members=founders), MemoryNodeLog())
+    host, fake = _host(tmp_path, founders)
     assert sorted(host.members) == [1, 2, 3]
     controller = host.groups[CONTROLLER_GROUP]
 
@@ -49,16 +51,12 @@ async def _follow(tmp_path: Path) -> None:  # the transport's senders need a run
 
     assert sorted(host.members) == [1, 3, 4]
     assert host.members[4].raft == ("127.0.0.1", 9104)
-    assert sorted(host.transport._peers) == [3, 4]
+    assert sorted(fake.network.peers) == [3, 4]
 
 
 def test_a_recorded_member_not_yet_a_voter_is_kept(tmp_path: Path) -> None:
-    asyncio.run(_kept(tmp_path))
-
-
-async def _kept(tmp_path: Path) -> None:
     founders = {i: _member(i) for i in (1, 2, 3)}
-    host = NodeHost(NodeConfig(node_id=1, data_dir=tmp_path, members=founders), MemoryNodeLog())
+    host, _ = _host(tmp_path, founders)
     controller = host.groups[CONTROLLER_GROUP]
     controller.sm.restore(_image([5]))  # recorded first; its conf change comes after
     controller.conf_state = ConfState(voters=(1, 2, 3))

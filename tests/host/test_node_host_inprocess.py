@@ -16,14 +16,15 @@ from typing import Any
 import aiohttp
 import pytest
 
+from quorumdb.aio import wait
 from quorumdb.host import node_host
 from quorumdb.host.config import Member, NodeConfig
-from quorumdb.host.node_host import CONTROLLER_GROUP, InjectedFailureError, NodeHost
+from quorumdb.host.node_host import CONTROLLER_GROUP, InjectedFailureError
 from quorumdb.host.wal_log import WalNodeLog
 from quorumdb.kv.client import AsyncClient, RetryPolicy
 from quorumdb.kv.commands import Command, CommandKind, Result, encode_command
 from quorumdb.kv.state_machine import KVStateMachine
-from quorumdb.runtime.pending import wait
+from quorumdb.runtime.node import Node
 from tests.host.memory_log import MemoryNodeLog
 
 
@@ -60,13 +61,15 @@ async def _wait_for(cond, what: str, timeout_s: float = 10.0) -> None:  # type: 
 
 
 @contextlib.asynccontextmanager
-async def _serving(hosts: list[NodeHost]) -> AsyncIterator[None]:
+async def _serving(hosts: list[Node]) -> AsyncIterator[None]:
     """Start `hosts`, wait for a leader in every group, and stop them all at the end."""
     for h in hosts:
         await h.start()
     try:
         await _wait_for(
-            lambda: all(any(h.groups[g].raw.is_leader for h in hosts) for g in hosts[0].groups),
+            lambda: all(
+                any(h.host.groups[g].raw.is_leader for h in hosts) for g in hosts[0].host.groups
+            ),
             "a leader in every group",
         )
         yield
@@ -78,7 +81,7 @@ async def _serving(hosts: list[NodeHost]) -> AsyncIterator[None]:
 def test_three_hosts_elect_replicate_and_serve(tmp_path: Path) -> None:
     async def main() -> None:
         cfgs = _configs(tmp_path)
-        hosts = [NodeHost(c, MemoryNodeLog()) for c in cfgs]
+        hosts = [Node(c, MemoryNodeLog()) for c in cfgs]
         async with _serving(hosts):
             urls = [c.me.http_url for c in cfgs]
             async with AsyncClient(urls, retry=RetryPolicy(attempts_max=20), seed=1) as c:
@@ -94,11 +97,11 @@ def test_three_hosts_elect_replicate_and_serve(tmp_path: Path) -> None:
             # Every replica applied every write (stale reads on each node see them).
             await _wait_for(
                 lambda: all(
-                    sum(len(g.sm) for gid, g in h.groups.items() if gid) == 50 for h in hosts
+                    sum(len(g.sm) for gid, g in h.host.groups.items() if gid) == 50 for h in hosts
                 ),
                 "all replicas to apply",
             )
-            text = hosts[0].metrics_text()
+            text = hosts[0].host.metrics_text()
             assert "quorumdb_raft_commit_index" in text
             assert "quorumdb_wal_fsync_seconds_count" in text
 
@@ -112,19 +115,19 @@ def test_concurrent_writes_without_a_session_each_get_their_own(tmp_path: Path) 
 
     async def main() -> None:
         cfgs = _configs(tmp_path)
-        hosts = [NodeHost(c, MemoryNodeLog()) for c in cfgs]
+        hosts = [Node(c, MemoryNodeLog()) for c in cfgs]
         async with _serving(hosts):
-            leader = next(h for h in hosts if h.groups[1].raw.is_leader)
+            leader = next(h for h in hosts if h.host.groups[1].raw.is_leader)
             keys = [
                 k
                 for k in (f"s{i}".encode() for i in range(200))
-                if leader.shard_of(k) is leader.groups[1]
+                if leader.host.shard_of(k) is leader.host.groups[1]
             ][:30]
             results = await asyncio.gather(
-                *(leader.put(k, b"v", expected_revision=-1, client=0, seq=0) for k in keys)
+                *(leader.service.put(k, b"v", expected_revision=-1, client=0, seq=0) for k in keys)
             )
             assert all(r.revision > 0 for r in results)
-            sessions = _kv_sm(leader.groups[1]).sessions
+            sessions = _kv_sm(leader.host.groups[1]).sessions
             assert len(sessions) == len(keys), "writes in flight together shared a session"
 
     asyncio.run(main())
@@ -149,13 +152,13 @@ def test_health_answers_503_once_the_driver_failed(
 
     async def main() -> None:
         cfgs = _configs(tmp_path)
-        hosts = [NodeHost(c, MemoryNodeLog()) for c in cfgs]
+        hosts = [Node(c, MemoryNodeLog()) for c in cfgs]
         async with _serving(hosts), aiohttp.ClientSession() as session:
             status, doc = await _health(session, cfgs[2])
             assert status == 200, doc
             assert doc["status"] == "ok" and doc["driver_running"] is True, doc
             assert doc["groups"] == 3 and 0 <= doc["groups_without_leader"] <= 3, doc
-            hosts[2].fail_driver_after(0)
+            hosts[2].host.fail_driver_after(0)
             failure = await asyncio.wait_for(hosts[2].wait_failed(), 10)
             assert isinstance(failure, InjectedFailureError), repr(failure)
             status, doc = await _health(session, cfgs[2])
@@ -194,24 +197,24 @@ def test_a_leader_whose_disk_stalls_loses_leadership(tmp_path: Path) -> None:
     async def main() -> None:
         cfgs = _configs(tmp_path)
         logs = [_StallingLog() for _ in cfgs]
-        hosts = [NodeHost(c, log) for c, log in zip(cfgs, logs, strict=True)]
+        hosts = [Node(c, log) for c, log in zip(cfgs, logs, strict=True)]
         for h in hosts:
             await h.start()
         writers: list[asyncio.Task[None]] = []
         try:
-            await _wait_for(lambda: any(h.groups[1].raw.is_leader for h in hosts), "a leader")
-            i = next(i for i, h in enumerate(hosts) if h.groups[1].raw.is_leader)
-            lead, term = hosts[i], hosts[i].groups[1].raw.raft.term
+            await _wait_for(lambda: any(h.host.groups[1].raw.is_leader for h in hosts), "a leader")
+            i = next(i for i, h in enumerate(hosts) if h.host.groups[1].raw.is_leader)
+            lead, term = hosts[i], hosts[i].host.groups[1].raw.raft.term
             key = next(
                 f"k{n}".encode()
                 for n in range(100)
-                if lead.shard_of(f"k{n}".encode()) is lead.groups[1]
+                if lead.host.shard_of(f"k{n}".encode()) is lead.host.groups[1]
             )
             logs[i].stalled = True
 
             async def write(n: int) -> None:
                 with contextlib.suppress(Exception):
-                    await lead.put(key, b"v%d" % n, expected_revision=-1, client=0, seq=0)
+                    await lead.service.put(key, b"v%d" % n, expected_revision=-1, client=0, seq=0)
 
             async def keep_writing() -> None:
                 # Writes keep arriving at the stalled leader (each could be sent on at once).
@@ -223,7 +226,8 @@ def test_a_leader_whose_disk_stalls_loses_leadership(tmp_path: Path) -> None:
             others = [h for h in hosts if h is not lead]
             await _wait_for(
                 lambda: any(
-                    h.groups[1].raw.is_leader and h.groups[1].raw.raft.term > term for h in others
+                    h.host.groups[1].raw.is_leader and h.host.groups[1].raw.raft.term > term
+                    for h in others
                 ),
                 "another node to take over group 1",
                 timeout_s=5.0,
@@ -255,7 +259,7 @@ def test_concurrent_writes_with_frequent_snapshots_while_commits_run(tmp_path: P
 
     async def main() -> None:
         cfgs = [dataclasses.replace(c, snapshot_entries=20) for c in _configs(tmp_path)]
-        hosts = [NodeHost(c, _SlowLog.open(c.data_dir)) for c in cfgs]
+        hosts = [Node(c, _SlowLog.open(c.data_dir)) for c in cfgs]
         async with _serving(hosts):
             urls = [c.me.http_url for c in cfgs]
             async with AsyncClient(urls, retry=RetryPolicy(attempts_max=20), seed=2) as c:
@@ -266,7 +270,7 @@ def test_concurrent_writes_with_frequent_snapshots_while_commits_run(tmp_path: P
 
                 await asyncio.gather(*(writer(w) for w in range(24)))
             assert all(not t.done() for h in hosts for t in h._tasks), "a driver stopped"
-            assert sum(g.stats.snapshots_made for h in hosts for g in h.groups.values()) > 0
+            assert sum(g.stats.snapshots_made for h in hosts for g in h.host.groups.values()) > 0
 
     asyncio.run(main())
 
@@ -280,28 +284,28 @@ def test_a_restarted_host_applies_its_committed_log_before_serving(tmp_path: Pat
     async def main() -> None:
         cfgs = _configs(tmp_path)
         logs = [MemoryNodeLog() for _ in cfgs]
-        hosts = [NodeHost(c, node_log) for c, node_log in zip(cfgs, logs, strict=True)]
+        hosts = [Node(c, node_log) for c, node_log in zip(cfgs, logs, strict=True)]
         async with _serving(hosts):
             urls = [c.me.http_url for c in cfgs]
             async with AsyncClient(urls, retry=RetryPolicy(attempts_max=20), seed=1) as c:
                 for i in range(30):
                     await c.put(f"k{i}", f"v{i}")
             await _wait_for(
-                lambda: sum(len(g.sm) for gid, g in hosts[0].groups.items() if gid) == 30,
+                lambda: sum(len(g.sm) for gid, g in hosts[0].host.groups.items() if gid) == 30,
                 "node 1 to apply every write",
             )
         commits = {gid: g.mem.hard_state.commit for gid, g in logs[0].groups.items()}
         assert all(commits.values()), commits
 
-        restarted = NodeHost(cfgs[0], logs[0])
+        restarted = Node(cfgs[0], logs[0])
         await restarted.start()
         try:
-            applied = {gid: g.sm.applied for gid, g in restarted.groups.items()}
+            applied = {gid: g.sm.applied for gid, g in restarted.host.groups.items()}
             assert all(applied[gid] >= commit for gid, commit in commits.items()), (
                 applied,
                 commits,
             )
-            assert sum(len(g.sm) for gid, g in restarted.groups.items() if gid) == 30
+            assert sum(len(g.sm) for gid, g in restarted.host.groups.items() if gid) == 30
         finally:
             await restarted.stop()
 
@@ -316,7 +320,7 @@ def test_a_group_snapshots_by_applied_bytes_as_well_as_by_entries(tmp_path: Path
             dataclasses.replace(c, snapshot_entries=1_000_000, snapshot_bytes=64 << 10)
             for c in _configs(tmp_path)
         ]
-        hosts = [NodeHost(c, MemoryNodeLog()) for c in cfgs]
+        hosts = [Node(c, MemoryNodeLog()) for c in cfgs]
         async with _serving(hosts):
             urls = [c.me.http_url for c in cfgs]
             async with AsyncClient(urls, retry=RetryPolicy(attempts_max=20), seed=3) as c:
@@ -324,7 +328,7 @@ def test_a_group_snapshots_by_applied_bytes_as_well_as_by_entries(tmp_path: Path
                     await c.put(f"big{i}", "x" * 30_000)
             await _wait_for(
                 lambda: all(
-                    sum(g.stats.snapshots_made for g in h.groups.values()) > 0 for h in hosts
+                    sum(g.stats.snapshots_made for g in h.host.groups.values()) > 0 for h in hosts
                 ),
                 "every node to snapshot a group",
             )
@@ -341,28 +345,28 @@ def test_a_group_removed_while_the_controller_applies_is_skipped_in_that_round(
 
     async def main() -> None:
         (cfg, *_) = _configs(tmp_path, n=1)
-        host = NodeHost(dataclasses.replace(cfg, snapshot_entries=1), MemoryNodeLog())
-        victim = host.add_group(99, (1,), KVStateMachine())
+        host = Node(dataclasses.replace(cfg, snapshot_entries=1), MemoryNodeLog())
+        victim = host.host.add_group(99, (1,), KVStateMachine())
 
         def drop_victim(cmd: Command, _result: Result) -> None:
             if cmd.key == b"drop":
-                host.remove_group(99)
+                host.host.remove_group(99)
 
-        host.controller_observers.append(drop_victim)
+        host.host.controller_observers.append(drop_victim)
         await host.start()
         try:
             await _wait_for(
-                lambda: all(g.raw.is_leader for g in host.groups.values()), "leadership"
+                lambda: all(g.raw.is_leader for g in host.host.groups.values()), "leadership"
             )
             # Both proposals before the driver runs again: one round holds both Readies.
             drop = Command(kind=CommandKind.PUT, key=b"drop", value=b"1", client=7, seq=1)
             write = Command(kind=CommandKind.PUT, key=b"k", value=b"v", client=7, seq=2)
-            ctl = host.groups[CONTROLLER_GROUP].submit((7, 1), encode_command(drop))
+            ctl = host.host.groups[CONTROLLER_GROUP].submit((7, 1), encode_command(drop))
             victim.submit((7, 2), encode_command(write))
             host._kick.set()
             await asyncio.wait_for(wait(ctl), 10)
-            await _wait_for(lambda: 99 not in host.groups, "the group to be removed")
-            put = host.groups[CONTROLLER_GROUP].submit(
+            await _wait_for(lambda: 99 not in host.host.groups, "the group to be removed")
+            put = host.host.groups[CONTROLLER_GROUP].submit(
                 (7, 3),
                 encode_command(
                     Command(kind=CommandKind.PUT, key=b"after", value=b"1", client=7, seq=3)
@@ -402,7 +406,7 @@ def test_histories_stay_linearizable_while_entries_apply_mid_flight(tmp_path: Pa
 
     async def main() -> None:
         cfgs = _configs(tmp_path)
-        hosts = [NodeHost(c, _JitteryLog.open(c.data_dir)) for c in cfgs]
+        hosts = [Node(c, _JitteryLog.open(c.data_dir)) for c in cfgs]
         async with _serving(hosts):
             urls = [c.me.http_url for c in cfgs]
             stop_at = time.monotonic() + 3.0

@@ -1,73 +1,63 @@
-"""NodeHost: the Raft groups of one node driven by one asyncio loop, one WAL, one transport.
+"""NodeHost: the Raft groups of one node, one WAL, driven synchronously (sans-IO).
 
-Theory of operation. One driver task is the only code that calls into the Raft cores. Each
-round it (1) hands every group its due ticks, queued peer messages, proposals and read
-requests, (2) collects a Ready from every group that has one, sends their early messages,
-stages their entries and hard states, and commits all of them with ONE write and ONE
-fdatasync in a worker thread (group commit across groups and across requests), then (3) sends
-the messages that promise durability, applies committed entries (answering clients), and
-advances. While the fsync runs, requests and messages keep arriving and queue up; the next
-round takes them all, so batches grow exactly when the disk is the bottleneck. The simulator
-(`sim/node.py`) checks this persist-before-acknowledge model in its lock-step form; the
-mid-flight work below is covered by the in-process and real-process tests only.
+Theory of operation. The host is given an environment (`host.env.Env`: a clock, timers, the
+network, a syncer that runs the WAL's write + fdatasync somewhere, randomness, and `wake`,
+which asks the driver to call `pump()` soon). Two drivers run it: the asyncio runtime
+(`runtime.node`) and the simulator (`sim.host_node`). They only deliver inputs (`deliver`,
+`tick`, requests through `submit_*`) and call `pump()` when woken; everything else happens
+here, identically under both.
 
-Fail-stop. The driver and tick loops are the node: if either raises, the other is stopped,
-the error is logged once with its traceback, `failure` holds it and `wait_failed()` returns
-it; `/v1/health` answers 503 from then on. The process's main (`runtime.node_main`) waits for
-that and exits, so a node never keeps listening while nothing is replicated or applied.
+A round (`pump` with no write outstanding): (1) hand every group its due ticks, queued peer
+messages, proposals and read requests; (2) collect a Ready from every group that has one,
+send their early messages, stage their entries and hard states, and give the syncer ONE
+write with ONE fdatasync for all of them (group commit across groups and requests); (3) when
+the syncer reports it done (`_on_written`): send the messages that promise durability,
+apply committed entries (answering clients), advance, snapshot. While the write is
+outstanding, requests and messages keep arriving and queue; the next round takes them all,
+so batches grow exactly when the disk is the bottleneck. A round with nothing to fsync (only
+a commit index, say) writes inline.
 
 The fsync does not idle the node (etcd's node steps messages and proposals between a Ready
 and its Advance too): while it runs, groups whose committed entries were persisted by
 earlier rounds apply them and answer their clients at once; and, for up to a heartbeat
-interval, KV groups step arriving append acks and new proposals, send the appends and
-commit indexes that produces, and apply newly committed entries that are durable here
-(`RawNode.take_committed`). What promises durability (acks, votes) still waits for the
-write. After the interval a leader goes quiet until its write returns, so that a stalled
-disk costs it its leadership rather than the group its availability.
-
-Clients talk HTTP/1.1 to `runtime.http` (a lean asyncio.Protocol server) running
-`kv.api.dispatch`.
+interval, KV groups step arriving append acks and new proposals each time `pump` is called,
+send the appends and commit indexes that produces, and apply newly committed entries that
+are durable here (`RawNode.take_committed`). What promises durability (acks, votes) still
+waits for the write. After the interval a leader goes quiet until its write returns, so
+that a stalled disk costs it its leadership rather than the group its availability.
 
 Groups: group 0 is the controller (cluster metadata: members and their addresses, as KV
-entries), groups 1..S hold KV shards; a key lives in shard `crc32c(key) % S + 1`. Every group
-has every member as a voter (replication factor = cluster size).
+entries), groups 1..S hold KV shards; a key lives in shard `crc32c(key) % S + 1`. Every
+group has every member as a voter (replication factor = cluster size); Kafka partitions are
+groups added at run time (`add_group`) with their own replicas.
+
+Requests are answered through `host.pending.Pending`: a write of a command without a client
+session borrows one of the node's own for its lifetime (`kv.sessions.SessionPool`), and is
+given up (ServiceUnavailableError) after `request_timeout_s`.
 """
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
-import functools
 import json
 import logging
-import random
-import time
-from collections.abc import Awaitable, Callable
-from typing import Any, TypeVar, cast
+from collections.abc import Callable, Iterable
+from typing import Any
 
 import crc32c
 
 from quorumdb.errors import QuorumError
 from quorumdb.host.config import Member, NodeConfig, parse_address
+from quorumdb.host.env import Env, GroupMessageLike
 from quorumdb.host.group import Group
 from quorumdb.host.metrics import Histogram, render
 from quorumdb.host.pending import Pending
 from quorumdb.host.persistence import GroupLog, NodeLog
 from quorumdb.host.state_machine import ReplicatedStateMachine
-from quorumdb.kv.api import BODY_BYTES_MAX, dispatch
 from quorumdb.kv.commands import Command, CommandKind, Outcome, Result, encode_command
-from quorumdb.kv.service import (
-    Consistency,
-    NotLeaderHereError,
-    ServiceUnavailableError,
-    ValueRecord,
-)
+from quorumdb.kv.service import ServiceUnavailableError
 from quorumdb.kv.sessions import SessionPool
 from quorumdb.kv.state_machine import KVStateMachine
 from quorumdb.raft import (
-    ConfChange,
-    ConfChangeSingle,
-    ConfChangeType,
     Config,
     ConfState,
     EntryType,
@@ -78,26 +68,25 @@ from quorumdb.raft import (
     Rng,
     StateType,
 )
-from quorumdb.runtime.http import HttpServer
-from quorumdb.runtime.pending import wait
-from quorumdb.runtime.transport import Transport
-from quorumdb.runtime.wire import GroupMessage, ServiceMessage
 
-__all__ = ["CONTROLLER_GROUP", "InjectedFailureError", "NodeHost"]
+__all__ = [
+    "CONTROLLER_GROUP",
+    "MEMBER_PREFIX",
+    "InjectedFailureError",
+    "NodeHost",
+    "kv_state",
+    "member_key",
+]
 
 log = logging.getLogger("quorumdb.host")
 
-_T = TypeVar("_T")
-
 CONTROLLER_GROUP = 0
-_MEMBER_PREFIX = b"member/"
+MEMBER_PREFIX = b"member/"
 _MEMBER_END = b"member0"
-_ADMIN_TIMEOUT_S = 30.0
-_TICK_CATCH_UP_MAX = 100
 _SNAPSHOT_KEEP = 1_000
-_REPLAY_WAIT_S_MAX = 30.0
 _INFLIGHT_BYTES_MAX = 32 << 20  # unacknowledged entry data per follower, per group
 _WAL_CHECK_ROUNDS = 64  # how often (in driver rounds) to look for groups pinning the WAL
+_TICKS_PENDING_MAX = 100  # ticks delivered at once after a stall (not more: an election)
 # Health calls the driver stalled past this: a round normally ends within a tick (the tick
 # loop kicks it) or an fsync; far above both, so a slow disk or a busy machine is not a fault.
 _ROUND_AGE_S_MAX = 30.0
@@ -107,13 +96,31 @@ class InjectedFailureError(QuorumError):
     """Raised by a driver round on purpose (`NodeHost.fail_driver_after`), to test fail-stop."""
 
 
-class NodeHost:
-    """A running node; implements `kv.service.KVService` for the HTTP API."""
+class _Write:
+    """The round whose WAL write the syncer is running."""
 
-    def __init__(self, config: NodeConfig, node_log: NodeLog) -> None:
+    __slots__ = ("early", "midflight", "readies", "window_end")
+
+    def __init__(
+        self,
+        readies: list[tuple[Group, Ready]],
+        early: dict[int, int],
+        midflight: list[Group],
+        window_end: float,
+    ) -> None:
+        self.readies = readies
+        self.early = early
+        self.midflight = midflight
+        self.window_end = window_end
+
+
+class NodeHost:
+    """One node's groups; inputs from a driver, outputs through its `Env`."""
+
+    def __init__(self, config: NodeConfig, node_log: NodeLog, env: Env) -> None:
         self.config = config
         self.node_log = node_log
-        self.rng = random.Random()
+        self.env = env
         self.members: dict[int, Member] = dict(config.members)
         self.groups: dict[int, Group] = {}
         # When each peer's last frame arrived (monotonic s): who is reachable right now, for
@@ -121,13 +128,10 @@ class NodeHost:
         # timeout, so it flickers.
         self.peer_heard: dict[int, float] = {}
         self.logs: dict[int, GroupLog] = {}
-        self._kick = asyncio.Event()
         self._ticks_pending = 0
-        self._tasks: list[asyncio.Task[None]] = []
-        self._http: HttpServer | None = None
-        self._session = self.rng.getrandbits(62) + 1  # request keys: Kafka produce, reads
+        self._session = env.rng.getrandbits(62) + 1  # request keys: Kafka produce, reads
         # Sessions for writes that come without one (the node's own, clients without ids).
-        self.sessions = SessionPool(self.rng)
+        self.sessions = SessionPool(env.rng)
         self._last_voters: dict[int, set[int]] = {}
         # Extensions (the Kafka backend): called after each group's Ready is applied, with
         # the leader it had before; and for every applied controller command.
@@ -141,32 +145,20 @@ class NodeHost:
         self._seq = 0
         self._read_seq = 0
         # Group -> the commit index its own log held when opened during start-up: entries up
-        # to it are known committed and are applied before the node serves (see `start`).
+        # to it are known committed and are applied before the node serves (`replay_behind`).
         self._replay_to: dict[int, int] = {}
         self._replaying = True
-        self._round_done = asyncio.Event()
-        self._running = False
+        self.running = False  # set by the driver while it drives this host
         self.failure: BaseException | None = None
-        self._failed = asyncio.Event()
         self._injected: InjectedFailureError | None = None
+        self._writing: _Write | None = None
         self.rounds = 0
-        self._round_at = time.monotonic()
-        # The WAL write of the latest round: `stop` lets it finish before closing the WAL.
-        self._wal_write: asyncio.Future[float] | None = None
+        self._round_at = env.clock.monotonic()
         self._midflight_s = config.heartbeat_ticks * config.tick_ms / 1000
         self.fsync_s = Histogram()
         self.batch_entries = Histogram(bounds=(1, 2, 4, 8, 16, 32, 64, 128, 256, 512, 1024, 4096))
         self.request_s: dict[str, Histogram] = {}
         self.requests_total: dict[tuple[str, int], int] = {}
-        self.transport = Transport(
-            node_id=config.node_id,
-            cluster=config.cluster,
-            listen=config.me.raft,
-            peers={i: m.raft for i, m in config.members.items() if i != config.node_id},
-            deliver=self._deliver,
-            rng=random.Random(),
-            deliver_service=self._deliver_service,
-        )
         voters = ConfState(voters=tuple(sorted(config.members)))
         for gid in range(config.shards + 1):
             self._open_group(gid, voters)
@@ -198,7 +190,7 @@ class NodeHost:
             # batches could be 256 MiB per group.
             max_inflight_bytes=_INFLIGHT_BYTES_MAX,
         )
-        raw = RawNode(raft_cfg, glog.storage, Rng(random.Random().randrange))
+        raw = RawNode(raft_cfg, glog.storage, Rng(self.env.rng.randrange))
         hs, cs = glog.storage.initial_state()
         if self._replaying:
             self._replay_to[gid] = hs.commit
@@ -216,7 +208,7 @@ class NodeHost:
         if existing is not None:
             return existing
         g = self._open_group(gid, ConfState(voters=voters), sm)
-        self._kick.set()
+        self.env.wake()
         return g
 
     def remove_group(self, gid: int) -> None:
@@ -226,117 +218,161 @@ class NodeHost:
         if g is not None:
             for futs in g.writes.values():
                 for fut in futs:
-                    if not fut.done():
-                        fut.set_exception(ProposalDroppedError("group removed"))
+                    fut.set_exception(ProposalDroppedError("group removed"))
 
-    # -- lifecycle ---------------------------------------------------------------------------
+    # -- requests (answers come later, as `Pending`) ----------------------------------------
 
-    async def start(self) -> None:
-        self._running = True
-        await self.transport.start()
-        loop = asyncio.get_running_loop()
-        self._tasks = [
-            loop.create_task(self._tick_loop(), name="tick loop"),
-            loop.create_task(self._driver_loop(), name="driver"),
-        ]
-        for t in self._tasks:
-            t.add_done_callback(self._on_loop_done)
-        await self._replay_committed()
-        self._http = HttpServer(functools.partial(dispatch, self), body_bytes_max=BODY_BYTES_MAX)
-        host, port = self.config.me.http
-        await self._http.start(host, port)
-        log.info(
-            "node started id=%d raft=%s:%d http=%s:%d groups=%d fsync=%s",
-            self.config.node_id,
-            *self.config.me.raft,
-            host,
-            port,
-            len(self.groups),
-            self.config.fsync,
+    def submit_write(self, g: Group, cmd: Command) -> Pending[Result]:
+        """Propose `cmd` on `g` (a follower forwards it to the leader); the answer is the
+        state machine's result once it applies here, ProposalDroppedError if the core refused
+        it, or ServiceUnavailableError after `request_timeout_s`. A command without a client
+        session borrows one of the node's own until answered."""
+        release: Callable[[], None] | None = None
+        if cmd.client == 0:
+            client, seq, release = self.sessions.acquire()
+            cmd = Command(
+                kind=cmd.kind,
+                key=cmd.key,
+                value=cmd.value,
+                expected_revision=cmd.expected_revision,
+                client=client,
+                seq=seq,
+            )
+        fut: Pending[Result] = g.submit((cmd.client, cmd.seq), encode_command(cmd))
+        self._deadline(g, fut, self.config.request_timeout_s, "the write to commit")
+        if release is not None:
+            done = release
+            fut.add_done_callback(lambda _: done())
+        self.env.wake()
+        return fut
+
+    def submit_read(self, g: Group, timeout_s: float | None = None) -> Pending[int]:
+        """ReadIndex: answers the index a linearizable read of `g` may be served at, once
+        this node has applied it (default deadline: `request_timeout_s`)."""
+        self._read_seq += 1
+        ctx = f"{self._session}:{self._read_seq}".encode()
+        fut = g.submit_read(ctx)
+        timeout = self.config.request_timeout_s if timeout_s is None else timeout_s
+        self._deadline(g, fut, timeout, "a quorum to confirm the read")
+        self.env.wake()
+        return fut
+
+    def submit_action(self, g: Group, act: Callable[[RawNode], None]) -> Pending[None]:
+        """Run `act(raw)` in the next round (admin: conf changes, leadership transfer)."""
+        fut = g.submit_action(act)
+        self.env.wake()
+        return fut
+
+    def submit_produce(
+        self, g: Group, data: bytes, persisted: Pending[None] | None
+    ) -> tuple[tuple[int, int], Pending[Any]]:
+        """Propose a Kafka produce entry (no KV session: the partition state machine answers
+        the request key it carries); `persisted` completes once this node's log has it."""
+        key = self.next_request_id()
+        fut: Pending[Any] = g.submit(key, data, persisted)
+        self.env.wake()
+        return key, fut
+
+    def _deadline(self, g: Group, fut: Pending[Any], timeout_s: float, what: str) -> None:
+        cancel = self.env.timers.call_later(
+            timeout_s, lambda: _time_out(g, fut, f"timed out waiting for {what}")
         )
+        fut.add_done_callback(lambda _: cancel())
 
-    async def _replay_committed(self) -> None:
-        """Apply what this node's own log already holds as committed before serving.
+    def shard_of(self, key: bytes) -> Group:
+        return self.groups[crc32c.crc32c(key) % self.config.shards + 1]
 
-        A restarted node knows its commit index from its hard state, so it can apply up to
-        it without hearing from any leader. Serving earlier answered from the snapshot's
-        state: a Kafka Metadata request right after a restart called a topic created long
-        before unknown (error 3) until the first driver round had replayed the controller
-        log. Partition groups that the replay re-creates are waited for too. Bounded: a log
-        that cannot reach its commit index (it never should) only delays the start.
-        """
-        deadline = time.monotonic() + _REPLAY_WAIT_S_MAX
-        while behind := [
-            gid
-            for gid, g in sorted(self.groups.items())
-            if g.sm.applied < self._replay_to.get(gid, 0)
-        ]:
-            if self.failure is not None:
-                break  # the owner shuts the node down
-            left_s = deadline - time.monotonic()
-            if left_s <= 0:
-                log.warning("serving before replaying the committed log of groups=%s", behind)
-                break
-            self._round_done.clear()
-            self._kick.set()
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._round_done.wait(), left_s)
-        self._replaying = False
-        self._replay_to.clear()
+    def leader_url(self, g: Group) -> str | None:
+        lead = g.raw.lead
+        m = self.members.get(lead)
+        return m.http_url if m is not None else None
 
-    async def stop(self) -> None:
-        self._running = False
-        for t in self._tasks:
-            t.cancel()
-        await asyncio.gather(*self._tasks, return_exceptions=True)
-        if self._http is not None:
-            await self._http.stop()
-        await self.transport.stop()
-        if self._wal_write is not None:
-            # Its thread outlives a cancelled or failed round: close the WAL after it.
-            await asyncio.wait([self._wal_write])
-        self.node_log.close()
+    def next_request_id(self) -> tuple[int, int]:
+        """A (client, seq) key no other request of this node uses (Kafka produce requests:
+        the partition state machine keeps no KV sessions)."""
+        self._seq += 1
+        return self._session, self._seq
 
-    def _on_loop_done(self, task: asyncio.Task[None]) -> None:
-        """The driver or tick loop ended: unless cancelled by `stop`, the node has failed."""
-        if task.cancelled():
+    # -- inputs from the driver --------------------------------------------------------------
+
+    def deliver(self, sender: int, msgs: Iterable[GroupMessageLike]) -> None:
+        """Raft messages from `sender`, each with its group."""
+        self.peer_heard[sender] = self.env.clock.monotonic()
+        groups = self.groups
+        for gm in msgs:
+            g = groups.get(gm.group)
+            if g is not None:
+                g.inbox.append(gm.message)
+        self.env.wake()
+
+    def deliver_service(self, sender: int, channel: str, body: bytes) -> None:
+        self.peer_heard[sender] = self.env.clock.monotonic()
+        handler = self.service_handlers.get(channel)
+        if handler is not None:
+            handler(sender, body)
+
+    def send_service(self, peer: int, channel: str, body: bytes) -> bool:
+        """Send a service's message to `peer` (False: not sent; the service retries)."""
+        return self.env.network.send_service(peer, channel, body)
+
+    def tick(self, n: int = 1) -> None:
+        """`n` ticks of `tick_ms` passed (a driver that stalled delivers the missed ones)."""
+        self._ticks_pending = min(self._ticks_pending + n, _TICKS_PENDING_MAX)
+        for hook in self.tick_hooks:
+            hook()
+        self.env.wake()
+
+    def pump(self) -> None:
+        """Make progress: start a round, or, while its write is outstanding, do the work
+        that may happen meanwhile. The driver calls it whenever `env.wake` asked it to;
+        an exception means the node has failed (the driver stops it: fail-stop)."""
+        if self.failure is not None:
             return
-        exc = task.exception()
-        assert exc is not None, f"the {task.get_name()} returned"
-        log.error("%s failed; stopping the node", task.get_name(), exc_info=exc)
-        if self.failure is None:
-            self.failure = exc
-            self._failed.set()
-            self._round_done.set()  # wakes `_replay_committed`, which then sees the failure
-        for t in self._tasks:
-            t.cancel()
+        if self._injected is not None:
+            raise self._injected
+        if self._writing is not None:
+            self._midflight(self._writing)
+            return
+        self._round()
 
-    async def wait_failed(self) -> BaseException:
-        """Wait until the driver or tick loop fails; return what stopped it. The node is then
-        fail-stop: it neither replicates nor applies, and its owner should shut it down."""
-        await self._failed.wait()
-        assert self.failure is not None
-        return self.failure
+    def failed(self, error: BaseException) -> None:
+        """The driver stopped because of `error`; nothing runs any more (see `health`)."""
+        if self.failure is None:
+            self.failure = error
 
     def fail_driver_after(self, delay_s: float) -> None:
         """Make a driver round raise `InjectedFailureError` once `delay_s` has passed (tests of
         fail-stop; see `runtime.node_main`). Uncalled, it costs the driver one test per round."""
         error = InjectedFailureError(f"injected driver failure after {delay_s:g} s")
-        asyncio.get_running_loop().call_later(delay_s, self._inject, error)
+        self.env.timers.call_later(delay_s, lambda: self._inject(error))
 
     def _inject(self, error: InjectedFailureError) -> None:
         self._injected = error
-        self._kick.set()
+        self.env.wake()
+
+    def replay_behind(self) -> list[int]:
+        """Groups not yet applied up to the commit index their own log held at start: the
+        node should not serve before they are (a restarted node would answer from its
+        snapshot's state, e.g. call a long-existing Kafka topic unknown)."""
+        return [
+            gid
+            for gid, g in sorted(self.groups.items())
+            if g.sm.applied < self._replay_to.get(gid, 0)
+        ]
+
+    def end_replay(self) -> None:
+        self._replaying = False
+        self._replay_to.clear()
 
     def health(self) -> dict[str, Any]:
         """Cheap liveness for `/v1/health`: "ok" unless the driver stopped or stalled.
 
         A group without a leader is counted, not a fault: it happens during every election.
         """
-        age_s = time.monotonic() - self._round_at
+        age_s = self.env.clock.monotonic() - self._round_at
         doc: dict[str, Any] = {
             "status": "ok",
-            "driver_running": self._running and self.failure is None,
+            "driver_running": self.running and self.failure is None,
             "rounds": self.rounds,
             "last_round_age_s": round(age_s, 3),
             "groups": len(self.groups),
@@ -350,64 +386,20 @@ class NodeHost:
             doc["error"] = f"no driver round for {age_s:.0f} s"
         return doc
 
-    # -- the driver ----------------------------------------------------------------------------
+    # -- the round ---------------------------------------------------------------------------
 
-    def _deliver(self, sender: int, msgs: list[GroupMessage]) -> None:
-        self.peer_heard[sender] = time.monotonic()
-        groups = self.groups
-        for gm in msgs:
-            g = groups.get(gm.group)
-            if g is not None:
-                g.inbox.append(gm.message)
-        self._kick.set()
-
-    def _deliver_service(self, sender: int, msg: ServiceMessage) -> None:
-        self.peer_heard[sender] = time.monotonic()
-        handler = self.service_handlers.get(msg.channel)
-        if handler is not None:
-            handler(sender, msg.body)
-
-    def send_service(self, peer: int, channel: str, body: bytes) -> bool:
-        """Send a service's message to `peer` (False: not sent; the service retries)."""
-        return self.transport.send_service(peer, ServiceMessage(channel=channel, body=body))
-
-    async def _tick_loop(self) -> None:
-        interval = self.config.tick_ms / 1000
-        started = time.monotonic()
-        done = 0
-        while True:
-            await asyncio.sleep(interval)
-            # Deliver every tick that is due by the monotonic clock, even after a stall.
-            due = int((time.monotonic() - started) / interval)
-            self._ticks_pending += min(due - done, _TICK_CATCH_UP_MAX)
-            done = due
-            for hook in self.tick_hooks:
-                hook()
-            self._kick.set()
-
-    async def _driver_loop(self) -> None:
-        """Run rounds until cancelled; an error ends it (and `_on_loop_done` fails the node)."""
-        while True:
-            await self._kick.wait()
-            self._kick.clear()
-            if self._injected is not None:
-                raise self._injected
-            await self._round()
-            self.rounds += 1
-            self._round_at = time.monotonic()
-            self._round_done.set()
-
-    async def _round(self) -> None:
+    def _round(self) -> None:
         ticks, self._ticks_pending = self._ticks_pending, 0
         for g in self.groups.values():
             g.feed(ticks)
         readies = [(g, g.raw.ready()) for g in self.groups.values() if g.raw.has_ready()]
         if not readies:
+            self._round_ended()
             return
         # The order of `raft.ready.effects()`, split at Persist so that the Persist step of
         # every group shares one WAL write: early sends, persist (all groups, one fdatasync),
         # then sends that promise durability, apply, advance.
-        send = self.transport.send
+        send = self.env.network.send
         staged: list[object] = []
         sync = False
         for g, rd in readies:
@@ -418,67 +410,75 @@ class NodeHost:
                 if item is not None:
                     staged.append(item)
                 sync = sync or rd.must_sync
-        # While the WAL write runs in its thread: first apply the groups whose committed
-        # entries are all durable here already (persisted by earlier rounds), as
-        # `_early_apply` checks; then, each time something arrives, let the KV groups take
-        # append acks and new proposals, send what that produces and apply what commits
+        if not staged:
+            self._finish(readies, {})
+            return
+        if not (sync and self.config.fsync):
+            # Nothing to fsync (e.g. only a new commit index): a write to the page cache
+            # costs less than handing it to the syncer would.
+            self.fsync_s.observe(self._commit(staged, False))
+            self.batch_entries.observe(sum(len(rd.entries) for _, rd in readies))
+            self._finish(readies, {})
+            return
+        # While the syncer runs the write: first apply the groups whose committed entries
+        # are all durable here already (persisted by earlier rounds), as `_early_apply`
+        # checks; then, each time `pump` is called, let the KV groups take append acks and
+        # new proposals, send what that produces and apply what commits
         # (`Group.step_midflight`), for at most a heartbeat interval. Kafka groups wait for
         # the next round.
         early: dict[int, int] = {}
-        if staged:
-            loop = asyncio.get_running_loop()
-            if sync and self.config.fsync:
-                commit = loop.run_in_executor(None, self._commit, staged, True)
-                commit.add_done_callback(self._kick_cb)
-            else:
-                # Nothing to fsync (e.g. only a new commit index): a write to the page cache
-                # costs less than the two thread hand-offs would.
-                commit = loop.create_future()
-                commit.set_result(self._commit(staged, False))
-            self._wal_write = commit
-            for g, rd in readies:
-                if _early_apply(g, rd):
-                    early[g.group_id] = g.last_lead
-                    g.apply(rd)
-            # Groups with committed entries still to apply after the write: nothing of theirs
-            # may be applied before those.
-            pending = {
-                g.group_id
-                for g, rd in readies
-                if (rd.committed_entries or rd.snapshot is not None) and g.group_id not in early
-            }
-            # Not with lease reads: a read released mid-flight would check its lease against
-            # the tick count of the round's start (ticks are not delivered mid-flight). Not
-            # for a group whose snapshot waits for the durable commit index to catch up with
-            # its applied index, or mid-flight applies could defer the snapshot for ever.
-            midflight = [
-                g
-                for g in self.groups.values()
-                if g.group_id not in pending
-                and isinstance(g.sm, KVStateMachine)
-                and not g.snapshot_deferred
-                and not self.config.lease_reads
-            ]
-            kick = self._kick
-            # Only for a heartbeat interval: a leader whose disk stalls must then go quiet, as
-            # it would without this, so that its followers elect another leader rather than
-            # keep hearing appends from one that cannot commit them.
-            window_end = loop.time() + self._midflight_s
-            while not commit.done():
-                kick.clear()
-                await kick.wait()
-                if commit.done():
-                    break
-                if loop.time() > window_end:
-                    # Shielded: cancelling the round must not lose track of the write.
-                    await asyncio.shield(commit)
-                    break
-                for g in midflight:
-                    if g.step_midflight():
-                        for m in g.raw.take_messages():
-                            send(g.group_id, m)
-            self.fsync_s.observe(commit.result())
-            self.batch_entries.observe(sum(len(rd.entries) for _, rd in readies))
+        for g, rd in readies:
+            if _early_apply(g, rd):
+                early[g.group_id] = g.last_lead
+                g.apply(rd)
+        # Groups with committed entries still to apply after the write: nothing of theirs
+        # may be applied before those.
+        pending = {
+            g.group_id
+            for g, rd in readies
+            if (rd.committed_entries or rd.snapshot is not None) and g.group_id not in early
+        }
+        # Not with lease reads: a read released mid-flight would check its lease against
+        # the tick count of the round's start (ticks are not delivered mid-flight). Not
+        # for a group whose snapshot waits for the durable commit index to catch up with
+        # its applied index, or mid-flight applies could defer the snapshot for ever.
+        midflight = [
+            g
+            for g in self.groups.values()
+            if g.group_id not in pending
+            and isinstance(g.sm, KVStateMachine)
+            and not g.snapshot_deferred
+            and not self.config.lease_reads
+        ]
+        # Only for a heartbeat interval: a leader whose disk stalls must then go quiet, as
+        # it would without this, so that its followers elect another leader rather than
+        # keep hearing appends from one that cannot commit them.
+        window_end = self.env.clock.monotonic() + self._midflight_s
+        self._writing = _Write(readies, early, midflight, window_end)
+        self.env.syncer.submit(lambda: self._commit(staged, True), self._on_written)
+
+    def _midflight(self, w: _Write) -> None:
+        if self.env.clock.monotonic() > w.window_end:
+            return
+        send = self.env.network.send
+        for g in w.midflight:
+            if g.step_midflight():
+                for m in g.raw.take_messages():
+                    send(g.group_id, m)
+
+    def _on_written(self, outcome: float | BaseException) -> None:
+        """The syncer finished the round's write: finish the round (on the host's thread)."""
+        w = self._writing
+        assert w is not None, "a write finished that was not started"
+        self._writing = None
+        if isinstance(outcome, BaseException):
+            raise outcome
+        self.fsync_s.observe(outcome)
+        self.batch_entries.observe(sum(len(rd.entries) for _, rd in w.readies))
+        self._finish(w.readies, w.early)
+
+    def _finish(self, readies: list[tuple[Group, Ready]], early: dict[int, int]) -> None:
+        send = self.env.network.send
         for g, rd in readies:
             if g.persist_waiters:
                 g.resolve_persisted()
@@ -500,16 +500,18 @@ class NodeHost:
                 g.force_snapshot = False
         if self.rounds % _WAL_CHECK_ROUNDS == 0:
             self._relieve_wal()
-        self._kick.set()
+        self._round_ended()
+        self.env.wake()  # whatever queued meanwhile goes in the next round
 
-    def _kick_cb(self, _: object) -> None:
-        self._kick.set()
+    def _round_ended(self) -> None:
+        self.rounds += 1
+        self._round_at = self.env.clock.monotonic()
 
     def _commit(self, staged: list[object], sync: bool) -> float:
-        """One WAL write (+ fdatasync), in a worker thread; returns its duration."""
-        started = time.perf_counter()
+        """One WAL write (+ fdatasync), wherever the syncer runs it; returns its duration."""
+        started = self.env.clock.monotonic()
         self.node_log.commit(staged, sync=sync)
-        return time.perf_counter() - started
+        return self.env.clock.monotonic() - started
 
     def _maybe_snapshot(self, g: Group, *, force: bool = False) -> bool:
         """Snapshot `g` if due; False if it had to wait for a later round."""
@@ -562,7 +564,7 @@ class NodeHost:
                 self.node_log.forget(gid)  # a removed group: nothing of it is needed
             elif g.sm.applied >= index and not g.force_snapshot:
                 g.force_snapshot = True
-                self._kick.set()
+                self.env.wake()
 
     # -- membership ------------------------------------------------------------------------------
 
@@ -578,7 +580,7 @@ class NodeHost:
     def _on_controller_command(self, cmd: Command, result: Result) -> None:
         for observer in self.controller_observers:
             observer(cmd, result)
-        if not cmd.key.startswith(_MEMBER_PREFIX):
+        if not cmd.key.startswith(MEMBER_PREFIX):
             return
         if cmd.kind == CommandKind.DELETE:
             # Founding members have no record to delete (they come from the config files).
@@ -600,23 +602,23 @@ class NodeHost:
         cs = g.conf_state
         in_group = {*cs.voters, *cs.voters_outgoing, *cs.learners}
         for node_id in sorted(set(self.members) - recorded - in_group):
-            self._apply_member_record(_member_key(node_id), None)
+            self._apply_member_record(member_key(node_id), None)
 
     def _apply_member_records(self, sm: KVStateMachine) -> set[int]:
         """Learn every member record in the controller's state; return their node ids."""
         recorded = set()
-        for key, value, _ in sm.scan(_MEMBER_PREFIX, _MEMBER_END, 10_000):
-            recorded.add(int(key[len(_MEMBER_PREFIX) :]))
+        for key, value, _ in sm.scan(MEMBER_PREFIX, _MEMBER_END, 10_000):
+            recorded.add(int(key[len(MEMBER_PREFIX) :]))
             self._apply_member_record(key, value)
         return recorded
 
     def _apply_member_record(self, key: bytes, value: bytes | None) -> None:
-        node_id = int(key[len(_MEMBER_PREFIX) :])
+        node_id = int(key[len(MEMBER_PREFIX) :])
         if node_id == self.config.node_id:
             return
         if value is None:
             self.members.pop(node_id, None)
-            self.transport.remove_peer(node_id)
+            self.env.network.remove_peer(node_id)
             log.info("member removed id=%d", node_id)
             return
         info = json.loads(value)
@@ -626,239 +628,16 @@ class NodeHost:
             http=parse_address(info["http"], "member http"),
         )
         self.members[node_id] = m
-        self.transport.add_peer(node_id, m.raft)
+        self.env.network.add_peer(node_id, m.raft)
         log.info("member known id=%d raft=%s http=%s", node_id, info["raft"], info["http"])
 
-    async def _act(self, g: Group, act: Callable[[RawNode], None]) -> None:
-        fut = g.submit_action(act)
-        self._kick.set()
-        try:
-            await wait(fut)
-        except ProposalDroppedError as exc:
-            raise ServiceUnavailableError(f"group {g.group_id}: {exc}") from None
-
-    async def _until(self, cond: Callable[[], bool], what: str, timeout_s: float) -> None:
-        deadline = time.monotonic() + timeout_s
-        while not cond():
-            if time.monotonic() > deadline:
-                raise ServiceUnavailableError(f"timed out waiting for {what}")
-            await asyncio.sleep(0.01)
-
-    async def _change(self, g: Group, change: ConfChangeSingle) -> None:
-        """Propose one simple membership change on `g` and wait until it applies here."""
-        want_in = change.type != ConfChangeType.REMOVE_NODE
-        node_id = change.node_id
-        deadline = time.monotonic() + _ADMIN_TIMEOUT_S
-
-        def done() -> bool:
-            return (node_id in g.conf_state.voters) == want_in
-
-        while not done():
-            if time.monotonic() > deadline:
-                raise ServiceUnavailableError(f"group {g.group_id}: {change} did not apply")
-            cc = ConfChange(changes=(change,))
-            with contextlib.suppress(ServiceUnavailableError):
-                await self._act(g, functools.partial(RawNode.propose_conf_change, cc=cc))
-            # Refused (another change pending), dropped or lost: look again, then re-propose.
-            with contextlib.suppress(ServiceUnavailableError):
-                await self._until(done, f"group {g.group_id} to apply {change}", 2.0)
-        log.info("group=%d applied %s", g.group_id, change)
-
-    def _require_controller_leader(self) -> None:
-        g = self.groups[CONTROLLER_GROUP]
-        if not g.raw.is_leader:
-            raise NotLeaderHereError(self._leader_url(g))
-
-    async def add_member(self, node_id: int, raft: str, http: str) -> dict[str, Any]:
-        """Make `node_id` a voter of every group (it must be running, with an empty data dir)."""
-        self._require_controller_leader()
-        parse_address(raft, "raft address")
-        parse_address(http, "http address")
-        record = json.dumps({"raft": raft, "http": http}).encode()
-        ctl = self.groups[CONTROLLER_GROUP]
-        await self._write(
-            ctl, Command(kind=CommandKind.PUT, key=_member_key(node_id), value=record)
-        )
-        change = ConfChangeSingle(type=ConfChangeType.ADD_NODE, node_id=node_id)
-        await asyncio.gather(*(self._change(g, change) for g in self.groups.values()))
-        return {"added": node_id, "groups": sorted(self.groups)}
-
-    async def remove_member(self, node_id: int) -> dict[str, Any]:
-        """Remove `node_id` from every group (moving leadership away first) and forget it."""
-        self._require_controller_leader()
-        voters = self.groups[CONTROLLER_GROUP].conf_state.voters
-        if node_id not in voters:
-            raise LookupError(f"node {node_id} is not a member")
-        if node_id == self.config.node_id:
-            raise LookupError("ask another node to remove this one (it leads the controller)")
-        others = [i for i in sorted(voters) if i != node_id]
-        for g in self.groups.values():
-            if g.raw.lead == node_id:
-                to = others[0]
-                await self._act(g, functools.partial(RawNode.transfer_leader, transferee=to))
-                moved = functools.partial(_lead_is_not, g, (0, node_id))
-                await self._until(moved, "leadership to move", 10.0)
-        change = ConfChangeSingle(type=ConfChangeType.REMOVE_NODE, node_id=node_id)
-        for g in self.groups.values():
-            await self._change(g, change)
-        ctl = self.groups[CONTROLLER_GROUP]
-        await self._write(ctl, Command(kind=CommandKind.DELETE, key=_member_key(node_id)))
-        return {"removed": node_id}
-
-    async def transfer_leader(self, to: int, group: int | None) -> dict[str, Any]:
-        """Ask the leaders of `group` (or of every group) to hand leadership to `to`."""
-        if to not in self.members:
-            raise LookupError(f"node {to} is not a member")
-        if group is not None and group not in self.groups:
-            raise LookupError(f"no group {group}")
-        targets = [self.groups[group]] if group is not None else list(self.groups.values())
-        deadline = time.monotonic() + _ADMIN_TIMEOUT_S
-        for g in targets:
-            # A transfer is abandoned after an election timeout if the target is not caught
-            # up by then (Raft thesis §3.10): ask again until it happens or time runs out.
-            while g.raw.lead != to:
-                if time.monotonic() > deadline:
-                    raise ServiceUnavailableError(f"group {g.group_id}: leadership did not move")
-                with contextlib.suppress(ServiceUnavailableError):
-                    await self._act(g, functools.partial(RawNode.transfer_leader, transferee=to))
-                arrived = functools.partial(_lead_is, g, to)
-                with contextlib.suppress(ServiceUnavailableError):
-                    await self._until(arrived, f"group {g.group_id} leader {to}", 0.5)
-        return {"leader": to, "groups": [g.group_id for g in targets]}
-
-    # -- KVService -------------------------------------------------------------------------------
-
-    def shard_of(self, key: bytes) -> Group:
-        return self.groups[crc32c.crc32c(key) % self.config.shards + 1]
-
-    def _leader_url(self, g: Group) -> str | None:
-        lead = g.raw.lead
-        m = self.members.get(lead)
-        return m.http_url if m is not None else None
-
-    def next_request_id(self) -> tuple[int, int]:
-        """A (client, seq) key no other request of this node uses (Kafka produce requests:
-        the partition state machine keeps no KV sessions)."""
-        self._seq += 1
-        return self._session, self._seq
-
-    async def _write(self, g: Group, cmd: Command, *, leader_only: bool = True) -> Result:
-        """Propose `cmd` on `g` and wait for its result. With `leader_only` off, a follower
-        proposes too (the core forwards it to the leader) and answers once it applies it.
-        A command without a client session gets one of the node's own for its lifetime."""
-        if leader_only and not g.raw.is_leader:
-            raise NotLeaderHereError(self._leader_url(g))
-        if cmd.client != 0:
-            return await self._propose_and_wait(g, cmd)
-        with self.sessions.lease() as (client, seq):
-            cmd = Command(
-                kind=cmd.kind,
-                key=cmd.key,
-                value=cmd.value,
-                expected_revision=cmd.expected_revision,
-                client=client,
-                seq=seq,
-            )
-            return await self._propose_and_wait(g, cmd)
-
-    async def _propose_and_wait(self, g: Group, cmd: Command) -> Result:
-        loop = asyncio.get_running_loop()
-        fut = g.submit((cmd.client, cmd.seq), encode_command(cmd))
-        self._kick.set()
-        timer = loop.call_later(
-            self.config.request_timeout_s,
-            _time_out,
-            g,
-            fut,
-            "timed out waiting for the write to commit",
-        )
-        try:
-            return cast("Result", await wait(fut))
-        except ProposalDroppedError:
-            raise NotLeaderHereError(self._leader_url(g)) from None
-        finally:
-            timer.cancel()
-
-    async def _read_barrier(self, g: Group, *, timeout_s: float | None = None) -> None:
-        """Wait until a linearizable read of `g` may be served here (ReadIndex); at most
-        `timeout_s` (default: the configured request timeout)."""
-        self._read_seq += 1
-        ctx = f"{self._session}:{self._read_seq}".encode()
-        loop = asyncio.get_running_loop()
-        fut = g.submit_read(ctx)
-        self._kick.set()
-        timer = loop.call_later(
-            self.config.request_timeout_s if timeout_s is None else timeout_s,
-            _time_out,
-            g,
-            fut,
-            "timed out confirming the read with a quorum",
-        )
-        try:
-            await wait(fut)
-        except ProposalDroppedError:
-            raise ServiceUnavailableError("no leader to confirm the read") from None
-        finally:
-            timer.cancel()
-
-    async def put(
-        self, key: bytes, value: bytes, *, expected_revision: int, client: int, seq: int
-    ) -> Result:
-        kind = CommandKind.CAS if expected_revision >= 0 else CommandKind.PUT
-        cmd = Command(
-            kind=kind,
-            key=key,
-            value=value,
-            expected_revision=expected_revision,
-            client=client,
-            seq=seq,
-        )
-        return await self._timed("put", self._write(self.shard_of(key), cmd))
-
-    async def delete(self, key: bytes, *, client: int, seq: int) -> Result:
-        cmd = Command(kind=CommandKind.DELETE, key=key, client=client, seq=seq)
-        return await self._timed("delete", self._write(self.shard_of(key), cmd))
-
-    async def get(self, key: bytes, consistency: Consistency) -> ValueRecord | None:
-        async def op() -> ValueRecord | None:
-            g = self.shard_of(key)
-            if consistency != Consistency.STALE:
-                await self._read_barrier(g)
-            got = _kv(g).get(key)
-            return None if got is None else ValueRecord(key=key, value=got[0], revision=got[1])
-
-        return await self._timed("get", op())
-
-    async def scan(
-        self, start: bytes, end: bytes | None, limit: int, consistency: Consistency
-    ) -> list[ValueRecord]:
-        async def op() -> list[ValueRecord]:
-            shards = [g for gid, g in sorted(self.groups.items()) if gid != CONTROLLER_GROUP]
-            if consistency != Consistency.STALE:
-                await asyncio.gather(*(self._read_barrier(g) for g in shards))
-            rows = [r for g in shards for r in _kv(g).scan(start, end, limit)]
-            rows.sort()
-            return [ValueRecord(key=k, value=v, revision=r) for k, v, r in rows[:limit]]
-
-        return await self._timed("scan", op())
-
-    async def _timed(self, name: str, coro: Awaitable[_T]) -> _T:
-        started = time.perf_counter()
-        status = 200
-        try:
-            return await coro
-        except NotLeaderHereError:
-            status = 421
-            raise
-        except ServiceUnavailableError:
-            status = 503
-            raise
-        finally:
-            self.request_s.setdefault(name, Histogram()).observe(time.perf_counter() - started)
-            key = (name, status)
-            self.requests_total[key] = self.requests_total.get(key, 0) + 1
-
     # -- status and metrics ----------------------------------------------------------------------
+
+    def observe_request(self, name: str, status: int, seconds: float) -> None:
+        """A served API request, for /metrics."""
+        self.request_s.setdefault(name, Histogram()).observe(seconds)
+        key = (name, status)
+        self.requests_total[key] = self.requests_total.get(key, 0) + 1
 
     def cluster_status(self) -> dict[str, Any]:
         c = self.config
@@ -933,37 +712,6 @@ class NodeHost:
                     g.stats.snapshots_installed,
                 ),
             ]
-        ts = self.transport.stats
-        for peer, depth in self.transport.queue_depths().items():
-            gauges.append(
-                (
-                    "quorumdb_transport_queue_depth",
-                    "Messages queued per peer",
-                    f'peer="{peer}"',
-                    depth,
-                )
-            )
-        gauges += [
-            ("quorumdb_transport_sent_messages_total", "Messages sent", "", ts.sent_messages),
-            (
-                "quorumdb_transport_dropped_total",
-                "Messages dropped (full queue)",
-                'reason="full"',
-                ts.dropped_full,
-            ),
-            (
-                "quorumdb_transport_dropped_total",
-                "Messages dropped",
-                'reason="failed"',
-                ts.dropped_failed,
-            ),
-            (
-                "quorumdb_transport_rejected_connections_total",
-                "Bad peer connections",
-                "",
-                ts.rejected_connections,
-            ),
-        ]
         for (name, status), n in sorted(self.requests_total.items()):
             gauges.append(
                 ("quorumdb_api_requests_total", "API requests", f'op="{name}",status="{status}"', n)
@@ -981,8 +729,8 @@ class NodeHost:
         return render(gauges, hists)
 
 
-def _member_key(node_id: int) -> bytes:
-    return _MEMBER_PREFIX + str(node_id).encode()
+def member_key(node_id: int) -> bytes:
+    return MEMBER_PREFIX + str(node_id).encode()
 
 
 def _time_out(g: Group, fut: Pending[Any], message: str) -> None:
@@ -990,14 +738,6 @@ def _time_out(g: Group, fut: Pending[Any], message: str) -> None:
     if not fut.done():
         g.forget(fut)
         fut.set_exception(ServiceUnavailableError(message))
-
-
-def _lead_is(g: Group, node_id: int) -> bool:
-    return g.raw.lead == node_id
-
-
-def _lead_is_not(g: Group, node_ids: tuple[int, ...]) -> bool:
-    return g.raw.lead not in node_ids
 
 
 def _early_apply(g: Group, rd: Ready) -> bool:
@@ -1014,7 +754,7 @@ def _early_apply(g: Group, rd: Ready) -> bool:
     return all(e.type != conf for e in committed)
 
 
-def _kv(g: Group) -> KVStateMachine:
+def kv_state(g: Group) -> KVStateMachine:
     sm = g.sm
     assert isinstance(sm, KVStateMachine), f"group {g.group_id} is not a KV group"
     return sm

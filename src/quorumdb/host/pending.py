@@ -3,7 +3,7 @@
 The host is driven synchronously (by the asyncio runtime or by the simulator), so a request
 cannot wait on an asyncio future: it gets a `Pending`, which the host completes once (a
 result or an error) from its driver, calling the callbacks added so far, or at once for a
-callback added later. The runtime turns one into an awaitable (`runtime.pending.wait`); the
+callback added later. The runtime turns one into an awaitable (`quorumdb.aio.wait`); the
 simulator records the answer in its history.
 """
 

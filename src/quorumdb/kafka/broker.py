@@ -2,7 +2,7 @@
 
 The handlers speak the protocol (request dict in, response dict out, `ErrorCode`s) and know
 what Kafka clients expect; everything about Raft groups, storage, time and the network is
-behind `BrokerBackend` (implemented by `host.kafka_backend`); the broker-wide topic defaults
+behind `BrokerBackend` (implemented by `kafka.backend`); the broker-wide topic defaults
 are `BrokerSettings`. The connection loop lives in `runtime.kafka_server`.
 
 Rules the clients rely on (shared/KAFKA.md): the high watermark is the Raft commit (apply)

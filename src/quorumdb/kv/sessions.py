@@ -12,30 +12,44 @@ ids a client ever uses is its peak concurrency.
 
 from __future__ import annotations
 
-import random
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from typing import Protocol
 
-__all__ = ["SessionPool"]
+__all__ = ["RandomSource", "SessionPool"]
+
+
+class RandomSource(Protocol):
+    def getrandbits(self, k: int, /) -> int: ...
 
 
 class SessionPool:
     """Sessions (client id, last seq) lent one write at a time; thread-safe."""
 
-    def __init__(self, rng: random.Random) -> None:
+    def __init__(self, rng: RandomSource) -> None:
         self._rng = rng
         self._free: list[list[int]] = []  # [client id, last seq used]
         self._lock = threading.Lock()
 
-    @contextmanager
-    def lease(self) -> Iterator[tuple[int, int]]:
-        """A (client id, seq) for one write, its id used by no other write until it ends."""
+    def acquire(self) -> tuple[int, int, Callable[[], None]]:
+        """(client id, seq, release) for one write: no other write uses the id until
+        `release()` is called (once, when the write is answered or given up)."""
         with self._lock:
             session = self._free.pop() if self._free else [self._rng.getrandbits(62) + 1, 0]
             session[1] += 1
-        try:
-            yield session[0], session[1]
-        finally:
+
+        def release() -> None:
             with self._lock:
                 self._free.append(session)
+
+        return session[0], session[1], release
+
+    @contextmanager
+    def lease(self) -> Iterator[tuple[int, int]]:
+        """`acquire` for the length of a `with` block."""
+        client, seq, release = self.acquire()
+        try:
+            yield client, seq
+        finally:
+            release()

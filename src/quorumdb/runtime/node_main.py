@@ -30,11 +30,11 @@ from typing import NoReturn
 
 from quorumdb.errors import QuorumError, UserError
 from quorumdb.host.config import NodeConfig
-from quorumdb.host.kafka_backend import KafkaBackend
-from quorumdb.host.node_host import NodeHost
 from quorumdb.host.wal_log import WalNodeLog
+from quorumdb.kafka.backend import KafkaBackend
 from quorumdb.kafka.broker import Broker, BrokerSettings
 from quorumdb.runtime.kafka_server import KafkaServer
+from quorumdb.runtime.node import Node
 
 __all__ = ["EXIT_FAILED", "run_node"]
 
@@ -87,7 +87,7 @@ async def _serve(config: NodeConfig) -> BaseException | None:
     """Serve until signalled (returns None) or until the host fails (returns the error)."""
     inject_s = _injected_failure_s()
     node_log = WalNodeLog.open(config.data_dir)
-    host = NodeHost(config, node_log)
+    node = Node(config, node_log)
     kafka: KafkaServer | None = None
     if config.me.kafka is not None:
         settings = BrokerSettings(
@@ -95,20 +95,21 @@ async def _serve(config: NodeConfig) -> BaseException | None:
             default_replication_factor=config.default_replication_factor,
             auto_create_topics_enable=config.auto_create_topics_enable,
         )
-        kafka = KafkaServer(Broker(KafkaBackend(host), settings), config.me.kafka)
-    await host.start()
+        backend = KafkaBackend(node.host, node.service)
+        kafka = KafkaServer(Broker(backend, settings), config.me.kafka)
+    await node.start()
     if kafka is not None:
         await kafka.start()
         log.info("kafka listener on %s:%d", *kafka.listen)
     if inject_s is not None:
         log.warning("%s=%g: the driver will fail on purpose", _INJECT_ENV, inject_s)
-        host.fail_driver_after(inject_s)
+        node.host.fail_driver_after(inject_s)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
     signalled = loop.create_task(stop.wait())
-    failed = loop.create_task(host.wait_failed())
+    failed = loop.create_task(node.wait_failed())
     await asyncio.wait((signalled, failed), return_when=asyncio.FIRST_COMPLETED)
     failure = failed.result() if failed.done() else None
     signalled.cancel()
@@ -118,7 +119,7 @@ async def _serve(config: NodeConfig) -> BaseException | None:
         async with asyncio.timeout(_STOP_S_MAX):
             if kafka is not None:
                 await kafka.stop()
-            await host.stop()
+            await node.stop()
     except TimeoutError:
         _exit_now(config.node_id, failure)
     return failure

@@ -291,13 +291,14 @@ class Transport:
             return
         sender.put(GroupMessage(group=group, message=m))
 
-    def send_service(self, peer_id: int, msg: ServiceMessage) -> bool:
-        """Queue `msg` for `peer_id`; False if that peer is unknown or its queue is full."""
+    def send_service(self, peer_id: int, channel: str, body: bytes) -> bool:
+        """Queue a service message for `peer_id`; False if that peer is unknown or its queue
+        is full."""
         sender = self._senders.get(peer_id)
         if sender is None or len(sender.queue) >= sender.queue_max:
             self.stats.dropped_failed += 1
             return False
-        sender.put(msg)
+        sender.put(ServiceMessage(channel=channel, body=body))
         return True
 
     def is_connected(self, peer_id: int) -> bool:

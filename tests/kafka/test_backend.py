@@ -10,12 +10,15 @@ from types import SimpleNamespace
 from typing import Any
 
 from quorumdb.host.config import Member, NodeConfig
-from quorumdb.host.kafka_backend import KafkaBackend
 from quorumdb.host.node_host import CONTROLLER_GROUP, NodeHost
+from quorumdb.kafka.backend import KafkaBackend
 from quorumdb.kafka.metadata import TOPIC_PREFIX, encode_topic
 from quorumdb.kafka.protocol.errors import ErrorCode
 from quorumdb.kv.commands import Command, CommandKind
+from quorumdb.kv.node_service import NodeService
 from quorumdb.kv.state_machine import KVStateMachine
+from quorumdb.runtime.node import Node
+from tests.host.fake_env import fake_env
 from tests.host.memory_log import MemoryNodeLog
 from tests.host.test_node_host_inprocess import _configs, _serving, _wait_for
 
@@ -41,12 +44,11 @@ def test_topics_follow_an_installed_controller_snapshot(tmp_path: Path) -> None:
     # deleted ones.
     async def main() -> None:
         member = Member(node_id=1, raft=("127.0.0.1", 1), http=("127.0.0.1", 2))
-        host = NodeHost(
-            NodeConfig(node_id=1, data_dir=tmp_path, members={1: member}), MemoryNodeLog()
-        )
+        config = NodeConfig(node_id=1, data_dir=tmp_path, members={1: member})
+        host = NodeHost(config, MemoryNodeLog(), fake_env().env())
         controller = host.groups[CONTROLLER_GROUP]
         controller.sm.restore(_controller_image({"kept": (3, 2), "old": (5, 1)}))
-        backend = KafkaBackend(host)
+        backend = KafkaBackend(host, NodeService(host))
         assert sorted(backend.topics()) == ["kept", "old"]
         old_group = backend.topics()["old"].partitions[0].group
         assert old_group in host.groups
@@ -106,8 +108,8 @@ def test_a_group_outlives_its_coordinator_losing_and_regaining_leadership(tmp_pa
     # counter restarting at 1; a node winning the shard back gave a member the id another
     # member still held, and the two took turns as the group's only member.
     async def main() -> None:
-        hosts = [NodeHost(c, MemoryNodeLog()) for c in _configs(tmp_path)]
-        backends = {h.config.node_id: KafkaBackend(h) for h in hosts}
+        hosts = [Node(c, MemoryNodeLog()) for c in _configs(tmp_path)]
+        backends = {h.config.node_id: KafkaBackend(h.host, h.service) for h in hosts}
 
         def coordinators() -> list[int]:
             return [i for i, b in sorted(backends.items()) if b.is_coordinator("g")]
@@ -120,9 +122,9 @@ def test_a_group_outlives_its_coordinator_losing_and_regaining_leadership(tmp_pa
             shard = host.shard_of(b"group/g").group_id
             term = host.groups[shard].raw.raft.term
             other = next(i for i in backends if i != first)
-            await host.transfer_leader(other, shard)
+            await backends[first].service.transfer_leader(other, shard)
             await _wait_for(lambda: coordinators() == [other], f"node {other} to coordinate")
-            await backends[other].host.transfer_leader(first, shard)
+            await backends[other].service.transfer_leader(first, shard)
             await _wait_for(lambda: coordinators() == [first], f"node {first} to coordinate again")
             assert host.groups[shard].raw.raft.term > term
 

@@ -30,15 +30,15 @@ import contextlib
 import functools
 import json
 import logging
-import time
 from collections.abc import Callable, Coroutine
 from dataclasses import dataclass
 from typing import Any
 
 import msgspec
 
+from quorumdb.aio import wait
 from quorumdb.host.group import Group
-from quorumdb.host.node_host import CONTROLLER_GROUP, NodeHost, _kv
+from quorumdb.host.node_host import CONTROLLER_GROUP, NodeHost, kv_state
 from quorumdb.host.pending import Pending
 from quorumdb.kafka.broker import PartitionView
 from quorumdb.kafka.catch_up import CatchUp, decode_chunk, decode_fetch, encode, serve
@@ -73,10 +73,10 @@ from quorumdb.kafka.partition import (
 from quorumdb.kafka.protocol.errors import ErrorCode
 from quorumdb.kafka.protocol.records import iter_batches
 from quorumdb.kv.commands import Command, CommandKind, Outcome, Result
+from quorumdb.kv.node_service import NodeService
 from quorumdb.kv.service import NotLeaderHereError, ServiceUnavailableError
 from quorumdb.raft import ProposalDroppedError, RawNode, Ready
 from quorumdb.raft.tracker import ProgressState
-from quorumdb.runtime.pending import wait
 from quorumdb.storage.fs import OsFileSystem
 from quorumdb.storage.partition_log import PartitionLog
 
@@ -99,8 +99,9 @@ _CHUNK_CHANNEL = "kafka.chunk"
 class KafkaBackend:
     """Implements `kafka.broker.BrokerBackend` on top of a `NodeHost`."""
 
-    def __init__(self, host: NodeHost) -> None:
+    def __init__(self, host: NodeHost, service: NodeService) -> None:
         self.host = host
+        self.service = service
         self.node_id = host.config.node_id
         self.cluster_id = host.config.cluster
         self._topics: dict[str, TopicInfo] = {}
@@ -142,7 +143,7 @@ class KafkaBackend:
         start, and after a controller snapshot was installed (a snapshot replaces the state
         without the per-command observer calls, so topics created or deleted in the entries
         it covers would otherwise stay unknown, or hosted, here)."""
-        ctl = _kv(self.host.groups[CONTROLLER_GROUP])
+        ctl = kv_state(self.host.groups[CONTROLLER_GROUP])
         seen: set[str] = set()
         for key, value, revision in ctl.scan(TOPIC_PREFIX, TOPIC_PREFIX[:-1] + b"0", 1 << 20):
             name = key[len(TOPIC_PREFIX) :].decode()
@@ -189,7 +190,7 @@ class KafkaBackend:
         # A linearizable read of the controller: once it is served here, every topic record
         # committed before it has been applied (and observed by `_on_controller_command`).
         with contextlib.suppress(ServiceUnavailableError):
-            await self.host._read_barrier(
+            await self.service.read_barrier(
                 self.host.groups[CONTROLLER_GROUP], timeout_s=_TOPIC_SYNC_S_MAX
             )
 
@@ -205,7 +206,7 @@ class KafkaBackend:
         return lead if lead else -1
 
     def now_ms(self) -> int:
-        return int(time.time() * 1000)
+        return self.host.env.clock.wall_ms()
 
     def _in_sync(self, raw: RawNode, follower: int) -> bool:
         """In the ISR: heard from within an election timeout and replicating (not probing).
@@ -220,14 +221,14 @@ class KafkaBackend:
         heard = self.host.peer_heard.get(follower)
         cfg = self.host.config
         lag_max_s = cfg.election_ticks * cfg.tick_ms / 1000
-        return heard is not None and time.monotonic() - heard <= lag_max_s
+        return heard is not None and self.host.env.clock.monotonic() - heard <= lag_max_s
 
     def partition(self, topic: TopicInfo, index: int) -> PartitionView | None:
         info = topic.partitions[index]
         g = self.host.groups.get(info.group)
         if g is None:
             # Not hosted here: what its leader last reported.
-            found = self._board.leader(info.group, time.monotonic())
+            found = self._board.leader(info.group, self.host.env.clock.monotonic())
             if found is None:
                 return None
             node, claim = found
@@ -246,7 +247,9 @@ class KafkaBackend:
         assert isinstance(sm, PartitionStateMachine)
         isr = self._isr(g)
         leader, epoch = raw.lead, raw.raft.term
-        if not leader and (found := self._board.leader(info.group, time.monotonic())):
+        if not leader and (
+            found := self._board.leader(info.group, self.host.env.clock.monotonic())
+        ):
             # An election is under way here: name the leader that last reported (Kafka's
             # metadata lags the same way; a request to it is refused if it lost the lead).
             leader, epoch = found[0], found[1].epoch
@@ -274,7 +277,7 @@ class KafkaBackend:
                 if i == self.node_id
                 or (self._in_sync(raw, i) and not self._board.catching_up(i, g.group_id))
             )
-        found = self._board.leader(g.group_id, time.monotonic())
+        found = self._board.leader(g.group_id, self.host.env.clock.monotonic())
         if found is not None and found[0] == raw.lead and found[1].epoch == raw.raft.term:
             return tuple(found[1].isr)
         return voters
@@ -341,7 +344,7 @@ class KafkaBackend:
         if report.node != sender:
             log.warning("node=%d sent a report for node=%d; ignored", sender, report.node)
             return
-        if self._board.note(report, time.monotonic()):
+        if self._board.note(report, self.host.env.clock.monotonic()):
             self._wake_leader_waiters()
 
     def _wake_leader_waiters(self) -> None:
@@ -403,7 +406,7 @@ class KafkaBackend:
             g.actions.append(
                 (functools.partial(RawNode.transfer_leader, transferee=peer), Pending())
             )
-            self.host._kick.set()
+            self.host.env.wake()
             return
 
     def _on_fetch(self, sender: int, body: bytes) -> None:
@@ -424,7 +427,7 @@ class KafkaBackend:
             return
         g = self.host.groups.get(chunk.group)
         sm = g.sm if g is not None and isinstance(g.sm, PartitionStateMachine) else None
-        now = time.monotonic()
+        now = self.host.env.clock.monotonic()
         self.catch_up.on_chunk(sender, chunk, sm, now)
         self._poll_catch_up(now)  # the next request goes out at once
 
@@ -446,8 +449,8 @@ class KafkaBackend:
             raise FileExistsError(name)
         # Answer once every partition has a leader known here (reported by the nodes that
         # host it), so the client's next Metadata works.
-        deadline = time.monotonic() + 10
-        while time.monotonic() < deadline:
+        deadline = self.host.env.clock.monotonic() + 10
+        while self.host.env.clock.monotonic() < deadline:
             topic = self._topics.get(name)
             if topic and all(
                 (v := self.partition(topic, p.partition)) is not None and v.leader > 0
@@ -465,7 +468,7 @@ class KafkaBackend:
 
     async def _controller_write(self, cmd: Command) -> Result:
         try:
-            return await self.host._write(
+            return await self.service.write(
                 self.host.groups[CONTROLLER_GROUP], cmd, leader_only=False
             )
         except (NotLeaderHereError, ServiceUnavailableError, ProposalDroppedError) as exc:
@@ -499,7 +502,7 @@ class KafkaBackend:
         predicted = self._predict(g, count)
         fut = g.submit((client, seq), encode_produce_entry(entry), persisted)
         fut.add_done_callback(functools.partial(self._settled, g.group_id, count))
-        self.host._kick.set()
+        self.host.env.wake()
         try:
             if acks == 0:
                 return ProduceResult(error=ErrorCode.NONE)
@@ -658,7 +661,7 @@ class KafkaBackend:
         """Load the shard's group records once every entry committed before this term is
         applied here (a read barrier: the leader has committed an entry of its term)."""
         try:
-            await self.host._read_barrier(shard)
+            await self.service.read_barrier(shard)
         except (ServiceUnavailableError, NotLeaderHereError) as exc:
             log.info("shard=%d term=%d: group records not loaded (%s)", shard.group_id, c.term, exc)
             if self._coordinators.get(shard.group_id) is c:
@@ -669,7 +672,9 @@ class KafkaBackend:
             return  # the term ended meanwhile
         now = self.now_ms()
         loaded = 0
-        for key, value, _ in _kv(shard).scan(_GROUP_PREFIX, _GROUP_PREFIX[:-1] + b"0", 1 << 20):
+        for key, value, _ in kv_state(shard).scan(
+            _GROUP_PREFIX, _GROUP_PREFIX[:-1] + b"0", 1 << 20
+        ):
             try:
                 record = decode_group_record(value)
             except ValueError as exc:
@@ -705,7 +710,7 @@ class KafkaBackend:
             value=encode_group_record(record),
         )
         try:
-            await self.host._write(shard, cmd)
+            await self.service.write(shard, cmd)
         except (NotLeaderHereError, ServiceUnavailableError, ProposalDroppedError) as exc:
             log.info("%s: not stored (%s)", what, exc)
             done(False)
@@ -731,7 +736,7 @@ class KafkaBackend:
                 gc.tick(now_ms)
 
     def _tick(self) -> None:
-        mono = time.monotonic()
+        mono = self.host.env.clock.monotonic()
         if self._catching_up:
             self._poll_catch_up(mono)
         if self._report_due or mono - self._reported_at >= _REPORT_INTERVAL_S:
@@ -785,7 +790,7 @@ class KafkaBackend:
         shard = self._shard(group_id)
         prefix = _OFFSETS_PREFIX + group_id.encode() + b"/"
         writes = [
-            self.host._write(
+            self.service.write(
                 shard,
                 Command(
                     kind=CommandKind.PUT,
@@ -803,12 +808,12 @@ class KafkaBackend:
     async def fetch_offsets(self, group_id: str) -> dict[tuple[str, int], tuple[int, str | None]]:
         shard = self._shard(group_id)
         try:
-            await self.host._read_barrier(shard)
+            await self.service.read_barrier(shard)
         except ServiceUnavailableError as exc:
             raise LookupError(str(exc)) from None
         prefix = _OFFSETS_PREFIX + group_id.encode() + b"/"
         out: dict[tuple[str, int], tuple[int, str | None]] = {}
-        for key, value, _ in _kv(shard).scan(prefix, prefix[:-1] + b"0", 1 << 20):
+        for key, value, _ in kv_state(shard).scan(prefix, prefix[:-1] + b"0", 1 << 20):
             topic, _, part = key[len(prefix) :].decode().rpartition("/")
             info = json.loads(value)
             out[(topic, int(part))] = (int(info["offset"]), info.get("metadata"))

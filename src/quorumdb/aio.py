@@ -1,4 +1,5 @@
-"""Awaiting the host's `Pending` answers from asyncio code."""
+"""asyncio glue for the code that serves clients (the KV service, the Kafka backend, the
+runtime): awaiting the host's `Pending` answers. The host itself never imports asyncio."""
 
 from __future__ import annotations
 
