@@ -15,9 +15,9 @@ from pathlib import Path
 from typing import Any
 
 from quorumdb.errors import UserError
-from quorumdb.kafka.metadata import PARTITIONS_MAX
 
 __all__ = [
+    "PARTITIONS_MAX",
     "Address",
     "Member",
     "NodeConfig",
@@ -26,6 +26,10 @@ __all__ = [
     "parse_address",
     "render_config",
 ]
+
+# Partitions per topic: partition group ids are `revision * PARTITIONS_MAX + partition`
+# (`kafka.metadata`), and `num_partitions` is checked against it here.
+PARTITIONS_MAX = 4096
 
 Address = tuple[str, int]
 

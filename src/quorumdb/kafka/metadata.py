@@ -16,6 +16,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from quorumdb.host import config
 from quorumdb.kafka.protocol.errors import ErrorCode
 
 __all__ = [
@@ -33,7 +34,7 @@ __all__ = [
 ]
 
 TOPIC_PREFIX = b"topic/"
-PARTITIONS_MAX = 4096
+PARTITIONS_MAX = config.PARTITIONS_MAX
 _NAME = re.compile(r"^[a-zA-Z0-9._-]{1,249}$")
 
 DEFAULT_CONFIGS: dict[str, str] = {
