@@ -77,6 +77,8 @@ class Group:
     snapshot_deferred: bool = False  # due, but waiting for the durable commit index
     stats: GroupStats = field(default_factory=GroupStats)
     on_conf_change: Callable[[ConfState], None] | None = None
+    # Observers of every entry applied, in order (the simulator's safety checker).
+    on_applied: Callable[[Entry], None] | None = None
 
     # -- requests (called by the API side) -----------------------------------------------
 
@@ -194,6 +196,9 @@ class Group:
         raw = self.raw
         sm = self.sm
         writes = self.writes
+        if self.on_applied is not None:
+            for e in entries:
+                self.on_applied(e)
         for e in entries:
             if e.type == EntryType.CONF_CHANGE:
                 self.conf_state = raw.apply_conf_change(decode_conf_change(e.data))

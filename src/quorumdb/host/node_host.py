@@ -61,6 +61,7 @@ from quorumdb.raft import (
     Config,
     ConfState,
     EntryType,
+    PlantedBug,
     ProposalDroppedError,
     RawNode,
     ReadOnlyOption,
@@ -117,8 +118,18 @@ class _Write:
 class NodeHost:
     """One node's groups; inputs from a driver, outputs through its `Env`."""
 
-    def __init__(self, config: NodeConfig, node_log: NodeLog, env: Env) -> None:
+    def __init__(
+        self,
+        config: NodeConfig,
+        node_log: NodeLog,
+        env: Env,
+        *,
+        planted_bugs: frozenset[PlantedBug] = frozenset(),
+    ) -> None:
+        """`planted_bugs`: known mistakes switched back on, for the simulator's checkers to
+        find (never set outside tests and planted-bug sweeps)."""
         self.config = config
+        self.planted_bugs = planted_bugs
         self.node_log = node_log
         self.env = env
         self.members: dict[int, Member] = dict(config.members)
@@ -189,6 +200,7 @@ class NodeHost:
             # appends queue in the transport until it returns): 256 appends of whole Kafka
             # batches could be 256 MiB per group.
             max_inflight_bytes=_INFLIGHT_BYTES_MAX,
+            planted_bugs=self.planted_bugs,
         )
         raw = RawNode(raft_cfg, glog.storage, Rng(self.env.rng.randrange))
         hs, cs = glog.storage.initial_state()
@@ -402,9 +414,13 @@ class NodeHost:
         send = self.env.network.send
         staged: list[object] = []
         sync = False
+        ack_early = PlantedBug.ACK_BEFORE_SYNC in self.planted_bugs
         for g, rd in readies:
             for m in rd.messages:
                 send(g.group_id, m)
+            if ack_early:  # the planted driver bug: promise durability before the fsync
+                for m in rd.persisted_messages:
+                    send(g.group_id, m)
             if rd.needs_persist():
                 item = self.logs[g.group_id].stage(rd)
                 if item is not None:
@@ -484,8 +500,9 @@ class NodeHost:
                 g.resolve_persisted()
             if self.groups.get(g.group_id) is not g:
                 continue  # removed while the controller applied (its topic was deleted)
-            for m in rd.persisted_messages:
-                send(g.group_id, m)
+            if PlantedBug.ACK_BEFORE_SYNC not in self.planted_bugs:
+                for m in rd.persisted_messages:
+                    send(g.group_id, m)
             lead_before = early.get(g.group_id)
             if lead_before is None:
                 lead_before = g.last_lead

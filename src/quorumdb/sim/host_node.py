@@ -1,0 +1,273 @@
+"""One simulated node running the real `NodeHost`: the simulator as the host's second driver.
+
+Theory of operation. The host is the one users run (`host.node_host`): the controller group,
+KV shards with the real `KVStateMachine`, sessions, snapshots by entries and bytes, the
+shared WAL with group commit and the work done while a write runs. This module gives it a
+simulated environment (`host.env.Env`):
+
+- clock: the node's drifting `NodeClock` over the event loop's virtual time;
+- timers: events on the loop, dropped if the node crashed meanwhile;
+- network: the simulated network (`SimNet`: latency, loss, duplication, partitions), which
+  hands Raft and service messages to the peer's current incarnation;
+- syncer: the WAL write + fdatasync happens after a simulated disk latency (a distribution
+  with a slow tail, so that rounds overlap and the mid-flight path runs); a crash before
+  then loses the write, as a write still in the kernel's hands would be;
+- disk: the real WAL and snapshot store over `SimFileSystem` (a crash loses unsynced data,
+  maybe tearing it);
+- wake: a pump event at the current time (one at most outstanding).
+
+Ticks come from the node's own clock. A crash drops the host (its memory) and crashes the
+disk; a restart builds a new host from what the disk kept, and a node whose recovery finds
+corruption stays down, as a real one must. An exception out of the host is a failure of the
+node (fail-stop) and of the run: the simulator reports it.
+"""
+
+from __future__ import annotations
+
+import random
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+from quorumdb.host.config import Member, NodeConfig
+from quorumdb.host.env import Env
+from quorumdb.host.node_host import NodeHost
+from quorumdb.host.wal_log import WalNodeLog
+from quorumdb.raft import Message, PlantedBug
+from quorumdb.sim.clock import NodeClock
+from quorumdb.sim.disk import SimDisk
+from quorumdb.sim.disk_fs import SimFileSystem
+from quorumdb.sim.loop import EventLoop
+from quorumdb.sim.network import SimNet
+from quorumdb.storage.errors import DurableStateError
+from quorumdb.storage.records import CorruptRecordError
+
+__all__ = ["DiskLatency", "HostNode", "sim_member"]
+
+
+def sim_member(node_id: int) -> Member:
+    """A member whose addresses only name it (the simulated network routes by node id)."""
+    return Member(node_id=node_id, raft=("sim", node_id), http=("sim", 10_000 + node_id))
+
+
+@dataclass(frozen=True, slots=True)
+class DiskLatency:
+    """WAL write + fdatasync latency: `base_us` plus an exponential tail, and with
+    probability `slow` a stall of `slow_us` (a disk that hiccups)."""
+
+    base_us: int = 300
+    mean_extra_us: int = 700
+    slow: float = 0.02
+    slow_us: int = 40_000
+
+    def draw(self, rng: random.Random) -> int:
+        us = self.base_us + int(rng.expovariate(1.0 / max(self.mean_extra_us, 1)))
+        if self.slow and rng.random() < self.slow:
+            us += self.slow_us
+        return us
+
+
+@dataclass(frozen=True, slots=True)
+class _GroupMessage:
+    group: int
+    message: Message
+
+
+class HostNode:
+    """A node of the simulated cluster: a disk, a clock, and (while up) a `NodeHost`."""
+
+    def __init__(
+        self,
+        node_id: int,
+        config: NodeConfig,
+        *,
+        loop: EventLoop,
+        net: SimNet,
+        nodes: dict[int, HostNode],
+        clock: NodeClock,
+        rng: random.Random,
+        disk_latency: DiskLatency,
+        on_started: Callable[[HostNode], None],
+        on_failed: Callable[[HostNode, BaseException], None],
+        planted_bugs: frozenset[PlantedBug] = frozenset(),
+    ) -> None:
+        self.id = node_id
+        self.config = config
+        self.loop = loop
+        self.net = net
+        self.nodes = nodes
+        self.clock = clock
+        self.rng = rng
+        self.disk = SimDisk(f"n{node_id}", random.Random(rng.getrandbits(64)))
+        self.disk_latency = disk_latency
+        self.on_started = on_started
+        self.on_failed = on_failed
+        self.planted_bugs = planted_bugs
+        self.host: NodeHost | None = None
+        self.incarnation = 0
+        self.refused: str | None = None  # why recovery refused to start, if it did
+        self._pump_due = False
+        self.midflight_rounds = 0
+
+    @property
+    def up(self) -> bool:
+        return self.host is not None
+
+    # -- life ------------------------------------------------------------------------------------
+
+    def start(self) -> None:
+        """Recover from the disk and run (a fresh disk: a new node)."""
+        assert self.host is None, f"node {self.id} is already running"
+        self.incarnation += 1
+        fs = SimFileSystem(self.disk)
+        try:
+            node_log = WalNodeLog.open(Path(self.disk.name), fs)
+        except (CorruptRecordError, DurableStateError) as exc:
+            self.refused = str(exc)
+            self.loop.trace(f"n{self.id} refuses to start: {exc}")
+            return
+        self.host = NodeHost(self.config, node_log, self._env(), planted_bugs=self.planted_bugs)
+        self.host.running = True
+        self.loop.trace(f"n{self.id} up #{self.incarnation}")
+        self._schedule_tick(self.incarnation)
+        self.on_started(self)
+        self.wake()
+
+    def crash(self, *, tear: bool) -> None:
+        if self.host is None:
+            return
+        self.host = None
+        self.incarnation += 1
+        self.disk.crash(tear=tear)
+        self.loop.trace(f"n{self.id} crash tear={tear}")
+
+    # -- the environment -----------------------------------------------------------------------
+
+    def _env(self) -> Env:
+        incarnation = self.incarnation
+        node = self
+
+        class Clock:
+            def monotonic(self) -> float:
+                return node.clock.monotonic_us(node.loop.now) / 1e6
+
+            def wall_ms(self) -> int:
+                return node.clock.wall_us(node.loop.now) // 1000
+
+        class Timers:
+            def call_later(self, delay_s: float, fn: Callable[[], None]) -> Callable[[], None]:
+                cell: list[Callable[[], None] | None] = [fn]
+                reading = node.clock.monotonic_us(node.loop.now) + int(delay_s * 1e6)
+                node.loop.at(node.clock.when_monotonic(reading), node._fire, incarnation, cell)
+
+                def cancel() -> None:
+                    cell[0] = None
+
+                return cancel
+
+        class Network:
+            def send(self, group: int, m: Message) -> None:
+                node.net.send(node.id, m.to, node._deliver_raft, m.to, group, m)
+
+            def send_service(self, peer: int, channel: str, body: bytes) -> bool:
+                node.net.send(node.id, peer, node._deliver_service, peer, channel, body)
+                return True
+
+            def add_peer(self, peer: int, addr: tuple[str, int]) -> None:
+                pass  # the simulated network reaches every node by id
+
+            def remove_peer(self, peer: int) -> None:
+                pass
+
+        class Syncer:
+            def submit(
+                self, work: Callable[[], float], done: Callable[[float | BaseException], None]
+            ) -> None:
+                us = node.disk_latency.draw(node.rng)
+                node.loop.after(us, node._written, incarnation, work, done, us)
+
+        return Env(
+            clock=Clock(),
+            timers=Timers(),
+            network=Network(),
+            syncer=Syncer(),
+            rng=random.Random(self.rng.getrandbits(64)),
+            wake=self.wake,
+        )
+
+    def _alive(self, incarnation: int) -> NodeHost | None:
+        return self.host if incarnation == self.incarnation else None
+
+    def _fire(self, incarnation: int, cell: list[Callable[[], None] | None]) -> None:
+        fn = cell[0]
+        if fn is not None and self._alive(incarnation) is not None:
+            self._guarded(fn)
+
+    def _written(
+        self,
+        incarnation: int,
+        work: Callable[[], float],
+        done: Callable[[float | BaseException], None],
+        us: int,
+    ) -> None:
+        if self._alive(incarnation) is None:
+            return  # crashed before the write reached the disk
+
+        def finish() -> None:
+            work()
+            done(us / 1e6)
+
+        self._guarded(finish)
+
+    def _deliver_raft(self, to: int, group: int, m: Message) -> None:
+        target = self.nodes[to]
+        if target.host is not None:
+            target._guarded(lambda: target._host().deliver(self.id, [_GroupMessage(group, m)]))
+
+    def _deliver_service(self, to: int, channel: str, body: bytes) -> None:
+        target = self.nodes[to]
+        if target.host is not None:
+            target._guarded(lambda: target._host().deliver_service(self.id, channel, body))
+
+    def _host(self) -> NodeHost:
+        assert self.host is not None
+        return self.host
+
+    def wake(self) -> None:
+        if not self._pump_due and self.host is not None:
+            self._pump_due = True
+            self.loop.at(self.loop.now, self._pump, self.incarnation)
+
+    def _pump(self, incarnation: int) -> None:
+        self._pump_due = False
+        host = self._alive(incarnation)
+        if host is not None:
+            writing = host._writing is not None
+            self._guarded(host.pump)
+            if writing:
+                self.midflight_rounds += 1
+
+    def _schedule_tick(self, incarnation: int) -> None:
+        reading = self.clock.monotonic_us(self.loop.now) + self.config.tick_ms * 1000
+        self.loop.at(self.clock.when_monotonic(reading), self._tick, incarnation)
+
+    def _tick(self, incarnation: int) -> None:
+        host = self._alive(incarnation)
+        if host is None:
+            return
+        self._guarded(host.tick)
+        self._schedule_tick(incarnation)
+
+    def _guarded(self, fn: Callable[[], object]) -> None:
+        """Run host code; an exception fails the node (fail-stop) and is reported."""
+        host = self.host
+        if host is None:
+            return
+        try:
+            fn()
+        except Exception as exc:
+            host.failed(exc)
+            self.host = None
+            self.incarnation += 1
+            self.loop.trace(f"n{self.id} failed: {type(exc).__name__}: {exc}")
+            self.on_failed(self, exc)

@@ -1,0 +1,415 @@
+"""A deterministic simulation of a cluster of real `NodeHost`s, checked like a Jepsen run.
+
+Theory of operation. Every node is a `sim.host_node.HostNode`: the host users run, over
+simulated time, network and disk. Clients issue reads and writes of a few keys through the
+host's own request API (`submit_write`, `submit_read`: the same calls the HTTP service
+makes), each to a node chosen at random, and record a history in the Jepsen format. A
+nemesis crashes and restarts nodes (tearing unsynced writes), partitions the network and
+makes it lossy, on a schedule drawn from the seed. After `duration_us` everything heals, and
+the run checks:
+
+- linearizability of the KV history (per key, real revisions and sessions underneath);
+- Raft's safety properties, per group, from every entry every node applied and every
+  election it won (`check.raft_invariants`);
+- liveness after the heal: every group elects a leader and a write to each key completes;
+- no node failed (an exception out of the host is a bug: the node would stop).
+
+A run is a pure function of its options: `HostSimResult.digest` fingerprints its events.
+"""
+
+from __future__ import annotations
+
+import random
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from quorumdb.check.history import history_from_events
+from quorumdb.check.linearizable import Verdict, check_linearizable
+from quorumdb.check.raft_invariants import RaftSafetyChecker
+from quorumdb.host.config import NodeConfig
+from quorumdb.host.group import Group
+from quorumdb.host.node_host import NodeHost, kv_state
+from quorumdb.host.pending import Pending
+from quorumdb.kv.commands import Command, CommandKind
+from quorumdb.raft import Entry, PlantedBug, ProposalDroppedError, Ready
+from quorumdb.sim.clock import NodeClock
+from quorumdb.sim.host_node import DiskLatency, HostNode, sim_member
+from quorumdb.sim.loop import EventLoop
+from quorumdb.sim.network import SimNet
+
+__all__ = ["HostSimOptions", "HostSimResult", "run_host_sim"]
+
+_CLIENT_TIMEOUT_US = 1_000_000
+_HEAL_US = 5_000_000
+
+
+@dataclass(frozen=True, slots=True)
+class HostSimOptions:
+    seed: int
+    nodes: int = 3
+    shards: int = 2
+    clients: int = 4
+    keys: int = 3
+    duration_us: int = 4_000_000
+    crash: bool = True
+    partition: bool = True
+    loss: float = 0.0
+    snapshot_entries: int = 40
+    disk: DiskLatency = field(default_factory=DiskLatency)
+    drift: float = 0.01  # max clock rate deviation
+    planted_bugs: frozenset[PlantedBug] = frozenset()
+
+
+@dataclass(frozen=True, slots=True)
+class HostSimResult:
+    seed: int
+    violations: list[str]
+    digest: str
+    operations: int
+    ok_operations: int
+    midflight_applied: int
+    crashes: int
+    events: int
+
+    @property
+    def ok(self) -> bool:
+        return not self.violations
+
+
+class _Client:
+    def __init__(self, sim: HostSimulation, client_id: int) -> None:
+        self.sim = sim
+        self.id = client_id
+        self.seq = 0
+        self.process = sim.new_process()
+        self.busy = False
+
+
+class HostSimulation:
+    def __init__(self, opts: HostSimOptions) -> None:
+        self.opts = opts
+        self.rng = random.Random(opts.seed)
+        self.loop = EventLoop()
+        self.net = SimNet(
+            self.loop,
+            random.Random(self.rng.getrandbits(64)),
+            latency_min_us=100,
+            latency_mean_us=400,
+            loss=0.0,
+            duplicate=0.0,
+            fifo=False,
+        )
+        self.violations: list[str] = []
+        self.history: list[dict[str, Any]] = []
+        self._processes = 0
+        self.checkers: dict[int, RaftSafetyChecker] = {}
+        self._reported: dict[int, int] = {}
+        self.crashes = 0
+        self.nodes: dict[int, HostNode] = {}
+        members = {i: sim_member(i) for i in range(1, opts.nodes + 1)}
+        for i in members:
+            cfg = NodeConfig(
+                node_id=i,
+                data_dir=Path(f"n{i}"),
+                members=members,
+                shards=opts.shards,
+                tick_ms=10,
+                election_ticks=15,
+                heartbeat_ticks=3,
+                snapshot_entries=opts.snapshot_entries,
+            )
+            rate = 1.0 + self.rng.uniform(-opts.drift, opts.drift)
+            self.nodes[i] = HostNode(
+                i,
+                cfg,
+                loop=self.loop,
+                net=self.net,
+                nodes=self.nodes,
+                clock=NodeClock(rate=rate, offset_us=self.rng.randrange(-50_000, 50_000)),
+                rng=random.Random(self.rng.getrandbits(64)),
+                disk_latency=opts.disk,
+                on_started=self._observe,
+                on_failed=self._node_failed,
+                planted_bugs=opts.planted_bugs,
+            )
+        self.clients = [_Client(self, 1_000 + c) for c in range(opts.clients)]
+        self.running = True
+
+    # -- observation -------------------------------------------------------------------------
+
+    def new_process(self) -> int:
+        self._processes += 1
+        return self._processes
+
+    def _observe(self, node: HostNode) -> None:
+        host = node.host
+        assert host is not None
+        for g in host.groups.values():
+            self._watch(node.id, g)
+        host.after_apply.append(
+            lambda g, rd, lead_before: self._after_apply(node.id, g, rd, lead_before)
+        )
+
+    def _watch(self, node_id: int, g: Group) -> None:
+        checker = self.checkers.setdefault(g.group_id, RaftSafetyChecker())
+
+        def applied(e: Entry) -> None:
+            checker.on_apply(node_id, e.index, e.term, e.data)
+            self._collect(g.group_id, checker)
+
+        g.on_applied = applied
+
+    def _after_apply(self, node_id: int, g: Group, rd: Ready, lead_before: int) -> None:
+        if rd.soft_state is None or not g.raw.is_leader or lead_before == node_id:
+            return
+        log = g.raw.raft.raft_log
+        checker = self.checkers[g.group_id]
+        checker.on_leader(node_id, g.raw.raft.term, log.first_index(), log.last_index(), log.term)
+        self._collect(g.group_id, checker)
+
+    def _collect(self, gid: int, checker: RaftSafetyChecker) -> None:
+        reported = self._reported.get(gid, 0)
+        for v in checker.violations[reported:]:
+            self._violate(f"group {gid}: {v}")
+        self._reported[gid] = len(checker.violations)
+
+    def _violate(self, message: str) -> None:
+        self.loop.trace(f"VIOLATION {message}")
+        self.violations.append(message)
+
+    def _node_failed(self, node: HostNode, exc: BaseException) -> None:
+        self._violate(f"node {node.id} failed: {type(exc).__name__}: {exc}")
+
+    def _record(self, process: int, kind: str, f: str, key: str, value: object) -> None:
+        self.history.append(
+            {
+                "process": process,
+                "type": kind,
+                "f": f,
+                "key": key,
+                "value": value,
+                "time": self.loop.now,
+            }
+        )
+        self.loop.trace(f"h p{process} {kind} {f} {key} {value}")
+
+    # -- clients -------------------------------------------------------------------------------
+
+    def _schedule_client(self, c: _Client, delay_us: int) -> None:
+        self.loop.after(delay_us, self._client_op, c)
+
+    def _client_op(self, c: _Client) -> None:
+        if not self.running or c.busy:
+            return
+        up = [n for n in self.nodes.values() if n.host is not None]
+        if not up:
+            self._schedule_client(c, 20_000)
+            return
+        node = self.rng.choice(up)
+        host = node.host
+        assert host is not None
+        key = f"k{self.rng.randrange(self.opts.keys)}"
+        if self.rng.random() < 0.5:
+            self._write(c, node.id, host, key)
+        else:
+            self._read(c, node.id, host, key)
+
+    def _write(self, c: _Client, node_id: int, host: NodeHost, key: str) -> None:
+        c.seq += 1
+        value = c.id * 1_000_000 + c.seq
+        cmd = Command(
+            kind=CommandKind.PUT,
+            key=key.encode(),
+            value=str(value).encode(),
+            client=c.id,
+            seq=c.seq,
+        )
+        process = c.process
+        self._record(process, "invoke", "write", key, value)
+        c.busy = True
+        p = host.submit_write(host.shard_of(cmd.key), cmd)
+        done = self._completion(c, process, "write", key, value)
+
+        def answered(p: Pending[Any]) -> None:
+            err = p.exception()
+            if err is None:
+                done("ok", value)
+            elif isinstance(err, ProposalDroppedError):
+                done("fail", value)
+            else:
+                done("info", value)
+
+        p.add_done_callback(answered)
+
+    def _read(self, c: _Client, node_id: int, host: NodeHost, key: str) -> None:
+        process = c.process
+        self._record(process, "invoke", "read", key, None)
+        c.busy = True
+        g = host.shard_of(key.encode())
+        p = host.submit_read(g)
+        done = self._completion(c, process, "read", key, None)
+
+        def answered(p: Pending[Any]) -> None:
+            if p.exception() is not None:
+                done("fail", None)
+                return
+            got = kv_state(g).get(key.encode())
+            done("ok", None if got is None else _register_value(got[0]))
+
+        p.add_done_callback(answered)
+
+    def _completion(
+        self, c: _Client, process: int, f: str, key: str, value: object
+    ) -> Callable[[str, object], None]:
+        """One completion per operation: the answer, or the client's own timeout (a
+        crashed node never answers): `info` for a write, `fail` for a read."""
+        finished = [False]
+
+        def done(kind: str, result: object) -> None:
+            if finished[0]:
+                return
+            finished[0] = True
+            self._record(process, kind, f, key, result)
+            c.busy = False
+            if kind == "info":
+                c.process = self.new_process()
+            self._schedule_client(c, self.rng.randrange(1_000, 20_000))
+
+        def timed_out() -> None:
+            done("info" if f == "write" else "fail", value)
+
+        self.loop.after(_CLIENT_TIMEOUT_US, timed_out)
+        return done
+
+    # -- the nemesis ---------------------------------------------------------------------------
+
+    def _nemesis(self) -> None:
+        if not self.running:
+            return
+        opts = self.opts
+        choices = []
+        if opts.crash:
+            choices.append(self._crash_one)
+        if opts.partition:
+            choices.append(self._partition_minority)
+        if choices:
+            self.rng.choice(choices)()
+        self.loop.after(self.rng.randrange(150_000, 600_000), self._nemesis)
+
+    def _crash_one(self) -> None:
+        up = [n for n in self.nodes.values() if n.host is not None]
+        if len(up) < len(self.nodes):
+            return  # one node down at a time
+        node = self.rng.choice(up)
+        node.crash(tear=self.rng.random() < 0.5)
+        self.crashes += 1
+        self.loop.after(self.rng.randrange(50_000, 500_000), self._restart, node)
+
+    def _restart(self, node: HostNode) -> None:
+        if node.host is None and node.refused is None:
+            node.start()
+
+    def _partition_minority(self) -> None:
+        ids = sorted(self.nodes)
+        self.rng.shuffle(ids)
+        minority = ids[: (len(ids) - 1) // 2]
+        self.net.partition([minority, ids[len(minority) :]])
+        self.loop.trace(f"partition {sorted(minority)}")
+        self.loop.after(self.rng.randrange(100_000, 500_000), self._heal_net)
+
+    def _heal_net(self) -> None:
+        self.net.heal()
+        self.loop.trace("heal")
+
+    # -- the run -------------------------------------------------------------------------------
+
+    def run(self) -> HostSimResult:
+        self.net.loss = self.opts.loss
+        for node in self.nodes.values():
+            node.start()
+        for c in self.clients:
+            self._schedule_client(c, self.rng.randrange(50_000, 100_000))
+        self.loop.after(300_000, self._nemesis)
+        self.loop.run_until(self.opts.duration_us)
+        self.running = False
+        self._heal_all()
+        self._check_liveness()
+        self._check_history()
+        midflight = sum(
+            g.stats.midflight_applied
+            for n in self.nodes.values()
+            if n.host is not None
+            for g in n.host.groups.values()
+        )
+        return HostSimResult(
+            seed=self.opts.seed,
+            violations=self.violations,
+            digest=self.loop.digest(),
+            operations=sum(1 for e in self.history if e["type"] == "invoke"),
+            ok_operations=sum(1 for e in self.history if e["type"] == "ok"),
+            midflight_applied=midflight,
+            crashes=self.crashes,
+            events=self.loop.events,
+        )
+
+    def _heal_all(self) -> None:
+        self.net.heal()
+        self.net.loss = 0.0
+        for node in self.nodes.values():
+            if node.host is None and node.refused is None:
+                node.start()
+        # Let operations still in flight finish (their clients time out otherwise).
+        self.loop.run_until(self.loop.now + _CLIENT_TIMEOUT_US + 10_000)
+
+    def _check_liveness(self) -> None:
+        """After the heal, every group gets a leader and a write to each key completes."""
+        deadline = self.loop.now + _HEAL_US
+        writes: dict[str, str | None] = {f"k{k}": None for k in range(self.opts.keys)}
+        client = _Client(self, 999)
+
+        def leaders() -> bool:
+            up = [n.host for n in self.nodes.values() if n.host is not None]
+            gids = up[0].groups if up else {}
+            return bool(up) and all(any(h.groups[g].raw.is_leader for h in up) for g in gids)
+
+        self.loop.run_until(deadline, stop=leaders)
+        if not leaders():
+            self._violate("liveness: some group has no leader after the heal")
+            return
+        for key in sorted(writes):
+            up = [n for n in self.nodes.values() if n.host is not None]
+            host = next(
+                n.host
+                for n in up
+                if n.host is not None and n.host.shard_of(key.encode()).raw.is_leader
+            )
+            client.seq += 1
+            cmd = Command(
+                kind=CommandKind.PUT,
+                key=key.encode(),
+                value=b"final",
+                client=client.id,
+                seq=client.seq,
+            )
+            p = host.submit_write(host.shard_of(cmd.key), cmd)
+            self.loop.run_until(deadline, stop=p.done)
+            if not p.done() or p.exception() is not None:
+                self._violate(f"liveness: the final write of {key} did not complete")
+
+    def _check_history(self) -> None:
+        history = history_from_events(self.history)
+        result = check_linearizable(history)
+        if result.verdict == Verdict.NOT_LINEARIZABLE:
+            self._violate(f"linearizability: the KV history is not linearizable:\n{result}")
+
+
+def _register_value(raw: bytes) -> int | str:
+    """A stored value as the history's register value (clients write decimal numbers)."""
+    text = raw.decode()
+    return int(text) if text.isdigit() else text
+
+
+def run_host_sim(opts: HostSimOptions) -> HostSimResult:
+    return HostSimulation(opts).run()
