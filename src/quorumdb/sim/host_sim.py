@@ -43,6 +43,7 @@ __all__ = ["HostSimOptions", "HostSimResult", "run_host_sim"]
 
 _CLIENT_TIMEOUT_US = 1_000_000
 _HEAL_US = 5_000_000
+_FAIL_BACKOFF_US = 5_000
 
 
 @dataclass(frozen=True, slots=True)
@@ -60,6 +61,12 @@ class HostSimOptions:
     disk: DiskLatency = field(default_factory=DiskLatency)
     drift: float = 0.01  # max clock rate deviation
     planted_bugs: frozenset[PlantedBug] = frozenset()
+    # Clients wait this long (uniform, µs) between operations; (0, 0) with `start_us` (0, 0)
+    # makes closed-loop clients that all start at once.
+    think_us: tuple[int, int] = (1_000, 20_000)
+    start_us: tuple[int, int] = (50_000, 100_000)
+    writes_only: bool = False
+    to_leader: bool = False  # clients send each request to the key's shard leader
 
 
 @dataclass(frozen=True, slots=True)
@@ -207,11 +214,14 @@ class HostSimulation:
         if not up:
             self._schedule_client(c, 20_000)
             return
+        key = f"k{self.rng.randrange(self.opts.keys)}"
         node = self.rng.choice(up)
+        if self.opts.to_leader:
+            leading = [n for n in up if n.host and n.host.shard_of(key.encode()).raw.is_leader]
+            node = leading[0] if leading else node
         host = node.host
         assert host is not None
-        key = f"k{self.rng.randrange(self.opts.keys)}"
-        if self.rng.random() < 0.5:
+        if self.opts.writes_only or self.rng.random() < 0.5:
             self._write(c, node.id, host, key)
         else:
             self._read(c, node.id, host, key)
@@ -275,7 +285,9 @@ class HostSimulation:
             c.busy = False
             if kind == "info":
                 c.process = self.new_process()
-            self._schedule_client(c, self.rng.randrange(1_000, 20_000))
+            # After a refusal (no leader yet, say), back off: retrying at once would spin.
+            backoff = _FAIL_BACKOFF_US if kind == "fail" else 0
+            self._schedule_client(c, backoff + _draw(self.rng, self.opts.think_us))
 
         def timed_out() -> None:
             done("info" if f == "write" else "fail", value)
@@ -330,7 +342,7 @@ class HostSimulation:
         for node in self.nodes.values():
             node.start()
         for c in self.clients:
-            self._schedule_client(c, self.rng.randrange(50_000, 100_000))
+            self._schedule_client(c, _draw(self.rng, self.opts.start_us))
         self.loop.after(300_000, self._nemesis)
         self.loop.run_until(self.opts.duration_us)
         self.running = False
@@ -403,6 +415,11 @@ class HostSimulation:
         result = check_linearizable(history)
         if result.verdict == Verdict.NOT_LINEARIZABLE:
             self._violate(f"linearizability: the KV history is not linearizable:\n{result}")
+
+
+def _draw(rng: random.Random, bounds: tuple[int, int]) -> int:
+    lo, hi = bounds
+    return lo if hi <= lo else rng.randrange(lo, hi)
 
 
 def _register_value(raw: bytes) -> int | str:
