@@ -38,6 +38,7 @@ from quorumdb.sim.clock import NodeClock
 from quorumdb.sim.host_node import DiskLatency, HostNode, sim_member
 from quorumdb.sim.loop import EventLoop
 from quorumdb.sim.network import SimNet
+from quorumdb.sim.trace_log import logs_in_trace
 
 __all__ = ["HostSimOptions", "HostSimResult", "run_host_sim"]
 
@@ -429,4 +430,6 @@ def _register_value(raw: bytes) -> int | str:
 
 
 def run_host_sim(opts: HostSimOptions) -> HostSimResult:
-    return HostSimulation(opts).run()
+    sim = HostSimulation(opts)
+    with logs_in_trace(sim.loop, "quorumdb.storage", "quorumdb.host", "quorumdb.kafka"):
+        return sim.run()

@@ -18,10 +18,8 @@ digest proves it (the determinism test runs seeds twice).
 
 from __future__ import annotations
 
-import contextlib
-import logging
 import random
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -36,6 +34,7 @@ from quorumdb.sim.nemesis import Nemesis
 from quorumdb.sim.network import SimNet
 from quorumdb.sim.node import SimNode
 from quorumdb.sim.options import US_PER_S, SimOptions
+from quorumdb.sim.trace_log import logs_in_trace
 from quorumdb.sim.workload import HistoryRecorder, SimClient
 
 __all__ = ["SimResult", "Simulation", "run"]
@@ -168,7 +167,7 @@ class Simulation:
     def run(self) -> SimResult:
         opts = self.opts
         self.loop.trace(f"options {opts.describe()}")
-        with _storage_log_in_trace(self.loop):
+        with logs_in_trace(self.loop, "quorumdb.storage"):
             self._run_phases()
         return self._result()
 
@@ -267,34 +266,6 @@ class Simulation:
             trace_lines=self.loop.lines,
             stats=stats,
         )
-
-
-class _TraceHandler(logging.Handler):
-    def __init__(self, loop: EventLoop) -> None:
-        super().__init__(logging.WARNING)
-        self.loop = loop
-
-    def emit(self, record: logging.LogRecord) -> None:
-        self.loop.trace(f"log {record.name} {record.getMessage()}")
-
-
-@contextlib.contextmanager
-def _storage_log_in_trace(loop: EventLoop) -> Iterator[None]:
-    """Send `quorumdb.storage` warnings (torn tails cut, snapshots skipped) to the trace while
-    the run lasts, rather than to stderr: they are events of the run. The level is pinned so
-    that the trace (and its digest) does not depend on how the process configured logging."""
-    logger = logging.getLogger("quorumdb.storage")
-    handler = _TraceHandler(loop)
-    saved = logger.level, logger.propagate
-    logger.addHandler(handler)
-    logger.setLevel(logging.WARNING)
-    logger.propagate = False
-    try:
-        yield
-    finally:
-        logger.removeHandler(handler)
-        logger.setLevel(saved[0])
-        logger.propagate = saved[1]
 
 
 def run(opts: SimOptions, *, keep_trace: bool = False) -> SimResult:
