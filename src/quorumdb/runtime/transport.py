@@ -176,18 +176,15 @@ class _PeerSender:
                 raise
 
     def _write_service(self, writer: asyncio.StreamWriter, sm: ServiceMessage) -> None:
-        try:
-            writer.write(encode_service(sm))
-        except FrameError as exc:
-            log.warning("dropping oversized service message peer=%d err=%s", self.peer_id, exc)
-            self.stats.dropped_full += 1
-            return
-        self.stats.sent_frames += 1
-        self.stats.sent_messages += 1
+        self._write_single(writer, lambda: encode_service(sm))
 
     def _write_one(self, writer: asyncio.StreamWriter, gm: GroupMessage) -> None:
+        self._write_single(writer, lambda: encode_batch([gm]))
+
+    def _write_single(self, writer: asyncio.StreamWriter, encode: Callable[[], bytes]) -> None:
+        """One message in a frame of its own; one too large for any frame is dropped."""
         try:
-            writer.write(encode_batch([gm]))
+            writer.write(encode())
         except FrameError as exc:
             log.warning("dropping oversized message peer=%d err=%s", self.peer_id, exc)
             self.stats.dropped_full += 1
