@@ -218,3 +218,38 @@ def test_a_peer_at_a_new_address_is_redialled_there() -> None:
             await t3.stop()
 
     asyncio.run(main())
+
+
+def test_service_messages_share_the_connection_with_raft_batches() -> None:
+    """Service messages (leadership reports, segment chunks) go in frames of their own
+    between Raft batches, whatever their size up to a frame's limit, and reach the service
+    handler with the sender's id; unknown peers and full queues say no."""
+
+    async def main() -> None:
+        services: list[tuple[int, str, bytes]] = []
+        raft: list[GroupMessage] = []
+        t1 = _transport(1, None, seed=1)
+        t2 = _transport(
+            2,
+            raft,
+            seed=2,
+            deliver_service=lambda sender, m: services.append((sender, m.channel, m.body)),
+        )
+        await t1.start()
+        await t2.start()
+        t1.add_peer(2, ("127.0.0.1", t2.port))
+        try:
+            big = bytes(range(256)) * 16_384  # 4 MiB, a catch-up chunk
+            t1.send(0, _msg(2, 1, 1))
+            assert t1.send_service(2, "kafka.chunk", big)
+            t1.send(0, _msg(2, 1, 2))
+            assert t1.send_service(2, "kafka.leaders", b"r")
+            await _until(lambda: len(services) == 2 and len(raft) == 2, "both kinds")
+            assert services == [(1, "kafka.chunk", big), (1, "kafka.leaders", b"r")]
+            assert [gm.message.index for gm in raft] == [1, 2]
+            assert not t1.send_service(9, "kafka.leaders", b"r")  # no such peer
+        finally:
+            await t1.stop()
+            await t2.stop()
+
+    asyncio.run(main())
