@@ -46,8 +46,9 @@ the profiler).
     python bench/kafka_bench.py --only catch-up --catch-up-mb 64     # ~10 s
 
 Nodes run `sys.executable -m quorumdb.cli.main` with this process's environment: to bench a
-checkout, set PYTHONPATH to its absolute src/. NATS needs nats-py and a nats-server binary
-(apt-get install nats-server); without them only quorumdb runs, and the report says why.
+checkout, set PYTHONPATH to its absolute src/. NATS needs nats-py (a dev dependency) and a
+nats-server binary, which the script installs with apt-get when run as root; without them
+only quorumdb runs, and the report says why.
 
 Every server process runs in its own session and its process group is stopped on exit (also on
 Ctrl-C / SIGTERM); the data directories are removed unless `--keep`.
@@ -429,6 +430,23 @@ def kafka_latency(
     stop.set()
     reader.join(5)
     c.close()
+
+
+def _install_nats_server() -> str:
+    """Install nats-server with apt-get when running as root; '' if it is there now, else
+    why NATS is skipped."""
+    if os.geteuid() != 0:
+        return "no nats-server binary and not root (apt-get install nats-server)"
+    env = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
+    for cmd in (
+        ["apt-get", "install", "-y", "nats-server"],
+        ["apt-get", "update"],
+        ["apt-get", "install", "-y", "nats-server"],
+    ):
+        subprocess.run(cmd, env=env, capture_output=True, text=True, check=False)
+        if cmd[1] == "install" and Path(NATS_SERVER).exists():
+            return ""
+    return "apt-get install nats-server failed"
 
 
 # -- NATS JetStream (nats-py) ---------------------------------------------------------------------
@@ -1191,7 +1209,7 @@ def main() -> int:
         except ImportError:
             no_nats = "nats-py is not installed in this environment"
         if not Path(NATS_SERVER).exists():
-            no_nats = "no nats-server binary (apt-get install nats-server)"
+            no_nats = _install_nats_server()
         if no_nats:
             args.no_nats = True
             if "records" in args.only or "sizes" in args.only:
