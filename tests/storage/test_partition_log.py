@@ -174,7 +174,6 @@ def test_truncating_into_a_hole_keeps_what_is_below(tmp_path: Path) -> None:
     assert log.holes() == [(4, 7)] and log.next_offset == 7
 
 
-@pytest.mark.xfail(strict=True, reason="fill creates a second segment on the empty one's file")
 def test_a_fill_into_an_empty_segment_uses_it_even_when_it_does_not_fit(tmp_path: Path) -> None:
     # A snapshot installed over another one before anything was appended leaves an empty
     # segment where the hole starts. A fill there bigger than a segment must go into that
