@@ -172,3 +172,19 @@ def test_truncating_into_a_hole_keeps_what_is_below(tmp_path: Path) -> None:
     assert log.next_offset == 4
     log.skip_to(7)
     assert log.holes() == [(4, 7)] and log.next_offset == 7
+
+
+def test_a_fill_into_an_empty_segment_uses_it_even_when_it_does_not_fit(tmp_path: Path) -> None:
+    # A snapshot installed over another one before anything was appended leaves an empty
+    # segment where the hole starts. A fill there bigger than a segment must go into that
+    # segment (as `append` does into an empty one), not into a second segment at the same
+    # base: that one's file is the same file, which deleting the empty one then removes.
+    log = PartitionLog(tmp_path / "p", segment_bytes_max=100)
+    log.skip_to(5)
+    log.skip_to(9)
+    assert log.holes() == [(5, 9)]
+    data = batch(5, 4, 1000, b"x" * 200)
+    assert log.fill(data, 5) == 9
+    log.enforce_retention(now_ms=0, retention_ms=-1, retention_bytes=len(data))
+    assert _bases(log.read(5, 1 << 20, 9)) == [5]
+    assert [(s.base_offset, s.next_offset) for s in log.segments] == [(5, 9), (9, 9)]

@@ -290,7 +290,9 @@ class PartitionLog:
         if (
             prev is not None
             and prev.next_offset == base_offset
-            and prev.size + len(data) <= self.segment_bytes_max
+            # An empty segment takes the batches whatever their size, as in `append`: a new
+            # segment at its base would be a second one on the same file.
+            and (prev.size == 0 or prev.size + len(data) <= self.segment_bytes_max)
         ):
             seg = prev
             f = self.fs.open_append(seg.path, position=seg.size)
