@@ -45,6 +45,9 @@ __all__ = ["HostSimOptions", "HostSimResult", "run_host_sim"]
 _CLIENT_TIMEOUT_US = 1_000_000
 _HEAL_US = 5_000_000
 _FAIL_BACKOFF_US = 5_000
+_WRITE_ATTEMPTS = 3
+_ATTEMPT_US = 300_000  # an attempt unanswered for this long is retried elsewhere
+_RETRY_US = 5_000
 
 
 @dataclass(frozen=True, slots=True)
@@ -58,16 +61,15 @@ class HostSimOptions:
     crash: bool = True
     partition: bool = True
     loss: float = 0.0
+    duplicate: float = 0.02  # messages the network delivers twice
+    latency_us: tuple[int, int] = (100, 400)  # network: minimum, mean of the exponential rest
     snapshot_entries: int = 40
     disk: DiskLatency = field(default_factory=DiskLatency)
     drift: float = 0.01  # max clock rate deviation
     planted_bugs: frozenset[PlantedBug] = frozenset()
-    # Clients wait this long (uniform, µs) between operations; (0, 0) with `start_us` (0, 0)
-    # makes closed-loop clients that all start at once.
+    # Clients wait this long (uniform, µs) between operations, and start within `start_us`.
     think_us: tuple[int, int] = (1_000, 20_000)
     start_us: tuple[int, int] = (50_000, 100_000)
-    writes_only: bool = False
-    to_leader: bool = False  # clients send each request to the key's shard leader
 
 
 @dataclass(frozen=True, slots=True)
@@ -84,6 +86,22 @@ class HostSimResult:
     @property
     def ok(self) -> bool:
         return not self.violations
+
+
+class _Op:
+    """An operation in flight: completed once, by whichever answer or timeout comes first."""
+
+    __slots__ = ("_finish", "finished", "maybe_applied")
+
+    def __init__(self, finish: Callable[[str, object], None]) -> None:
+        self._finish = finish
+        self.finished = False
+        self.maybe_applied = False  # an earlier attempt may have been proposed
+
+    def done(self, kind: str, result: object) -> None:
+        if not self.finished:
+            self.finished = True
+            self._finish(kind, result)
 
 
 class _Client:
@@ -103,10 +121,10 @@ class HostSimulation:
         self.net = SimNet(
             self.loop,
             random.Random(self.rng.getrandbits(64)),
-            latency_min_us=100,
-            latency_mean_us=400,
+            latency_min_us=opts.latency_us[0],
+            latency_mean_us=opts.latency_us[1],
             loss=0.0,
-            duplicate=0.0,
+            duplicate=opts.duplicate,
             fifo=False,
         )
         self.violations: list[str] = []
@@ -217,12 +235,9 @@ class HostSimulation:
             return
         key = f"k{self.rng.randrange(self.opts.keys)}"
         node = self.rng.choice(up)
-        if self.opts.to_leader:
-            leading = [n for n in up if n.host and n.host.shard_of(key.encode()).raw.is_leader]
-            node = leading[0] if leading else node
         host = node.host
         assert host is not None
-        if self.opts.writes_only or self.rng.random() < 0.5:
+        if self.rng.random() < 0.5:
             self._write(c, node.id, host, key)
         else:
             self._read(c, node.id, host, key)
@@ -240,19 +255,41 @@ class HostSimulation:
         process = c.process
         self._record(process, "invoke", "write", key, value)
         c.busy = True
+        op = self._completion(c, process, "write", key, value)
+        self._attempt_write(host, cmd, op, _WRITE_ATTEMPTS)
+
+    def _attempt_write(self, host: NodeHost, cmd: Command, op: _Op, attempts: int) -> None:
+        """One attempt of a write; a retry goes to another node with the SAME (client, seq),
+        as the real client does, so the session table must apply it at most once."""
+        if op.finished:
+            return
         p = host.submit_write(host.shard_of(cmd.key), cmd)
-        done = self._completion(c, process, "write", key, value)
+        value = int(cmd.value)
+
+        def retry() -> None:
+            up = [n.host for n in self.nodes.values() if n.host is not None]
+            if attempts > 1 and up and not op.finished:
+                self._attempt_write(self.rng.choice(up), cmd, op, attempts - 1)
 
         def answered(p: Pending[Any]) -> None:
             err = p.exception()
             if err is None:
-                done("ok", value)
-            elif isinstance(err, ProposalDroppedError):
-                done("fail", value)
+                op.done("ok", value)
+            elif attempts > 1:
+                op.maybe_applied |= not isinstance(err, ProposalDroppedError)
+                self.loop.after(_RETRY_US, retry)
+            elif isinstance(err, ProposalDroppedError) and not op.maybe_applied:
+                op.done("fail", value)
             else:
-                done("info", value)
+                op.done("info", value)
+
+        def silent() -> None:  # e.g. the node crashed: it will never answer
+            if not p.done() and not op.finished:
+                op.maybe_applied = True
+                retry()
 
         p.add_done_callback(answered)
+        self.loop.after(_ATTEMPT_US, silent)
 
     def _read(self, c: _Client, node_id: int, host: NodeHost, key: str) -> None:
         process = c.process
@@ -260,28 +297,22 @@ class HostSimulation:
         c.busy = True
         g = host.shard_of(key.encode())
         p = host.submit_read(g)
-        done = self._completion(c, process, "read", key, None)
+        op = self._completion(c, process, "read", key, None)
 
         def answered(p: Pending[Any]) -> None:
             if p.exception() is not None:
-                done("fail", None)
+                op.done("fail", None)
                 return
             got = kv_state(g).get(key.encode())
-            done("ok", None if got is None else _register_value(got[0]))
+            op.done("ok", None if got is None else _register_value(got[0]))
 
         p.add_done_callback(answered)
 
-    def _completion(
-        self, c: _Client, process: int, f: str, key: str, value: object
-    ) -> Callable[[str, object], None]:
+    def _completion(self, c: _Client, process: int, f: str, key: str, value: object) -> _Op:
         """One completion per operation: the answer, or the client's own timeout (a
         crashed node never answers): `info` for a write, `fail` for a read."""
-        finished = [False]
 
-        def done(kind: str, result: object) -> None:
-            if finished[0]:
-                return
-            finished[0] = True
+        def finish(kind: str, result: object) -> None:
             self._record(process, kind, f, key, result)
             c.busy = False
             if kind == "info":
@@ -290,11 +321,11 @@ class HostSimulation:
             backoff = _FAIL_BACKOFF_US if kind == "fail" else 0
             self._schedule_client(c, backoff + _draw(self.rng, self.opts.think_us))
 
-        def timed_out() -> None:
-            done("info" if f == "write" else "fail", value)
-
-        self.loop.after(_CLIENT_TIMEOUT_US, timed_out)
-        return done
+        op = _Op(finish)
+        self.loop.after(
+            _CLIENT_TIMEOUT_US, lambda: op.done("info" if f == "write" else "fail", value)
+        )
+        return op
 
     # -- the nemesis ---------------------------------------------------------------------------
 
