@@ -3,10 +3,12 @@
 Theory of operation. Every node is a `sim.host_node.HostNode`: the host users run, over
 simulated time, network and disk. Clients issue reads and writes of a few keys through the
 host's own request API (`submit_write`, `submit_read`: the same calls the HTTP service
-makes), each to a node chosen at random, and record a history in the Jepsen format. A
-nemesis crashes and restarts nodes (tearing unsynced writes), partitions the network and
-makes it lossy, on a schedule drawn from the seed. After `duration_us` everything heals, and
-the run checks:
+makes), each to a node chosen at random, and record a history in the Jepsen format; a write
+that gets no answer is retried on another node with the same (client, seq), as the real
+client does, so the session table must apply it at most once. A nemesis crashes and
+restarts nodes (tearing unsynced writes) and partitions the network, on a schedule drawn
+from the seed; the network duplicates messages (and loses some, with `loss`). After
+`duration_us` everything heals, and the run checks:
 
 - linearizability of the KV history (per key, real revisions and sessions underneath);
 - Raft's safety properties, per group, from every entry every node applied and every
