@@ -278,13 +278,7 @@ class PartitionStateMachine:
         log.truncate_to(m.next_offset)
         log.skip_to(m.next_offset)
         log.drop_below(m.log_start_offset)
-        # Offsets between the manifest's log start and our first segment are missing only if
-        # we hold nothing below the manifest's end (a leader's manifest installed over an
-        # empty or older log: fills then run up from the start, so a crash leaves a hole
-        # between segments, never before the first). Otherwise our own retention deleted
-        # them after the manifest was taken, and nobody needs them back.
-        first = log.log_start_offset
-        self.start = m.log_start_offset if first >= m.next_offset else first
+        self.start = m.log_start_offset
         self.applied = m.applied
         self.producers = dict(m.producers)
         self.epochs = list(m.epochs)
