@@ -409,9 +409,16 @@ async def _produce_partition(
         # LogValidator does. Header, CRC and length checks alone accepted a batch whose
         # records lie about their lengths under a recomputed CRC (found by the e2e fuzz
         # test), storing bytes that every consumer of the partition then fails to decode.
-        validate_batches(records, check_records=True)
+        batches = validate_batches(records, check_records=True)
     except RemoteProtocolError as exc:
         return _produce_error(index, exc.code, str(exc))
+    if len(batches) != 1:
+        # Kafka's LogValidator: from produce v3 (magic 2) a partition's data is exactly one
+        # record batch. It also keeps a produce entry all-or-nothing: the partition state
+        # machine applies an entry's batches one by one.
+        return _produce_error(
+            index, ErrorCode.INVALID_RECORD, "exactly one record batch per partition"
+        )
     # acks=all needs min.insync.replicas in sync, and never fewer than a Raft quorum: without
     # one nothing commits, and the client should hear so now rather than time out.
     quorum = len(view.replicas) // 2 + 1
