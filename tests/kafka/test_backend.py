@@ -4,6 +4,7 @@ its group coordinators serve one leadership term each, from the groups' stored r
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 from collections.abc import Callable
 from pathlib import Path
 from types import SimpleNamespace
@@ -108,7 +109,10 @@ def test_a_group_outlives_its_coordinator_losing_and_regaining_leadership(tmp_pa
     # counter restarting at 1; a node winning the shard back gave a member the id another
     # member still held, and the two took turns as the group's only member.
     async def main() -> None:
-        hosts = [Node(c, MemoryNodeLog()) for c in _configs(tmp_path)]
+        # Election timeouts of 0.3-0.6 s: the default 75 ms ones of these in-process tests
+        # move leaderships on a loaded machine, and with them the coordinator.
+        cfgs = [dataclasses.replace(c, election_ticks=60) for c in _configs(tmp_path)]
+        hosts = [Node(c, MemoryNodeLog()) for c in cfgs]
         backends = {h.config.node_id: KafkaBackend(h.host, h.service) for h in hosts}
 
         def coordinators() -> list[int]:
