@@ -275,16 +275,6 @@ class NodeHost:
         self.env.wake()
         return fut
 
-    def submit_produce(
-        self, g: Group, data: bytes, persisted: Pending[None] | None
-    ) -> tuple[tuple[int, int], Pending[Any]]:
-        """Propose a Kafka produce entry (no KV session: the partition state machine answers
-        the request key it carries); `persisted` completes once this node's log has it."""
-        key = self.next_request_id()
-        fut: Pending[Any] = g.submit(key, data, persisted)
-        self.env.wake()
-        return key, fut
-
     def _deadline(self, g: Group, fut: Pending[Any], timeout_s: float, what: str) -> None:
         cancel = self.env.timers.call_later(
             timeout_s, lambda: _time_out(g, fut, f"timed out waiting for {what}")

@@ -377,17 +377,21 @@ class KafkaBackend:
         todo: list[tuple[int, PartitionStateMachine, list[int]]] = []
         for gid in sorted(self._catching_up):
             g = self.host.groups.get(gid)
-            sm = g.sm if g is not None else None
-            if g is None or not isinstance(sm, PartitionStateMachine) or not sm.missing:
+            sm = self._hosted_partition(gid)
+            if g is None or sm is None or not sm.missing:
                 self._catching_up.discard(gid)
                 self._report_due = True
-                if g is not None and isinstance(sm, PartitionStateMachine):
-                    todo.append((gid, sm, []))  # lets `CatchUp` log the completion
+                self.catch_up.finished(gid, now)
                 continue
             todo.append((gid, sm, self._sources(g)))
             if g.raw.is_leader:
                 self._hand_off_incomplete(g)
         self.catch_up.poll(now, todo)
+
+    def _hosted_partition(self, group: int) -> PartitionStateMachine | None:
+        """The state machine of partition group `group` if this node hosts it."""
+        g = self.host.groups.get(group)
+        return g.sm if g is not None and isinstance(g.sm, PartitionStateMachine) else None
 
     def _hand_off_incomplete(self, g: Group) -> None:
         """A leader that still misses data hands leadership to a complete replica (once per
@@ -403,10 +407,7 @@ class KafkaBackend:
                 continue
             self._handed[g.group_id] = raft.term
             log.info("group=%d leader catching up: handing leadership to %d", g.group_id, peer)
-            g.actions.append(
-                (functools.partial(RawNode.transfer_leader, transferee=peer), Pending())
-            )
-            self.host.env.wake()
+            self.host.submit_action(g, functools.partial(RawNode.transfer_leader, transferee=peer))
             return
 
     def _on_fetch(self, sender: int, body: bytes) -> None:
@@ -415,8 +416,7 @@ class KafkaBackend:
         except msgspec.DecodeError as exc:
             log.warning("bad segment fetch from node=%d: %s", sender, exc)
             return
-        g = self.host.groups.get(req.group)
-        sm = g.sm if g is not None and isinstance(g.sm, PartitionStateMachine) else None
+        sm = self._hosted_partition(req.group)
         self.host.send_service(sender, _CHUNK_CHANNEL, encode(serve(req, sm)))
 
     def _on_chunk(self, sender: int, body: bytes) -> None:
@@ -425,10 +425,8 @@ class KafkaBackend:
         except msgspec.DecodeError as exc:
             log.warning("bad segment chunk from node=%d: %s", sender, exc)
             return
-        g = self.host.groups.get(chunk.group)
-        sm = g.sm if g is not None and isinstance(g.sm, PartitionStateMachine) else None
         now = self.host.env.clock.monotonic()
-        self.catch_up.on_chunk(sender, chunk, sm, now)
+        self.catch_up.on_chunk(sender, chunk, self._hosted_partition(chunk.group), now)
         self._poll_catch_up(now)  # the next request goes out at once
 
     async def create_topic(
@@ -595,9 +593,7 @@ class KafkaBackend:
         if self._board.catching_up(preferred, g.group_id):
             return  # it has the Raft log, not yet the partition's data
         self._handed[g.group_id] = raft.term
-        g.actions.append(
-            (functools.partial(RawNode.transfer_leader, transferee=preferred), Pending())
-        )
+        self.host.submit_action(g, functools.partial(RawNode.transfer_leader, transferee=preferred))
 
     def offset_for_time(self, group: int, timestamp_ms: int) -> tuple[int, int] | None:
         return self._partition_sm(group).log.offset_for_time(timestamp_ms)

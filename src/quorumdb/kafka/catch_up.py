@@ -160,7 +160,7 @@ class CatchUp:
         for group, sm, peers in partitions:
             missing = sm.missing
             if not missing:
-                self._finish(group, now)
+                self.finished(group, now)
                 continue
             flight = self._inflight.get(group)
             if flight is not None:
@@ -240,7 +240,8 @@ class CatchUp:
             tries=flight.tries,
         )
 
-    def _finish(self, group: int, now: float) -> None:
+    def finished(self, group: int, now: float) -> None:
+        """Nothing of `group` is missing any more (or it is gone): log how it went."""
         self._inflight.pop(group, None)
         progress = self._progress.pop(group, None)
         if progress is None:

@@ -412,7 +412,6 @@ class HostSimulation:
     def _check_liveness(self) -> None:
         """After the heal, every group gets a leader and a write to each key completes."""
         deadline = self.loop.now + _HEAL_US
-        writes: dict[str, str | None] = {f"k{k}": None for k in range(self.opts.keys)}
         client = _Client(self, 999)
 
         def leaders() -> bool:
@@ -424,13 +423,11 @@ class HostSimulation:
         if not leaders():
             self._violate("liveness: some group has no leader after the heal")
             return
-        for key in sorted(writes):
-            up = [n for n in self.nodes.values() if n.host is not None]
-            host = next(
-                n.host
-                for n in up
-                if n.host is not None and n.host.shard_of(key.encode()).raw.is_leader
-            )
+        for key in (f"k{k}" for k in range(self.opts.keys)):
+            up = [n.host for n in self.nodes.values() if n.host is not None]
+            # The shard's leader if one is known (a follower would forward it anyway).
+            leading = [h for h in up if h.shard_of(key.encode()).raw.is_leader]
+            host = (leading or up)[0]
             client.seq += 1
             cmd = Command(
                 kind=CommandKind.PUT,

@@ -625,8 +625,8 @@ class WAL:
         segment alive, with the highest index each has there."""
         if len(self._segments) < 2:
             return {}
-        seg = self._segments[0]
-        return {g: mx for g, mx in seg.max_index.items() if mx > self._compacted.get(g, 0)}
+        compacted = self._compacted
+        return {g: mx for g, mx in self.pinned_by().items() if mx > compacted.get(g, 0)}
 
     def close(self) -> None:
         """Sync and close; the WAL cannot be used afterwards."""
