@@ -12,7 +12,7 @@ from quorumdb.raft import ConfState, Ready, Snapshot, Storage
 from quorumdb.storage.durable import DurableStorage
 from quorumdb.storage.fs import FileSystem, OsFileSystem
 from quorumdb.storage.snapshots import SnapshotStore
-from quorumdb.storage.wal import WAL, GroupWrite, RecoveredGroup
+from quorumdb.storage.wal import SEGMENT_BYTES_MAX_DEFAULT, WAL, GroupWrite, RecoveredGroup
 
 __all__ = ["WalGroupLog", "WalNodeLog"]
 
@@ -52,11 +52,22 @@ class WalNodeLog:
         self.recovered = recovered
 
     @classmethod
-    def open(cls, data_dir: Path, fs: FileSystem | None = None) -> WalNodeLog:
-        """Recover the node's log. Raises CorruptRecordError / DurableStateError."""
+    def open(
+        cls,
+        data_dir: Path,
+        fs: FileSystem | None = None,
+        *,
+        segment_bytes: int = SEGMENT_BYTES_MAX_DEFAULT,
+    ) -> WalNodeLog:
+        """Recover the node's log. Raises CorruptRecordError / DurableStateError.
+
+        `segment_bytes`: the WAL's preallocated segment size (the simulator uses small ones,
+        which keeps its in-memory disk cheap and makes rotation and WAL pressure happen)."""
         fs = fs or OsFileSystem()
         snapshots = SnapshotStore(fs, str(data_dir / "snap"))
-        wal, recovered = WAL.open(fs, str(data_dir / "wal"), snapshots=snapshots)
+        wal, recovered = WAL.open(
+            fs, str(data_dir / "wal"), snapshots=snapshots, segment_bytes_max=segment_bytes
+        )
         return cls(wal, snapshots, recovered)
 
     def group(self, group_id: int, bootstrap: ConfState) -> WalGroupLog:

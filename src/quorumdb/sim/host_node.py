@@ -42,7 +42,11 @@ from quorumdb.sim.network import SimNet
 from quorumdb.storage.errors import DurableStateError
 from quorumdb.storage.records import CorruptRecordError
 
-__all__ = ["DiskLatency", "HostNode", "sim_member"]
+__all__ = ["SIM_SEGMENT_BYTES", "DiskLatency", "HostNode", "sim_member"]
+
+SIM_SEGMENT_BYTES = 256 << 10
+"""WAL segments in the simulator: small, so segments rotate and WAL pressure snapshots
+groups within a run (and the in-memory disk does not copy 64 MiB preallocations)."""
 
 
 def sim_member(node_id: int) -> Member:
@@ -121,7 +125,7 @@ class HostNode:
         self.incarnation += 1
         fs = SimFileSystem(self.disk)
         try:
-            node_log = WalNodeLog.open(Path(self.disk.name), fs)
+            node_log = WalNodeLog.open(Path(self.disk.name), fs, segment_bytes=SIM_SEGMENT_BYTES)
         except (CorruptRecordError, DurableStateError) as exc:
             self.refused = str(exc)
             self.loop.trace(f"n{self.id} refuses to start: {exc}")
