@@ -26,6 +26,10 @@ class PlantedBug(Enum):
     LEASE_WITHOUT_QUORUM = "lease-without-quorum"  # lease reads, leader never steps down
     APPEND_WITHOUT_PREV_TERM_CHECK = "append-no-prev-term"  # AppendEntries consistency check off
     ACK_BEFORE_SYNC = "ack-before-sync"  # driver acknowledges before fsync (a driver bug)
+    # Bugs of the host and the state machines above Raft (kept here: one list of switches).
+    MIDFLIGHT_BEFORE_DURABLE = "midflight-before-durable"  # apply mid-flight before local fsync
+    KAFKA_ABOVE_COMMIT = "kafka-above-commit"  # a fetch sees records above the commit index
+    SESSION_CHECK_DROPPED = "session-check-dropped"  # a retried KV write applies twice
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
