@@ -19,7 +19,6 @@ SRC = Path(__file__).resolve().parent.parent / "src" / "quorumdb"
 FORBIDDEN = {"asyncio", "socket", "time", "random", "os", "threading", "subprocess", "selectors"}
 PURE_PACKAGES = ("raft", "check", "kafka/protocol", "host")
 PURE_MODULES = (
-    "sim/state_machine.py",
     "kv/state_machine.py",
     "kv/commands.py",
     "kafka/partition.py",

@@ -18,7 +18,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from quorumdb.cli.sim_cmd import run_cmd
-from quorumdb.raft import PlantedBug, ReadOnlyOption
+from quorumdb.raft import PlantedBug
 from quorumdb.sim.options import ALL_FAULTS, FaultKind, SimOptions, swarm_options
 from quorumdb.sim.simulator import SimResult
 from quorumdb.sim.sweep import (
@@ -67,12 +67,8 @@ def _knobs_follow_faults(opts: SimOptions) -> None:
     if FaultKind.CRASH not in on:
         assert opts.crash_in_sync == 0
         assert opts.crash_after_commit == 0
-    if FaultKind.SNAPSHOT in on:
-        assert opts.snapshot_every < DEFAULTS.snapshot_every
-    else:
-        assert opts.snapshot_every == DEFAULTS.snapshot_every
-        assert opts.snapshot_keep == DEFAULTS.snapshot_keep
-        assert opts.snapshot_chunk_bytes == DEFAULTS.snapshot_chunk_bytes
+    assert (opts.snapshot_entries <= 100) == (FaultKind.SNAPSHOT in on)
+    assert (opts.disk.slow > 0) == (FaultKind.DISK in on)
 
 
 @pytest.mark.parametrize("kind", list(FaultKind), ids=lambda k: k.value)
@@ -104,11 +100,11 @@ def test_the_lease_bug_forces_lease_reads_and_changes_nothing_else() -> None:
     for seed in SEEDS:
         plain = swarm_options(seed)
         planted = swarm_options(seed, planted_bugs=bug)
-        plain_modes.add(plain.read_only)
-        assert planted.read_only == ReadOnlyOption.LEASE_BASED
+        plain_modes.add(plain.lease_reads)
+        assert planted.lease_reads
         assert planted.planted_bugs == bug
-        assert replace(planted, read_only=plain.read_only, planted_bugs=frozenset()) == plain
-    assert plain_modes == {ReadOnlyOption.SAFE, ReadOnlyOption.LEASE_BASED}
+        assert replace(planted, lease_reads=plain.lease_reads, planted_bugs=frozenset()) == plain
+    assert plain_modes == {False, True}
 
 
 def test_other_planted_bugs_keep_the_drawn_read_mode() -> None:
@@ -183,8 +179,8 @@ def test_parse_faults_accepts_kinds_all_and_none(
 
 
 KNOWN_FAULTS = (
-    "known: clock, clog, corrupt, crash, duplicate, loss, partition, pause, reorder, snapshot, "
-    "transfer"
+    "known: clock, clog, corrupt, crash, disk, duplicate, loss, membership, partition, pause, "
+    "reorder, snapshot, transfer"
 )
 
 

@@ -11,7 +11,7 @@ import random
 
 import pytest
 
-from quorumdb.raft import ConfState, Entry, HardState
+from quorumdb.raft import ConfState, Entry, HardState, Snapshot, SnapshotMetadata
 from quorumdb.sim.disk import WAL_DIR, SimDisk
 from quorumdb.sim.disk_fs import SimFileSystem
 from quorumdb.sim.loop import EventLoop
@@ -19,6 +19,7 @@ from quorumdb.sim.network import SimNet
 from quorumdb.sim.options import ALL_FAULTS, SimOptions
 from quorumdb.sim.simulator import run
 from quorumdb.sim.sweep import run_seed
+from quorumdb.storage.durable import DurableStorage
 from quorumdb.storage.records import CorruptRecordError
 from quorumdb.storage.snapshots import SnapshotStore
 from quorumdb.storage.wal import WAL, GroupWrite, RecoveredGroup
@@ -116,11 +117,12 @@ def test_client_links_never_duplicate() -> None:
     assert sorted(got) == list(range(100))
 
 
-class _Host:
-    """Just enough of a `NodeHost` to start a node and persist Readies by hand."""
-
-    def __init__(self) -> None:
-        self.loop = EventLoop()
+def _open_group(disk: SimDisk) -> tuple[WAL, DurableStorage]:
+    fs = SimFileSystem(disk)
+    snaps = SnapshotStore(fs, "n1/snap")
+    wal, recovered = WAL.open(fs, f"n1/{WAL_DIR}", snapshots=snaps, segment_bytes_max=4096)
+    st = DurableStorage(0, wal, snaps, recovered.get(0), conf_state=ConfState(voters=(1, 2, 3)))
+    return wal, st
 
 
 @pytest.mark.parametrize("synced", [True, False], ids=["mark-synced", "mark-lost"])
@@ -131,15 +133,8 @@ def test_installed_snapshot_never_leaves_an_older_commit_on_disk(synced: bool) -
     # own WAL. Now: the snapshot file is durable before the WAL records the installation,
     # and recovery raises the commit to the snapshot's index, whether or not that record
     # (here without a hard state) reached the disk.
-    from quorumdb.raft import Snapshot, SnapshotMetadata
-    from quorumdb.sim.node import SimNode
-
-    opts = SimOptions(seed=1, nodes=3)
-    node = SimNode(_Host(), 1, (1, 2, 3), opts, 1)  # type: ignore[arg-type]
-    assert node.start()
-    st, wal = node.storage, node.wal
-    assert st is not None
-    assert wal is not None
+    disk = SimDisk("n1", random.Random(1))
+    wal, st = _open_group(disk)
     w = st.persist(
         [Entry(term=1, index=i) for i in range(1, 5)], HardState(term=2, vote=1, commit=3), None
     )
@@ -152,9 +147,9 @@ def test_installed_snapshot_never_leaves_an_older_commit_on_disk(synced: bool) -
     assert w is not None
     assert w.hard_state is None
     wal.save([w], sync=synced)
-    node.crash(tear=False)
-    assert node.start(), node.failed_reason
-    assert node.raw is not None
-    assert node.raw.raft.raft_log.committed == 10
-    assert node.applied == 10
-    assert node.log_entries() == []
+    disk.crash(tear=False)
+    _, st = _open_group(disk)
+    hs, _ = st.initial_state()
+    assert hs.commit == 10
+    assert st.snapshot().metadata.index == 10
+    assert st.last_index() == 10  # nothing of the old log after the snapshot

@@ -37,14 +37,13 @@ __all__ = ["demo"]
 
 _SHOWN = (
     "nemesis",
-    " leader ",
+    " leads g0 ",
     " crash",
-    " start ",
+    " up #",
     "refuses",
     "heal",
-    "resume",
-    "pause ",
-    "installs snapshot",
+    " pause ",
+    "membership",
 )
 
 
@@ -132,9 +131,7 @@ def _demo_options(seed: int, planted: frozenset[PlantedBug]) -> SimOptions:
         nemesis_interval_us=500 * US_PER_MS,
         crash_in_sync=0.02,
         crash_after_commit=0.01,
-        snapshot_every=100,
-        snapshot_keep=5,
-        snapshot_chunk_bytes=256,
+        snapshot_entries=20,
         clients=4,
         keys=3,
     )
@@ -186,7 +183,8 @@ def _summary(console: Console, result: SimResult) -> None:
         "log-matching",
         "linearizability",
         "liveness",
-        "invariant-assertion",
+        "recovery",
+        "node-failure",
     ):
         verdict = "[red]VIOLATED[/red]" if name in result.caught_by else "[green]ok[/green]"
         checks.add_row(name, verdict)

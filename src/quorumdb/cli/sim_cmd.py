@@ -1,7 +1,7 @@
-"""`quorumdb sim run|sweep|host`: the deterministic simulator from the command line.
+"""`quorumdb sim run|sweep`: the deterministic simulator from the command line.
 
-`run` and `sweep` simulate the Raft core in a node of the simulator's own; `host` simulates
-the real node (`sim.host_sim`), the one `quorumdb up` starts.
+Both simulate clusters of the real node (`sim.simulator`: the `NodeHost` that `quorumdb up`
+starts, over simulated time, network and disk), each seed with its own swarm fault mix.
 
 Exit status: 0 when every run passed, 1 when any run found a violation (its replay command
 and artifact folder are printed), 2 on bad arguments.
@@ -21,7 +21,6 @@ from rich.table import Table
 
 from quorumdb.errors import UserError
 from quorumdb.raft import PlantedBug
-from quorumdb.sim.host_sim import HostSimOptions, HostSimResult, run_host_sim
 from quorumdb.sim.options import FaultKind, swarm_options
 from quorumdb.sim.simulator import run
 from quorumdb.sim.sweep import (
@@ -55,7 +54,7 @@ def _parse(
 
 @click.group()
 def sim() -> None:
-    """Deterministic simulation of a Raft cluster under faults."""
+    """Deterministic simulation of a cluster of real nodes under faults."""
 
 
 @sim.command("run")
@@ -168,7 +167,7 @@ def sweep_cmd(  # noqa: PLR0917  (click passes options positionally)
         )
         for outcome in results:
             done += 1
-            for k in ("events", "sim_us", "messages", "committed", "ops_ok"):
+            for k in ("events", "sim_us", "messages", "committed", "ops_ok", "midflight_applied"):
                 totals[k] = totals.get(k, 0) + outcome.stats.get(k, 0)
             if not outcome.ok:
                 failures.append(outcome)
@@ -214,6 +213,7 @@ def _summary(
         ("simulated messages", f"{totals.get('messages', 0):,}"),
         ("entries committed", f"{totals.get('committed', 0):,}"),
         ("client operations ok", f"{totals.get('ops_ok', 0):,}"),
+        ("entries applied mid-flight", f"{totals.get('midflight_applied', 0):,}"),
         ("wall seconds", f"{elapsed:,.1f}"),
         ("seeds per minute", f"{done / elapsed * 60:,.0f}" if elapsed > 0 else "-"),
     )
@@ -228,82 +228,3 @@ def _summary(
         console.print(
             "failures by checker: " + ", ".join(f"{k}={v}" for k, v in sorted(by.items()))
         )
-
-
-@sim.command("host")
-@click.option("--seeds", "seed_spec", required=True, help="Seeds to run, e.g. 1-200 or 3,7.")
-@click.option("--bug", "bugs", multiple=True, help=_BUG_HELP)
-@click.option("--no-crash", is_flag=True, help="Do not crash nodes.")
-@click.option("--no-partition", is_flag=True, help="Do not partition the network.")
-@click.option(
-    "--jobs",
-    type=click.IntRange(min=1, max=256),
-    default=None,
-    help="Worker processes (default: one per CPU).",
-)
-def host_cmd(
-    seed_spec: str,
-    bugs: tuple[str, ...],
-    no_crash: bool,
-    no_partition: bool,
-    jobs: int | None,
-) -> None:
-    """Simulate a cluster of the real node (NodeHost: controller, KV shards, WAL, snapshots)
-    under crashes and partitions; check linearizability, Raft safety per group, liveness."""
-    try:
-        seeds = parse_seeds(seed_spec)
-    except ValueError as exc:
-        raise UserError(str(exc), hint="e.g. --seeds 1-200") from None
-    _, planted = _parse(None, bugs)
-    options = [
-        HostSimOptions(seed=s, crash=not no_crash, partition=not no_partition, planted_bugs=planted)
-        for s in seeds
-    ]
-    console = Console()
-    started = time.perf_counter()
-    failed: list[HostSimResult] = []
-    ok_ops = midflight = 0
-    with (
-        Progress(
-            TextColumn("[bold]host sim"),
-            BarColumn(),
-            MofNCompleteColumn(),
-            TextColumn("failures: {task.fields[failures]}"),
-            TimeElapsedColumn(),
-            console=console,
-        ) as progress,
-        ProcessPoolExecutor(jobs or os.cpu_count() or 1) as pool,
-    ):
-        task = progress.add_task("host sim", total=len(options), failures=0)
-        for result in pool.map(run_host_sim, options):
-            ok_ops += result.ok_operations
-            midflight += result.midflight_applied
-            if not result.ok:
-                failed.append(result)
-            progress.update(task, advance=1, failures=len(failed))
-    elapsed = time.perf_counter() - started
-    table = Table(title="real-host simulation")
-    table.add_column("measure")
-    table.add_column("value", justify="right")
-    for name, value in (
-        ("seeds run", f"{len(options):,}"),
-        ("failed", f"{len(failed):,}"),
-        ("client operations ok", f"{ok_ops:,}"),
-        ("entries applied mid-flight", f"{midflight:,}"),
-        ("wall seconds", f"{elapsed:,.1f}"),
-        ("seeds per minute", f"{len(options) / elapsed * 60:,.0f}" if elapsed > 0 else "-"),
-    ):
-        table.add_row(name, value)
-    console.print(table)
-    for r in failed[:20]:
-        bug_flags = "".join(f" --bug {b.value}" for b in sorted(planted, key=lambda b: b.value))
-        console.print(f"[red]seed {r.seed}[/red]: ", end="")
-        console.print(r.violations[0].splitlines()[0][:200], markup=False, highlight=False)
-        console.print(
-            f"  replay: quorumdb sim host --seeds {r.seed}{bug_flags}",
-            markup=False,
-            highlight=False,
-            soft_wrap=True,
-        )
-    if failed:
-        raise SystemExit(1)

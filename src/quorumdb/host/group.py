@@ -93,10 +93,13 @@ class Group:
         fut: Pending[Any] = Pending()
         waiting = self.writes.get(key)
         if waiting is not None:
-            # A retry of a request already in flight here: answer both from one application.
+            # A retry of a request already in flight here: answer both from one application,
+            # and propose it again: the first proposal may have been lost on its way to a
+            # leader (a follower's forwarded proposal is dropped silently by a node that is
+            # no longer leader), and the session table applies the command at most once.
             waiting.append(fut)
-            return fut
-        self.writes[key] = [fut]
+        else:
+            self.writes[key] = [fut]
         self.proposals.append(_Pending(data=data, key=key, future=fut, persisted=persisted))
         return fut
 

@@ -140,6 +140,9 @@ class NodeHost:
         self.peer_heard: dict[int, float] = {}
         self.logs: dict[int, GroupLog] = {}
         self._ticks_pending = 0
+        self._tick_s = config.tick_ms / 1000
+        self._ticks_origin = env.clock.monotonic()
+        self._ticks_counted = 0
         self._session = env.rng.getrandbits(62) + 1  # request keys: Kafka produce, reads
         # Sessions for writes that come without one (the node's own, clients without ids).
         self.sessions = SessionPool(env.rng)
@@ -208,6 +211,7 @@ class NodeHost:
             self._replay_to[gid] = hs.commit
         g = Group(group_id=gid, raw=raw, sm=sm, conf_state=cs, snapshot_index=snap.metadata.index)
         g.on_conf_change = lambda conf, g=g: self._on_conf_change(g, conf)
+        self._last_voters[gid] = {*cs.voters, *cs.learners}
         if gid == CONTROLLER_GROUP and isinstance(sm, KVStateMachine):
             self._apply_member_records(sm)
         self.groups[gid] = g
@@ -317,9 +321,10 @@ class NodeHost:
         """Send a service's message to `peer` (False: not sent; the service retries)."""
         return self.env.network.send_service(peer, channel, body)
 
-    def tick(self, n: int = 1) -> None:
-        """`n` ticks of `tick_ms` passed (a driver that stalled delivers the missed ones)."""
-        self._ticks_pending = min(self._ticks_pending + n, _TICKS_PENDING_MAX)
+    def tick(self) -> None:
+        """A tick interval may have passed: the driver calls this every `tick_ms` or so.
+        How many ticks the groups get is the monotonic clock's business (`_count_ticks`)."""
+        self._count_ticks()
         for hook in self.tick_hooks:
             hook()
         self.env.wake()
@@ -390,7 +395,23 @@ class NodeHost:
 
     # -- the round ---------------------------------------------------------------------------
 
+    def _count_ticks(self) -> None:
+        """Add the ticks the monotonic clock says passed since the last count.
+
+        Time is read here, not counted from the driver's calls, and again at the start of
+        every round: a process resumed from a pause (SIGSTOP, a long GC stall) handles the
+        messages and reads that waited in its sockets before its tick timer fires, and a
+        leader must not serve a lease read with the sense of time it had before the pause.
+        At most `_TICKS_PENDING_MAX` are delivered at once (enough for any election timeout).
+        """
+        due = int((self.env.clock.monotonic() - self._ticks_origin) / self._tick_s)
+        if due > self._ticks_counted:
+            pending = self._ticks_pending + due - self._ticks_counted
+            self._ticks_pending = min(pending, _TICKS_PENDING_MAX)
+            self._ticks_counted = due
+
     def _round(self) -> None:
+        self._count_ticks()
         ticks, self._ticks_pending = self._ticks_pending, 0
         for g in self.groups.values():
             g.feed(ticks)
@@ -580,7 +601,8 @@ class NodeHost:
         log.info(
             "group=%d configuration voters=%s learners=%s", g.group_id, conf.voters, conf.learners
         )
-        if voters - self._last_voters.get(g.group_id, voters):
+        if voters - self._last_voters.get(g.group_id, set()):
+            # A newcomer may need a snapshot: one that includes it in the membership.
             g.force_snapshot = True
         self._last_voters[g.group_id] = voters
 

@@ -199,14 +199,10 @@ class Node:
 
     async def _tick_loop(self) -> None:
         interval = self.config.tick_ms / 1000
-        started = time.monotonic()
-        done = 0
         while True:
             await asyncio.sleep(interval)
-            # Deliver every tick that is due by the monotonic clock, even after a stall.
-            due = int((time.monotonic() - started) / interval)
-            self.host.tick(due - done)
-            done = due
+            # The host counts the ticks due by its clock (all of them, after a stall).
+            self.host.tick()
 
     async def _driver_loop(self) -> None:
         """Pump the host whenever it asked; an error ends it (and `_on_loop_done` fails the

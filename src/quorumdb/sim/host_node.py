@@ -24,6 +24,7 @@ node (fail-stop) and of the run: the simulator reports it.
 
 from __future__ import annotations
 
+import functools
 import random
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -33,42 +34,22 @@ from quorumdb.host.config import Member, NodeConfig
 from quorumdb.host.env import Env
 from quorumdb.host.node_host import NodeHost
 from quorumdb.host.wal_log import WalNodeLog
-from quorumdb.raft import Message, PlantedBug
+from quorumdb.raft import Message, PlantedBug, RawNode
 from quorumdb.sim.clock import NodeClock
 from quorumdb.sim.disk import SimDisk
 from quorumdb.sim.disk_fs import SimFileSystem
 from quorumdb.sim.loop import EventLoop
 from quorumdb.sim.network import SimNet
+from quorumdb.sim.options import DiskLatency
 from quorumdb.storage.errors import DurableStateError
 from quorumdb.storage.records import CorruptRecordError
 
-__all__ = ["SIM_SEGMENT_BYTES", "DiskLatency", "HostNode", "sim_member"]
-
-SIM_SEGMENT_BYTES = 256 << 10
-"""WAL segments in the simulator: small, so segments rotate and WAL pressure snapshots
-groups within a run (and the in-memory disk does not copy 64 MiB preallocations)."""
+__all__ = ["HostNode", "sim_member"]
 
 
 def sim_member(node_id: int) -> Member:
     """A member whose addresses only name it (the simulated network routes by node id)."""
     return Member(node_id=node_id, raft=("sim", node_id), http=("sim", 10_000 + node_id))
-
-
-@dataclass(frozen=True, slots=True)
-class DiskLatency:
-    """WAL write + fdatasync latency: `base_us` plus an exponential tail, and with
-    probability `slow` a stall of `slow_us` (a disk that hiccups)."""
-
-    base_us: int = 300
-    mean_extra_us: int = 700
-    slow: float = 0.02
-    slow_us: int = 40_000
-
-    def draw(self, rng: random.Random) -> int:
-        us = self.base_us + int(rng.expovariate(1.0 / max(self.mean_extra_us, 1)))
-        if self.slow and rng.random() < self.slow:
-            us += self.slow_us
-        return us
 
 
 @dataclass(frozen=True, slots=True)
@@ -94,7 +75,13 @@ class HostNode:
         on_started: Callable[[HostNode], None],
         on_failed: Callable[[HostNode, BaseException], None],
         planted_bugs: frozenset[PlantedBug] = frozenset(),
+        crash_in_sync: Callable[[int], None] | None = None,
+        segment_bytes: int = 256 << 10,
     ) -> None:
+        """`crash_in_sync(delay_us)`: a buggify site, asked before every WAL write + fsync
+        whether to crash the node `delay_us` into it (None: never). `segment_bytes`: the
+        WAL's segment size; small in the simulator, so that segments rotate and WAL pressure
+        snapshots groups within a run (and the in-memory disk copies no 64 MiB preallocations)."""
         self.id = node_id
         self.config = config
         self.loop = loop
@@ -112,6 +99,10 @@ class HostNode:
         self.refused: str | None = None  # why recovery refused to start, if it did
         self._pump_due = False
         self.midflight_rounds = 0
+        self.crash_in_sync = crash_in_sync
+        self.segment_bytes = segment_bytes
+        self.paused_until = 0  # virtual time a paused process resumes at
+        self.retired = False  # removed from the cluster for good
 
     @property
     def up(self) -> bool:
@@ -125,7 +116,7 @@ class HostNode:
         self.incarnation += 1
         fs = SimFileSystem(self.disk)
         try:
-            node_log = WalNodeLog.open(Path(self.disk.name), fs, segment_bytes=SIM_SEGMENT_BYTES)
+            node_log = WalNodeLog.open(Path(self.disk.name), fs, segment_bytes=self.segment_bytes)
         except (CorruptRecordError, DurableStateError) as exc:
             self.refused = str(exc)
             self.loop.trace(f"n{self.id} refuses to start: {exc}")
@@ -142,8 +133,31 @@ class HostNode:
             return
         self.host = None
         self.incarnation += 1
+        self.paused_until = 0
         self.disk.crash(tear=tear)
         self.loop.trace(f"n{self.id} crash tear={tear}")
+
+    def pause(self, duration_us: int) -> None:
+        """Stop the process for `duration_us` (SIGSTOP, a long GC pause): nothing it would
+        do meanwhile happens until it resumes; messages to it wait in its socket buffers."""
+        if self.host is None:
+            return
+        self.paused_until = max(self.paused_until, self.loop.now + duration_us)
+        self.loop.trace(f"n{self.id} pause until {self.paused_until}")
+
+    def _deferred(self, fn: Callable[..., None], *args: object) -> bool:
+        """While paused, run this event again when the process resumes (in order)."""
+        if self.paused_until > self.loop.now:
+            self.loop.at(self.paused_until, fn, *args)
+            return True
+        return False
+
+    def transfer_leader(self, gid: int, to: int) -> None:
+        """Ask this node's replica of group `gid` to hand leadership to `to` (an admin call)."""
+        host = self.host
+        if host is not None and gid in host.groups:
+            act = functools.partial(RawNode.transfer_leader, transferee=to)
+            host.submit_action(host.groups[gid], act)
 
     # -- the environment -----------------------------------------------------------------------
 
@@ -188,6 +202,8 @@ class HostNode:
                 self, work: Callable[[], float], done: Callable[[float | BaseException], None]
             ) -> None:
                 us = node.disk_latency.draw(node.rng)
+                if node.crash_in_sync is not None:
+                    node.crash_in_sync(node.rng.randrange(us))
                 node.loop.after(us, node._written, incarnation, work, done, us)
 
         return Env(
@@ -203,6 +219,8 @@ class HostNode:
         return self.host if incarnation == self.incarnation else None
 
     def _fire(self, incarnation: int, cell: list[Callable[[], None] | None]) -> None:
+        if self._deferred(self._fire, incarnation, cell):
+            return
         fn = cell[0]
         if fn is not None and self._alive(incarnation) is not None:
             self._guarded(fn)
@@ -216,6 +234,8 @@ class HostNode:
     ) -> None:
         if self._alive(incarnation) is None:
             return  # crashed before the write reached the disk
+        if self._deferred(self._written, incarnation, work, done, us):
+            return
 
         def finish() -> None:
             work()
@@ -225,11 +245,15 @@ class HostNode:
 
     def _deliver_raft(self, to: int, group: int, m: Message) -> None:
         target = self.nodes[to]
+        if target._deferred(self._deliver_raft, to, group, m):
+            return
         if target.host is not None:
             target._guarded(lambda: target._host().deliver(self.id, [_GroupMessage(group, m)]))
 
     def _deliver_service(self, to: int, channel: str, body: bytes) -> None:
         target = self.nodes[to]
+        if target._deferred(self._deliver_service, to, channel, body):
+            return
         if target.host is not None:
             target._guarded(lambda: target._host().deliver_service(self.id, channel, body))
 
@@ -243,6 +267,8 @@ class HostNode:
             self.loop.at(self.loop.now, self._pump, self.incarnation)
 
     def _pump(self, incarnation: int) -> None:
+        if self._deferred(self._pump, incarnation):
+            return
         self._pump_due = False
         host = self._alive(incarnation)
         if host is not None:
@@ -257,7 +283,7 @@ class HostNode:
 
     def _tick(self, incarnation: int) -> None:
         host = self._alive(incarnation)
-        if host is None:
+        if host is None or self._deferred(self._tick, incarnation):
             return
         self._guarded(host.tick)
         self._schedule_tick(incarnation)

@@ -16,10 +16,13 @@ __all__ = ["EventLoop"]
 
 
 class EventLoop:
-    __slots__ = ("_hash", "_heap", "_seq", "events", "lines", "now")
+    __slots__ = ("_hash", "_heap", "_seq", "events", "events_max", "exhausted", "lines", "now")
 
-    def __init__(self, *, keep_lines: bool = False) -> None:
+    def __init__(self, *, keep_lines: bool = False, events_max: int | None = None) -> None:
+        """`events_max`: a budget; once spent, `run_until` returns at once (`exhausted`)."""
         self.now = 0
+        self.events_max = events_max
+        self.exhausted = False
         self._seq = 0
         self._heap: list[tuple[int, int, Callable[..., None], tuple[Any, ...]]] = []
         self._hash = hashlib.blake2b(digest_size=16)
@@ -37,7 +40,11 @@ class EventLoop:
     def run_until(self, deadline: int, stop: Callable[[], bool] | None = None) -> None:
         """Run events up to `deadline` (or until `stop()` holds after an event)."""
         heap = self._heap
+        budget = self.events_max
         while heap and heap[0][0] <= deadline:
+            if budget is not None and self.events >= budget:
+                self.exhausted = True
+                return
             when, _, fn, args = heapq.heappop(heap)
             self.now = when
             self.events += 1

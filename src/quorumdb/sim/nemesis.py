@@ -1,8 +1,11 @@
 """The nemesis: injects the run's enabled faults at random moments of the fault phase.
 
 Faults are kept to what a correct cluster must survive (TigerBeetle's "fault atlas" idea):
-at most a minority of nodes ever get a corrupted disk (each such node refuses to restart and
-stays down), and everything else is undone in the heal phase.
+at most one node is down (crashed, or being replaced) at a time, at most a minority ever get
+a corrupted disk (each such node refuses to restart and stays down), and everything else is
+undone in the heal phase. Continuous faults (loss, duplication, reordering, clock drift, slow
+disks, frequent snapshots) are settings of the run; this class schedules the discrete ones,
+and the buggify crashes the nodes ask for (`crash_now`).
 """
 
 from __future__ import annotations
@@ -10,14 +13,13 @@ from __future__ import annotations
 import random
 from typing import Protocol
 
+from quorumdb.sim.host_node import HostNode
 from quorumdb.sim.loop import EventLoop
+from quorumdb.sim.membership import Membership
 from quorumdb.sim.network import SimNet
-from quorumdb.sim.node import SimNode
 from quorumdb.sim.options import US_PER_MS, FaultKind, SimOptions
 
 __all__ = ["Nemesis", "NemesisHost"]
-
-PARTITION_OK = FaultKind.PARTITION
 
 _ACTIONS = (
     FaultKind.PARTITION,
@@ -26,15 +28,21 @@ _ACTIONS = (
     FaultKind.PAUSE,
     FaultKind.CORRUPT,
     FaultKind.TRANSFER,
+    FaultKind.MEMBERSHIP,
 )
 
 
 class NemesisHost(Protocol):
     loop: EventLoop
     net: SimNet
-    nodes: dict[int, SimNode]
+    nodes: dict[int, HostNode]
+    membership: Membership
 
     def restart(self, node_id: int) -> None: ...
+
+    def leader_of(self, gid: int) -> HostNode | None: ...
+
+    def group_ids(self) -> list[int]: ...
 
 
 class Nemesis:
@@ -63,22 +71,39 @@ class Nemesis:
         getattr(self, f"_do_{kind.value}")()
         self._schedule()
 
+    def _count(self, what: str) -> None:
+        self.counts[what] = self.counts.get(what, 0) + 1
+
     def _duration(self, lo_ms: int, hi_ms: int) -> int:
         return self.rng.randint(lo_ms, hi_ms) * US_PER_MS
 
-    def _random_node(self) -> int:
-        return self.rng.choice(sorted(self.host.nodes))
+    def _members(self) -> list[int]:
+        """Nodes of the cluster now (founders and an added node; not retired ones)."""
+        return sorted(i for i, n in self.host.nodes.items() if not n.retired)
+
+    def _all_up(self) -> bool:
+        return all(self.host.nodes[i].up for i in self._members() if i not in self.corrupted)
+
+    def _leader(self) -> int | None:
+        """The leader of a random group, if it has one."""
+        gids = self.host.group_ids()
+        if not gids:
+            return None
+        lead = self.host.leader_of(self.rng.choice(gids))
+        return None if lead is None else lead.id
 
     def _victim(self) -> int:
-        """The node to crash or pause: the leader when hunting leaders (or by chance)."""
+        """The node to crash, pause or cut off: a leader when hunting leaders (or by chance)."""
         lead = self._leader()
         if lead is not None and (self.opts.hunt_leader or self.rng.random() < 0.5):
             return lead
-        return self._random_node()
+        return self.rng.choice(self._members())
+
+    # -- the network ---------------------------------------------------------------------------
 
     def _do_partition(self) -> None:
         net = self.host.net
-        ids = sorted(self.host.nodes)
+        ids = self._members()
         rng = self.rng
         net.heal()
         shapes = ("split", "isolate", "minority", "one-way", "bridge", "leader")
@@ -93,7 +118,7 @@ class Nemesis:
         elif shape == "split":
             cut = rng.randint(1, len(ids) - 1)
             net.partition([shuffled[:cut], shuffled[cut:]])
-        elif shape == "isolate":
+        elif shape in ("isolate", "leader"):
             net.partition([shuffled[:1], shuffled[1:]])
         elif shape == "minority":
             k = (len(ids) - 1) // 2
@@ -108,15 +133,36 @@ class Nemesis:
             half = len(rest) // 2
             net.partition([rest[:half], rest[half:]], bridge=bridge)
         self.host.loop.trace(f"nemesis partition {shape}")
-        self.host.loop.after(self._duration(100, 3_000), self._heal_partition)
+        self.host.loop.after(self._duration(100, 1_500), self._heal_partition)
 
     def _heal_partition(self) -> None:
         if self.active:
             self.host.net.heal()
             self.host.loop.trace("nemesis heal partition")
 
+    def on_new_leader(self, node_id: int) -> None:
+        """When hunting leaders, sometimes cut a fresh leader off moments after it won.
+
+        A buggify site: a leader that accepted a client write it could not replicate leaves a
+        divergent suffix in its term, the raw material of Raft's Figure 8.
+        """
+        if not (self.active and self.opts.hunt_leader and FaultKind.PARTITION in self.actions):
+            return
+        if self.rng.random() < 0.7:
+            self.host.loop.after(self._duration(0, 20), self._isolate, node_id)
+
+    def _isolate(self, node_id: int) -> None:
+        if not self.active or not self.host.nodes[node_id].up:
+            return
+        net = self.host.net
+        net.heal()
+        net.partition([[node_id], [i for i in self._members() if i != node_id]])
+        self._count("isolate_new_leader")
+        self.host.loop.trace(f"nemesis isolate new leader n{node_id}")
+        self.host.loop.after(self._duration(50, 1_000), self._heal_partition)
+
     def _do_clog(self) -> None:
-        node = self._random_node()
+        node = self.rng.choice(self._members())
         extra = self._duration(10, 300)
         self.host.net.clog(node, extra)
         self.host.loop.trace(f"nemesis clog n{node} {extra}")
@@ -126,74 +172,69 @@ class Nemesis:
         if self.active:
             self.host.net.clogged_us.pop(node, None)
 
-    def _leader(self) -> int | None:
-        leaders = [n for n in self.host.nodes.values() if n.is_leader and n.raw is not None]
-        if not leaders:
-            return None
-        return max(leaders, key=lambda n: n.raw.raft.term if n.raw is not None else 0).id
+    # -- processes -----------------------------------------------------------------------------
 
     def _do_crash(self) -> None:
+        if not self._all_up() or self.host.membership.busy:
+            return  # one node down at a time; a membership change needs its nodes
         node = self.host.nodes[self._victim()]
-        if not node.up:
-            return
-        node.crash(tear=self.rng.random() < 0.5)
-        self.host.loop.after(self._duration(20, 2_000), self._restart, node.id)
-
-    def on_new_leader(self, node_id: int) -> None:
-        """When hunting leaders, sometimes cut a fresh leader off moments after it won.
-
-        A buggify site: a leader that accepted a client write it could not replicate leaves a
-        divergent suffix in its term, the raw material of Raft's Figure 8.
-        """
-        if not (self.active and self.opts.hunt_leader and PARTITION_OK in self.actions):
-            return
-        if self.rng.random() < 0.7:
-            self.host.loop.after(self._duration(0, 20), self._isolate, node_id)
-
-    def _isolate(self, node_id: int) -> None:
-        if not self.active or not self.host.nodes[node_id].is_leader:
-            return
-        net = self.host.net
-        net.heal()
-        net.partition([[node_id], [i for i in sorted(self.host.nodes) if i != node_id]])
-        self.host.loop.trace(f"nemesis isolate new leader n{node_id}")
-        self.host.loop.after(self._duration(50, 1_000), self._heal_partition)
+        self._crash(node)
 
     def crash_now(self, node_id: int) -> None:
         """Crash a node at a moment chosen by a buggify site; restart it later."""
         node = self.host.nodes[node_id]
-        if not self.active or not node.up:
+        if not self.active or not self._all_up() or self.host.membership.busy:
             return
-        self.counts["buggify_crash"] = self.counts.get("buggify_crash", 0) + 1
+        self._count("buggify_crash")
+        self._crash(node)
+
+    def _crash(self, node: HostNode) -> None:
+        if not node.up:
+            return
         node.crash(tear=self.rng.random() < 0.5)
-        self.host.loop.after(self._duration(20, 2_000), self._restart, node_id)
+        self.host.loop.after(self._duration(20, 1_000), self._restart, node.id)
 
     def _restart(self, node_id: int) -> None:
-        if self.active and not self.host.nodes[node_id].up:
+        node = self.host.nodes[node_id]
+        if self.active and not node.up and not node.retired:
             self.host.restart(node_id)
 
     def _do_pause(self) -> None:
-        self.host.nodes[self._victim()].pause(self._duration(50, 3_000))
+        node = self.host.nodes[self._victim()]
+        if node.up:
+            node.pause(self._duration(50, 2_000))
 
     def _do_corrupt(self) -> None:
-        if len(self.corrupted) >= (len(self.host.nodes) - 1) // 2:
+        members = self._members()
+        if len(self.corrupted) >= (len(members) - 1) // 2 or not self._all_up():
             return
-        node = self.host.nodes[self._random_node()]
-        if not node.up or node.id in self.corrupted:
+        if self.host.membership.busy:
             return
+        node = self.host.nodes[self.rng.choice(members)]
+        if node.id in self.host.membership.added:
+            return  # the added node is removed later: it must be able to run
         node.crash(tear=False)
         where = node.disk.corrupt()
-        if where is None:
-            self.host.loop.after(self._duration(20, 500), self._restart, node.id)
-            return
-        self.corrupted.add(node.id)
-        self.host.loop.trace(f"nemesis corrupt n{node.id} {where[0]}@{where[1]}")
+        if where is not None:
+            self.corrupted.add(node.id)
+            self.host.loop.trace(f"nemesis corrupt n{node.id} {where[0]}@{where[1]}")
         self.host.loop.after(self._duration(20, 500), self._restart, node.id)
 
+    # -- leadership and membership ---------------------------------------------------------------
+
     def _do_transfer(self) -> None:
-        lead = self._leader()
-        if lead is None:
+        gids = self.host.group_ids()
+        if not gids:
             return
-        to = self.rng.choice([i for i in sorted(self.host.nodes) if i != lead])
-        self.host.loop.trace(f"nemesis transfer n{lead}->n{to}")
-        self.host.nodes[lead].transfer_leader(to)
+        gid = self.rng.choice(gids)
+        lead = self.host.leader_of(gid)
+        if lead is None or lead.host is None:
+            return
+        to = self.rng.choice([i for i in self._members() if i != lead.id])
+        self.host.loop.trace(f"nemesis transfer g{gid} n{lead.id}->n{to}")
+        lead.transfer_leader(gid, to)
+
+    def _do_membership(self) -> None:
+        if self.corrupted or not self._all_up():
+            return
+        self.host.membership.step()

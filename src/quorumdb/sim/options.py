@@ -11,9 +11,9 @@ import random
 from dataclasses import dataclass, field, replace
 from enum import Enum
 
-from quorumdb.raft import PlantedBug, ReadOnlyOption
+from quorumdb.raft import PlantedBug
 
-__all__ = ["FaultKind", "SimOptions", "swarm_options"]
+__all__ = ["ALL_FAULTS", "US_PER_MS", "US_PER_S", "FaultKind", "SimOptions", "swarm_options"]
 
 US_PER_MS = 1_000
 US_PER_S = 1_000_000
@@ -30,12 +30,31 @@ class FaultKind(Enum):
     CRASH = "crash"  # kill a node (unsynced writes lost, last record maybe torn), restart later
     PAUSE = "pause"  # stop a node's process for a while (a long GC pause), then resume
     CORRUPT = "corrupt"  # flip a bit in a synced record; recovery must detect it
-    CLOCK = "clock"  # per-node clock drift (tick rates differ)
-    TRANSFER = "transfer"  # ask the leader to hand leadership to another node
-    SNAPSHOT = "snapshot"  # compact aggressively so followers need snapshots
+    CLOCK = "clock"  # per-node clock drift and wall-clock offsets
+    TRANSFER = "transfer"  # ask a group's leader to hand leadership to another node
+    SNAPSHOT = "snapshot"  # snapshot often, so followers and restarts need snapshots
+    MEMBERSHIP = "membership"  # add a node to every group, later remove it again
+    DISK = "disk"  # slow fsyncs and stalls (the mid-flight path runs while they last)
 
 
 ALL_FAULTS: frozenset[FaultKind] = frozenset(FaultKind)
+
+
+@dataclass(frozen=True, slots=True)
+class DiskLatency:
+    """WAL write + fdatasync latency: `base_us` plus an exponential tail, and with
+    probability `slow` a stall of `slow_us` (a disk that hiccups)."""
+
+    base_us: int = 300
+    mean_extra_us: int = 700
+    slow: float = 0.02
+    slow_us: int = 40_000
+
+    def draw(self, rng: random.Random) -> int:
+        us = self.base_us + int(rng.expovariate(1.0 / max(self.mean_extra_us, 1)))
+        if self.slow and rng.random() < self.slow:
+            us += self.slow_us
+        return us
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -44,48 +63,41 @@ class SimOptions:
 
     seed: int
     nodes: int = 3
+    shards: int = 2
     faults: frozenset[FaultKind] = ALL_FAULTS
-    fault_phase_us: int = 8 * US_PER_S
-    liveness_budget_us: int = 10 * US_PER_S
-    tick_us: int = 10 * US_PER_MS
-    election_ticks: int = 10
-    heartbeat_ticks: int = 2
-    pre_vote: bool = True
-    check_quorum: bool = True
-    read_only: ReadOnlyOption = ReadOnlyOption.SAFE
-    max_size_per_msg: int = 1 << 16
-    max_inflight_msgs: int = 64
-    snapshot_every: int = 400  # applied entries between local snapshots
-    snapshot_keep: int = 50  # entries kept behind a snapshot for slow followers
-    snapshot_chunk_bytes: int = 1 << 16
-    wal_segment_bytes_max: int = 64 << 10  # small, so that segments rotate and get deleted
-    latency_min_us: int = 200
-    latency_mean_us: int = 1_000
-    fifo_links: bool = True
+    fault_phase_us: int = 4 * US_PER_S
+    liveness_budget_us: int = 5 * US_PER_S
+    tick_ms: int = 10
+    election_ticks: int = 15
+    heartbeat_ticks: int = 3
+    lease_reads: bool = False
+    snapshot_entries: int = 40
+    wal_segment_bytes: int = 256 << 10  # small, so that segments rotate and get deleted
+    latency_min_us: int = 100
+    latency_mean_us: int = 400  # of the exponential part above the minimum
+    fifo_links: bool = False
     loss: float = 0.0
-    duplicate: float = 0.0
-    fsync_us_min: int = 100
-    fsync_us_max: int = 2_000
-    drift_max: float = 0.0  # largest |rate - 1| of a node clock
-    clock_offset_max_us: int = 0  # largest |wall clock offset| of a node
+    duplicate: float = 0.02
+    disk: DiskLatency = field(default_factory=DiskLatency)
+    drift_max: float = 0.01  # largest |rate - 1| of a node's monotonic clock
+    clock_offset_max_us: int = 50 * US_PER_MS  # largest |wall clock offset| of a node
     nemesis_interval_us: int = 400 * US_PER_MS  # mean time between nemesis actions
-    hunt_leader: bool = False  # every partition, crash and pause targets the current leader
-    crash_in_sync: float = 0.0  # P(crash during the fsync of a vote/term change or entries)
-    crash_after_commit: float = 0.0  # P(leader crashes right after its commit index advances)
+    hunt_leader: bool = False  # crashes, pauses and cuts target leaders; new leaders get cut off
+    crash_in_sync: float = 0.0  # P(a node crashes while a WAL write + fsync is in flight)
+    crash_after_commit: float = 0.0  # P(a leader crashes right after it applied new entries)
     clients: int = 4
     keys: int = 3
-    client_timeout_us: int = 300 * US_PER_MS
-    think_us: int = 5 * US_PER_MS
-    follower_read_ratio: float = 0.3
+    think_us: tuple[int, int] = (1_000, 20_000)  # between a client's operations (uniform)
     planted_bugs: frozenset[PlantedBug] = field(default_factory=frozenset)
 
     def describe(self) -> str:
         faults = ",".join(sorted(f.value for f in self.faults)) or "none"
         s = (
-            f"nodes={self.nodes} faults={faults} loss={self.loss:.2f} dup={self.duplicate:.2f} "
-            f"fifo={self.fifo_links} read={self.read_only.name.lower()} pre_vote={self.pre_vote} "
-            f"snapshot_every={self.snapshot_every} segment={self.wal_segment_bytes_max} "
-            f"drift={self.drift_max:.3f}"
+            f"nodes={self.nodes} shards={self.shards} faults={faults} loss={self.loss:.2f} "
+            f"dup={self.duplicate:.2f} fifo={self.fifo_links} lease={self.lease_reads} "
+            f"snapshot_entries={self.snapshot_entries} segment={self.wal_segment_bytes} "
+            f"drift={self.drift_max:.3f} "
+            f"disk={self.disk.base_us}+{self.disk.mean_extra_us}us"
         )
         if self.hunt_leader:
             s += " hunt_leader"
@@ -107,30 +119,32 @@ def swarm_options(
     opts = SimOptions(
         seed=seed,
         nodes=rng.choice((3, 3, 5)),
+        shards=rng.choice((1, 2, 3)),
         faults=enabled,
-        pre_vote=rng.random() < 0.8,
-        read_only=ReadOnlyOption.LEASE_BASED if rng.random() < 0.3 else ReadOnlyOption.SAFE,
-        max_size_per_msg=rng.choice((64, 512, 1 << 16)),
-        max_inflight_msgs=rng.choice((1, 4, 64)),
+        lease_reads=rng.random() < 0.3,
         latency_min_us=rng.choice((50, 200, 1_000)),
-        latency_mean_us=rng.choice((200, 1_000, 5_000, 20_000)),
-        fsync_us_max=rng.choice((500, 2_000, 10_000)),
+        latency_mean_us=rng.choice((200, 1_000, 5_000)),
         clients=rng.choice((2, 4, 6)),
         keys=rng.choice((1, 3, 5)),
-        follower_read_ratio=rng.choice((0.0, 0.3, 0.6)),
         nemesis_interval_us=rng.choice((150, 400, 1_000)) * US_PER_MS,
         hunt_leader=rng.random() < 0.3,
+        duplicate=0.0,
+        drift_max=0.0,
+        clock_offset_max_us=0,
+        disk=DiskLatency(slow=0.0),
         planted_bugs=planted_bugs,
     )
     if PlantedBug.LEASE_WITHOUT_QUORUM in planted_bugs:
         # The bug lives in lease reads: a run without them could not show it.
-        opts = replace(opts, read_only=ReadOnlyOption.LEASE_BASED)
+        opts = replace(opts, lease_reads=True)
     if FaultKind.LOSS in enabled:
         opts = replace(opts, loss=rng.choice((0.01, 0.05, 0.2)))
     if FaultKind.DUPLICATE in enabled:
         opts = replace(opts, duplicate=rng.choice((0.01, 0.05, 0.2)))
     if FaultKind.REORDER in enabled:
         opts = replace(opts, fifo_links=False, latency_mean_us=rng.choice((2_000, 20_000)))
+    else:
+        opts = replace(opts, fifo_links=True)  # TCP: one connection per peer keeps order
     if FaultKind.CLOCK in enabled:
         # Bounded drift: leases assume at most lease_drift_ticks over an election timeout.
         opts = replace(
@@ -141,15 +155,22 @@ def swarm_options(
     if FaultKind.CRASH in enabled:
         opts = replace(
             opts,
-            crash_in_sync=rng.choice((0.0, 0.02, 0.1)),
-            crash_after_commit=rng.choice((0.0, 0.01, 0.05, 0.2)),
+            crash_in_sync=rng.choice((0.0, 0.01, 0.05)),
+            crash_after_commit=rng.choice((0.0, 0.005, 0.02, 0.1)),
         )
     if FaultKind.SNAPSHOT in enabled:
+        opts = replace(opts, snapshot_entries=rng.choice((5, 20, 100)))
+    else:
+        opts = replace(opts, snapshot_entries=rng.choice((200, 1_000)))
+    if FaultKind.DISK in enabled:
         opts = replace(
             opts,
-            snapshot_every=rng.choice((10, 30, 100)),
-            snapshot_keep=rng.choice((0, 5)),
-            snapshot_chunk_bytes=rng.choice((16, 128, 1024)),
+            disk=DiskLatency(
+                base_us=rng.choice((100, 1_000, 5_000)),
+                mean_extra_us=rng.choice((300, 3_000, 20_000)),
+                slow=rng.choice((0.01, 0.05)),
+                slow_us=rng.choice((40_000, 300_000)),
+            ),
         )
     # Drawn last, so that adding it left every other option of a seed as it was.
-    return replace(opts, wal_segment_bytes_max=rng.choice((4 << 10, 32 << 10, 256 << 10)))
+    return replace(opts, wal_segment_bytes=rng.choice((16 << 10, 64 << 10, 256 << 10)))

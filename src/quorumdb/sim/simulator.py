@@ -1,16 +1,27 @@
-"""One deterministic simulation run: a cluster, a workload, a nemesis, and the checkers.
+"""One deterministic simulation run of real nodes, checked like a Jepsen run.
 
-A run has two phases. In the *fault phase* the nemesis injects the seed's fault mix while
-clients work and safety is checked continuously (election safety, leader completeness, state
-machine safety, invariant assertions inside the core). Then every fault is healed: partitions
-and clogs removed, paused nodes resumed, crashed nodes restarted, loss and duplication off.
-In the *liveness phase* the cluster must elect a leader and commit a new client write within
-a bounded simulated time. At the end, logs are compared (log matching) and the client history
-is checked for linearizability. Recovery is checked at every start: a node must refuse to start
-if and only if the nemesis corrupted its disk (corruption is always detected; an intact disk
-always recovers).
+Theory of operation. Every node is a `sim.host_node.HostNode`: the `NodeHost` users run
+(controller, KV shards with the real state machine and sessions, the shared WAL with group
+commit and the work done while a write runs, snapshots, membership) over simulated time,
+network and disk. Clients issue reads and writes of a few keys through the host's own request
+API (`submit_write`, `submit_read`: the calls the HTTP service makes), each to a node chosen at
+random, and record a history in the Jepsen format; a write that gets no answer is retried on
+another node with the same (client, seq), as the real client does, so the session table must
+apply it at most once.
 
-The storage layer's log lines (a torn tail truncated, a snapshot skipped) go into the trace.
+A run has two phases. In the *fault phase* the nemesis (`sim.nemesis`) injects the seed's fault
+mix (`sim.options.swarm_options`): partitions of every shape, clogged links, crashes (tearing
+unsynced writes), buggify crashes during an fsync and right after a leader applies, pauses,
+corrupted disks, leadership transfers, a node added to every group and removed again, on top
+of the run's loss, duplication, reordering, clock drift and disk latency. Then everything heals
+and the *liveness phase* must see, within a budget, every group with a leader, a write to each
+key complete, and a membership change under way finish. Checked throughout and at the end:
+
+- Raft's safety properties per group, from every entry every node applied and every election
+  it won, and log matching across the final logs (`check.raft_invariants`);
+- linearizability of the KV history (per key; real revisions and sessions underneath);
+- recovery: a node refuses to start if and only if the nemesis corrupted its disk;
+- no node failed (an exception out of the host is a bug: the real node would stop).
 
 Everything random comes from one seed, so `run(opts)` is a pure function of `opts`; the trace
 digest proves it (the determinism test runs seeds twice).
@@ -21,26 +32,36 @@ from __future__ import annotations
 import random
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 from quorumdb.check.history import history_from_events
-from quorumdb.check.linearizable import check_linearizable
-from quorumdb.check.raft_invariants import RaftSafetyChecker
-from quorumdb.raft import Message
-from quorumdb.raft.describe import message_type_name
-from quorumdb.sim.client_messages import ClientReply, ClientRequest, Func
+from quorumdb.check.linearizable import Verdict, check_linearizable
+from quorumdb.check.raft_invariants import LogEntry, RaftSafetyChecker
+from quorumdb.host.config import NodeConfig
+from quorumdb.host.group import Group
+from quorumdb.host.node_host import CONTROLLER_GROUP, NodeHost, kv_state
+from quorumdb.host.pending import Pending
+from quorumdb.kv.commands import Command, CommandKind
+from quorumdb.raft import Entry, ProposalDroppedError, Ready
+from quorumdb.sim.clock import NodeClock
+from quorumdb.sim.host_node import HostNode, sim_member
 from quorumdb.sim.loop import EventLoop
+from quorumdb.sim.membership import Membership
 from quorumdb.sim.nemesis import Nemesis
 from quorumdb.sim.network import SimNet
-from quorumdb.sim.node import SimNode
-from quorumdb.sim.options import US_PER_S, SimOptions
+from quorumdb.sim.options import SimOptions
 from quorumdb.sim.trace_log import logs_in_trace
-from quorumdb.sim.workload import HistoryRecorder, SimClient
 
 __all__ = ["SimResult", "Simulation", "run"]
 
-_DRAIN_US = 3 * US_PER_S
-_CONVERGE_US = 5 * US_PER_S
+_CLIENT_TIMEOUT_US = 1_000_000
+_FAIL_BACKOFF_US = 5_000
+_WRITE_ATTEMPTS = 3
+_ATTEMPT_US = 300_000  # an attempt unanswered for this long is retried elsewhere
+_RETRY_US = 5_000
+_CONVERGE_US = 3_000_000
+_EVENTS_MAX = 400_000  # healthy runs take under 60,000 events; far more is a message storm
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -61,77 +82,197 @@ class SimResult:
         return not self.violations
 
 
+class _Op:
+    """An operation in flight: completed once, by whichever answer or timeout comes first."""
+
+    __slots__ = ("_finish", "finished", "maybe_applied")
+
+    def __init__(self, finish: Callable[[str, object], None]) -> None:
+        self._finish = finish
+        self.finished = False
+        self.maybe_applied = False  # an earlier attempt may have been proposed
+
+    def done(self, kind: str, result: object) -> None:
+        if not self.finished:
+            self.finished = True
+            self._finish(kind, result)
+
+
+class _Client:
+    def __init__(self, sim: Simulation, client_id: int) -> None:
+        self.sim = sim
+        self.id = client_id
+        self.seq = 0
+        self.process = sim.new_process()
+        self.busy = False
+
+
 class Simulation:
     def __init__(self, opts: SimOptions, *, keep_trace: bool = False) -> None:
         self.opts = opts
-        self.loop = EventLoop(keep_lines=keep_trace)
         self.rng = random.Random(f"{opts.seed}-sim")
+        self.loop = EventLoop(keep_lines=keep_trace, events_max=_EVENTS_MAX)
         self.net = SimNet(
             self.loop,
             random.Random(f"{opts.seed}-net"),
             latency_min_us=opts.latency_min_us,
             latency_mean_us=opts.latency_mean_us,
-            loss=opts.loss,
+            loss=0.0,
             duplicate=opts.duplicate,
             fifo=opts.fifo_links,
         )
-        self.node_ids = tuple(range(1, opts.nodes + 1))
-        self.nodes = {i: SimNode(self, i, self.node_ids, opts, opts.seed) for i in self.node_ids}
-        self.checker = RaftSafetyChecker()
         self.violations: list[str] = []
         self.caught_by: list[str] = []
-        self.recorder = HistoryRecorder(self.loop)
-        self.clients_running = True
-        self.clients = {
-            c: SimClient(self, c, opts, random.Random(f"{opts.seed}-client-{c}"), self.recorder)
-            for c in range(1, opts.clients + 1)
-        }
-        self.nemesis = Nemesis(self, opts, random.Random(f"{opts.seed}-nemesis"))
-        self.heal_time: int | None = None
-        self.live = False
+        self.history: list[dict[str, Any]] = []
+        self._processes = 0
+        self.checkers: dict[int, RaftSafetyChecker] = {}
+        self._reported: dict[int, int] = {}
         self.leaders_elected = 0
-        self.recorder.on_ok = self._on_ok
+        self.nodes: dict[int, HostNode] = {}
+        self._founders = {i: sim_member(i) for i in range(1, opts.nodes + 1)}
+        for i in self._founders:
+            self.new_node(i)
+        self.membership = Membership(self, first_id=opts.nodes + 1)
+        self.nemesis = Nemesis(self, opts, random.Random(f"{opts.seed}-nemesis"))
+        self.clients = [_Client(self, 1_000 + c) for c in range(opts.clients)]
+        self.running = True
+        self.heal_time: int | None = None
 
-    # -- hooks for nodes and clients ---------------------------------------------------------
+    # -- the cluster ---------------------------------------------------------------------------
 
-    def send_raft(self, m: Message) -> None:
-        if m.to == m.from_:
-            return
-        self.loop.trace(
-            f"send {m.from_}->{m.to} {message_type_name(m.type)} t{m.term} i{m.index} "
-            f"c{m.commit} n{len(m.entries)}{' R' if m.reject else ''}"
+    def new_node(self, node_id: int) -> HostNode:
+        """A node with an empty disk; its config names the members now and itself."""
+        opts = self.opts
+        members = {i: sim_member(i) for i, n in self.nodes.items() if not n.retired}
+        members = {**self._founders, **members, node_id: sim_member(node_id)}
+        cfg = NodeConfig(
+            node_id=node_id,
+            data_dir=Path(f"n{node_id}"),
+            members=members,
+            shards=opts.shards,
+            tick_ms=opts.tick_ms,
+            election_ticks=opts.election_ticks,
+            heartbeat_ticks=opts.heartbeat_ticks,
+            snapshot_entries=opts.snapshot_entries,
+            lease_reads=opts.lease_reads,
         )
-        target = self.nodes.get(m.to)
-        if target is not None:
-            self.net.send(m.from_, m.to, target.receive, 0, m)
+        rng = random.Random(f"{opts.seed}-node-{node_id}")
+        drift = opts.drift_max
+        offset = opts.clock_offset_max_us
+        node = HostNode(
+            node_id,
+            cfg,
+            loop=self.loop,
+            net=self.net,
+            nodes=self.nodes,
+            clock=NodeClock(
+                rate=1.0 + rng.uniform(-drift, drift),
+                offset_us=rng.randint(-offset, offset),
+            ),
+            rng=rng,
+            disk_latency=opts.disk,
+            on_started=self._observe,
+            on_failed=self._node_failed,
+            planted_bugs=opts.planted_bugs,
+            crash_in_sync=self._maybe_crash_in_sync(node_id),
+            segment_bytes=opts.wal_segment_bytes,
+        )
+        self.nodes[node_id] = node
+        return node
 
-    def reply(self, node: int, reply: ClientReply) -> None:
-        client = self.clients[reply.client]
-        self.net.send(node, -reply.client, client.on_reply, reply, partitionable=False)
+    def _maybe_crash_in_sync(self, node_id: int) -> Callable[[int], None] | None:
+        p = self.opts.crash_in_sync
+        if p <= 0:
+            return None
+        rng = random.Random(f"{self.opts.seed}-buggify-{node_id}")
 
-    def send_request(self, node: int, req: ClientRequest) -> None:
-        self.net.send(-req.client, node, self.nodes[node].receive, 1, req, partitionable=False)
+        def maybe(delay_us: int) -> None:
+            if rng.random() < p:
+                self.loop.after(delay_us, self.nemesis.crash_now, node_id)
 
-    def on_leader(
-        self, node: int, term: int, first: int, last: int, term_at: Callable[[int], int]
-    ) -> None:
+        return maybe
+
+    def restart(self, node_id: int) -> None:
+        node = self.nodes[node_id]
+        node.start()
+        corrupted = node_id in self.nemesis.corrupted
+        if node.up and corrupted:
+            self._violate(
+                "corruption-detection", f"n{node_id} started from a disk with a corrupted record"
+            )
+        elif not node.up and not corrupted:
+            self._violate(
+                "recovery", f"n{node_id} refuses to start from an intact disk: {node.refused}"
+            )
+
+    def group_ids(self) -> list[int]:
+        """The groups every node hosts: the controller and the KV shards."""
+        return list(range(CONTROLLER_GROUP, self.opts.shards + 1))
+
+    def leader_of(self, gid: int) -> HostNode | None:
+        """The up node leading `gid` in the highest term, if any."""
+        best: HostNode | None = None
+        best_term = -1
+        for n in self.nodes.values():
+            host = n.host
+            if host is None or gid not in host.groups:
+                continue
+            raw = host.groups[gid].raw
+            if raw.is_leader and raw.raft.term > best_term:
+                best, best_term = n, raw.raft.term
+        return best
+
+    def _up_hosts(self) -> list[NodeHost]:
+        return [n.host for n in self.nodes.values() if n.host is not None]
+
+    # -- observation -------------------------------------------------------------------------
+
+    def new_process(self) -> int:
+        self._processes += 1
+        return self._processes
+
+    def _observe(self, node: HostNode) -> None:
+        host = node.host
+        assert host is not None
+        for g in host.groups.values():
+            self._watch(node.id, g)
+        host.after_apply.append(
+            lambda g, rd, lead_before: self._after_apply(node.id, g, rd, lead_before)
+        )
+
+    def _watch(self, node_id: int, g: Group) -> None:
+        checker = self.checkers.setdefault(g.group_id, RaftSafetyChecker())
+
+        def applied(e: Entry) -> None:
+            checker.on_apply(node_id, e.index, e.term, e.data)
+            self._collect(g.group_id, checker)
+
+        g.on_applied = applied
+
+    def _after_apply(self, node_id: int, g: Group, rd: Ready, lead_before: int) -> None:
+        raw = g.raw
+        if not raw.is_leader:
+            return
+        p = self.opts.crash_after_commit
+        if p > 0 and rd.committed_entries and self.rng.random() < p:
+            # A buggify site: the leader dies right after applying (and answering clients),
+            # before its followers hear the new commit index.
+            self.loop.after(0, self.nemesis.crash_now, node_id)
+        if rd.soft_state is None or lead_before == node_id:
+            return
+        log = raw.raft.raft_log
+        checker = self.checkers[g.group_id]
         self.leaders_elected += 1
-        self.nemesis.on_new_leader(node)
-        before = len(self.checker.violations)
-        self.checker.on_leader(node, term, first, last, term_at)
-        self._collect(before)
+        self.loop.trace(f"n{node_id} leads g{g.group_id} term {raw.raft.term}")
+        checker.on_leader(node_id, raw.raft.term, log.first_index(), log.last_index(), log.term)
+        self._collect(g.group_id, checker)
+        self.nemesis.on_new_leader(node_id)
 
-    def on_apply(self, node: int, index: int, term: int, data: bytes) -> None:
-        before = len(self.checker.violations)
-        self.checker.on_apply(node, index, term, data)
-        self._collect(before)
-
-    def on_violation(self, node: int, message: str) -> None:
-        self._violate("invariant-assertion", message)
-
-    def _collect(self, before: int) -> None:
-        for v in self.checker.violations[before:]:
-            self._violate(v.kind.value, str(v))
+    def _collect(self, gid: int, checker: RaftSafetyChecker) -> None:
+        reported = self._reported.get(gid, 0)
+        for v in checker.violations[reported:]:
+            self._violate(v.kind.value, f"group {gid}: {v}")
+        self._reported[gid] = len(checker.violations)
 
     def _violate(self, checker: str, message: str) -> None:
         self.loop.trace(f"VIOLATION {message}")
@@ -139,121 +280,285 @@ class Simulation:
         if checker not in self.caught_by:
             self.caught_by.append(checker)
 
-    def buggify_crash(self, node: int, delay_us: int) -> None:
-        if self.nemesis.active:
-            self.loop.after(delay_us, self.nemesis.crash_now, node)
+    def _node_failed(self, node: HostNode, exc: BaseException) -> None:
+        self._violate("node-failure", f"node {node.id} failed: {type(exc).__name__}: {exc}")
 
-    def restart(self, node_id: int) -> None:
-        self._start(self.nodes[node_id])
+    def _record(self, process: int, kind: str, f: str, key: str, value: object) -> None:
+        self.history.append(
+            {
+                "process": process,
+                "type": kind,
+                "f": f,
+                "key": key,
+                "value": value,
+                "time": self.loop.now,
+            }
+        )
+        self.loop.trace(f"h p{process} {kind} {f} {key} {value}")
 
-    def _start(self, node: SimNode) -> None:
-        started = node.start()
-        corrupted = node.id in self.nemesis.corrupted
-        if started and corrupted:
-            self._violate(
-                "corruption-detection", f"n{node.id} started from a disk with a corrupted record"
-            )
-        elif not started and not corrupted:
-            self._violate(
-                "recovery", f"n{node.id} refuses to start from an intact disk: {node.failed_reason}"
-            )
+    # -- clients -------------------------------------------------------------------------------
 
-    def _on_ok(self, f: Func, invoked_at: int) -> None:
-        if f != Func.READ and self.heal_time is not None and invoked_at >= self.heal_time:
-            self.live = True
+    def _schedule_client(self, c: _Client, delay_us: int) -> None:
+        self.loop.after(delay_us, self._client_op, c)
 
-    # -- phases ------------------------------------------------------------------------------
+    def _client_op(self, c: _Client) -> None:
+        if not self.running or c.busy:
+            return
+        up = [n for n in self.nodes.values() if n.host is not None]
+        if not up:
+            self._schedule_client(c, 20_000)
+            return
+        key = f"k{self.rng.randrange(self.opts.keys)}"
+        node = self.rng.choice(up)
+        host = node.host
+        assert host is not None
+        if self.rng.random() < 0.5:
+            self._write(c, host, key)
+        else:
+            self._read(c, host, key)
+
+    def _write(self, c: _Client, host: NodeHost, key: str) -> None:
+        c.seq += 1
+        value = c.id * 1_000_000 + c.seq
+        cmd = Command(
+            kind=CommandKind.PUT,
+            key=key.encode(),
+            value=str(value).encode(),
+            client=c.id,
+            seq=c.seq,
+        )
+        process = c.process
+        self._record(process, "invoke", "write", key, value)
+        c.busy = True
+        op = self._completion(c, process, "write", key, value)
+        self._attempt_write(host, cmd, op, _WRITE_ATTEMPTS)
+
+    def _attempt_write(self, host: NodeHost, cmd: Command, op: _Op, attempts: int) -> None:
+        """One attempt of a write; a retry goes to another node with the SAME (client, seq),
+        as the real client does, so the session table must apply it at most once."""
+        if op.finished:
+            return
+        p = host.submit_write(host.shard_of(cmd.key), cmd)
+        value = int(cmd.value)
+
+        def retry() -> None:
+            up = self._up_hosts()
+            if attempts > 1 and up and not op.finished:
+                self._attempt_write(self.rng.choice(up), cmd, op, attempts - 1)
+
+        def answered(p: Pending[Any]) -> None:
+            err = p.exception()
+            if err is None:
+                op.done("ok", value)
+            elif attempts > 1:
+                op.maybe_applied |= not isinstance(err, ProposalDroppedError)
+                self.loop.after(_RETRY_US, retry)
+            elif isinstance(err, ProposalDroppedError) and not op.maybe_applied:
+                op.done("fail", value)
+            else:
+                op.done("info", value)
+
+        def silent() -> None:  # e.g. the node crashed: it will never answer
+            if not p.done() and not op.finished:
+                op.maybe_applied = True
+                retry()
+
+        p.add_done_callback(answered)
+        self.loop.after(_ATTEMPT_US, silent)
+
+    def _read(self, c: _Client, host: NodeHost, key: str) -> None:
+        process = c.process
+        self._record(process, "invoke", "read", key, None)
+        c.busy = True
+        g = host.shard_of(key.encode())
+        p = host.submit_read(g)
+        op = self._completion(c, process, "read", key, None)
+
+        def answered(p: Pending[Any]) -> None:
+            if p.exception() is not None:
+                op.done("fail", None)
+                return
+            got = kv_state(g).get(key.encode())
+            op.done("ok", None if got is None else _register_value(got[0]))
+
+        p.add_done_callback(answered)
+
+    def _completion(self, c: _Client, process: int, f: str, key: str, value: object) -> _Op:
+        """One completion per operation: the answer, or the client's own timeout (a
+        crashed node never answers): `info` for a write, `fail` for a read."""
+
+        def finish(kind: str, result: object) -> None:
+            self._record(process, kind, f, key, result)
+            c.busy = False
+            if kind == "info":
+                c.process = self.new_process()
+            # After a refusal (no leader yet, say), back off: retrying at once would spin.
+            backoff = _FAIL_BACKOFF_US if kind == "fail" else 0
+            self._schedule_client(c, backoff + _draw(self.rng, self.opts.think_us))
+
+        op = _Op(finish)
+        self.loop.after(
+            _CLIENT_TIMEOUT_US, lambda: op.done("info" if f == "write" else "fail", value)
+        )
+        return op
+
+    # -- the run -------------------------------------------------------------------------------
 
     def run(self) -> SimResult:
-        opts = self.opts
-        self.loop.trace(f"options {opts.describe()}")
-        with logs_in_trace(self.loop, "quorumdb.storage"):
+        self.loop.trace(f"options {self.opts.describe()}")
+        with logs_in_trace(self.loop, "quorumdb.storage", "quorumdb.host", "quorumdb.kafka"):
             self._run_phases()
         return self._result()
 
     def _run_phases(self) -> None:
         opts = self.opts
-        for n in self.nodes.values():
-            self._start(n)
-        for c in self.clients.values():
-            c.start()
-        self.nemesis.start()
+        self.net.loss = opts.loss
+        for node in self.nodes.values():
+            self.restart(node.id)
+        for c in self.clients:
+            self._schedule_client(c, _draw(self.rng, (50_000, 100_000)))
+        self.loop.after(300_000, self.nemesis.start)
         self.loop.run_until(opts.fault_phase_us, stop=lambda: bool(self.violations))
+        if self.violations or self._exhausted():
+            return
+        self._heal()
+        self._check_liveness()
         if not self.violations:
-            self._heal()
-            self._liveness()
-        if not self.violations:
-            self._drain_and_converge()
-            self._final_checks()
+            self._converge()
+        self._exhausted()
+        self._check_logs()
+        self._check_history()
+
+    def _exhausted(self) -> bool:
+        """Did the run use up its event budget? Messages that multiply without end (each
+        answer causing more than one new message) are a liveness bug: the run would never
+        finish, so the loop stops at `_EVENTS_MAX` and the run reports it."""
+        if self.loop.exhausted and "event-budget" not in self.caught_by:
+            self._violate("event-budget", f"more than {_EVENTS_MAX:,} events (a message storm)")
+        return self.loop.exhausted
 
     def _heal(self) -> None:
+        self.running = False
         self.nemesis.active = False
+        self.heal_time = self.loop.now
         net = self.net
         net.heal()
         net.unclog_all()
         net.loss = 0.0
         net.duplicate = 0.0
-        self.heal_time = self.loop.now
         self.loop.trace("heal")
-        for n in self.nodes.values():
-            if not n.up and n.failed_reason is None and n.id not in self.nemesis.corrupted:
-                self._start(n)
-            elif n.up and n.paused_until > self.loop.now:
-                n.resume_now()
+        for node in self.nodes.values():
+            if node.retired or node.id in self.nemesis.corrupted:
+                continue
+            if not node.up:
+                self.restart(node.id)
+        # Let operations still in flight finish (their clients time out otherwise).
+        self.loop.run_until(self.loop.now + _CLIENT_TIMEOUT_US + 10_000)
 
-    def _liveness(self) -> None:
+    def _check_liveness(self) -> None:
+        """After the heal: a leader for every group, a membership change under way done, and
+        a write to each key completes."""
         deadline = self.loop.now + self.opts.liveness_budget_us
-        self.loop.run_until(deadline, stop=lambda: self.live or bool(self.violations))
-        if not self.live and not self.violations:
-            leaders = [n.id for n in self.nodes.values() if n.is_leader]
-            up = [n.id for n in self.nodes.values() if n.up]
-            self._violate(
-                "liveness",
-                f"no liveness: no new write committed within {self.opts.liveness_budget_us}us "
-                f"of the heal (up={up}, leaders={leaders})",
+        gids = self.group_ids()
+
+        def settled() -> bool:
+            return not self.membership.busy and all(self.leader_of(g) for g in gids)
+
+        self.loop.run_until(deadline, stop=settled)
+        if self.membership.busy:
+            self._violate("liveness", "liveness: a membership change did not finish after heal")
+            return
+        missing = [g for g in gids if self.leader_of(g) is None]
+        if missing:
+            self._violate("liveness", f"liveness: groups {missing} have no leader after heal")
+            return
+        client = _Client(self, 999)
+        for key in (f"k{k}" for k in range(self.opts.keys)):
+            client.seq += 1
+            cmd = Command(
+                kind=CommandKind.PUT,
+                key=key.encode(),
+                value=b"final",
+                client=client.id,
+                seq=client.seq,
             )
+            if not self._final_write(cmd, deadline):
+                self._violate("liveness", f"liveness: the final write of {key} did not complete")
+                return
 
-    def _drain_and_converge(self) -> None:
-        self.clients_running = False
-        self.loop.run_until(self.loop.now + _DRAIN_US, stop=lambda: bool(self.violations))
+    def _final_write(self, cmd: Command, deadline: int) -> bool:
+        """Write through the shard's current leader, retrying (same session) as a client
+        would: a leader paused through the heal may have been deposed meanwhile."""
+        while self.loop.now < deadline and not self.loop.exhausted:
+            up = self._up_hosts()
+            if not up:
+                self.loop.run_until(self.loop.now + _RETRY_US)
+                continue
+            lead = self.leader_of(up[0].shard_of(cmd.key).group_id)
+            host = lead.host if lead is not None and lead.host is not None else up[0]
+            p = host.submit_write(host.shard_of(cmd.key), cmd)
+            self.loop.run_until(min(deadline, self.loop.now + _CLIENT_TIMEOUT_US), stop=p.done)
+            if p.done() and p.exception() is None:
+                return True
+            if not p.done():
+                continue
+            self.loop.run_until(self.loop.now + _RETRY_US)
+        return False
+
+    def _converge(self) -> None:
+        """Let every up node apply what its group committed, so the final logs compare."""
         deadline = self.loop.now + _CONVERGE_US
-        self.loop.run_until(deadline, stop=self._converged)
 
-    def _converged(self) -> bool:
-        if self.violations:
+        def converged() -> bool:
+            for gid in self.group_ids():
+                logs = [h.groups[gid].raw.raft.raft_log for h in self._up_hosts()]
+                if len({(log.committed, log.applied) for log in logs}) > 1:
+                    return False
+                if any(log.committed != log.applied for log in logs):
+                    return False
             return True
-        up = [n for n in self.nodes.values() if n.up and n.raw is not None]
-        if not up:
-            return True
-        commits = {n.raw.raft.raft_log.committed for n in up if n.raw is not None}
-        applied = {n.applied for n in up}
-        return len(commits) == 1 and applied == commits
 
-    def _final_checks(self) -> None:
-        logs = {n.id: n.log_entries() for n in self.nodes.values() if n.up}
-        before = len(self.checker.violations)
-        self.checker.check_logs(logs)
-        self._collect(before)
-        history = history_from_events(self.recorder.events)
+        self.loop.run_until(deadline, stop=converged)
+
+    def _check_logs(self) -> None:
+        for gid in self.group_ids():
+            logs: dict[int, list[LogEntry]] = {}
+            for n in self.nodes.values():
+                if n.host is None or gid not in n.host.logs:
+                    continue
+                st = n.host.logs[gid].storage
+                lo, hi = st.first_index(), st.last_index()
+                logs[n.id] = [(e.index, e.term, e.data) for e in st.entries(lo, hi + 1, 1 << 62)]
+            checker = self.checkers.setdefault(gid, RaftSafetyChecker())
+            checker.check_logs(logs)
+            self._collect(gid, checker)
+
+    def _check_history(self) -> None:
+        history = history_from_events(self.history)
         result = check_linearizable(history)
-        if not result.ok:
-            self._violate("linearizability", f"history is not linearizable:\n{result}")
+        if result.verdict == Verdict.NOT_LINEARIZABLE:
+            self._violate("linearizability", f"the KV history is not linearizable:\n{result}")
 
     def _result(self) -> SimResult:
         ops = {"ok": 0, "fail": 0, "info": 0}
-        for e in self.recorder.events:
+        for e in self.history:
             if e["type"] in ops:
                 ops[e["type"]] += 1
+        midflight = sum(
+            g.stats.midflight_applied for h in self._up_hosts() for g in h.groups.values()
+        )
         stats = {
             "events": self.loop.events,
             "sim_us": self.loop.now,
             "messages": self.net.stats["sent"],
             "dropped": self.net.stats["dropped"] + self.net.stats["blocked"],
             "leaders": self.leaders_elected,
-            "committed": self.checker.committed_count,
+            "committed": sum(c.committed_count for c in self.checkers.values()),
             "ops_ok": ops["ok"],
             "ops_fail": ops["fail"],
             "ops_info": ops["info"],
+            "midflight_applied": midflight,
+            "membership_changes": self.membership.changes,
             **{f"nemesis_{k}": v for k, v in sorted(self.nemesis.counts.items())},
         }
         return SimResult(
@@ -262,10 +567,21 @@ class Simulation:
             violations=self.violations,
             caught_by=self.caught_by,
             trace_digest=self.loop.digest(),
-            history=self.recorder.events,
+            history=self.history,
             trace_lines=self.loop.lines,
             stats=stats,
         )
+
+
+def _draw(rng: random.Random, bounds: tuple[int, int]) -> int:
+    lo, hi = bounds
+    return lo if hi <= lo else rng.randrange(lo, hi)
+
+
+def _register_value(raw: bytes) -> int | str:
+    """A stored value as the history's register value (clients write decimal numbers)."""
+    text = raw.decode()
+    return int(text) if text.isdigit() else text
 
 
 def run(opts: SimOptions, *, keep_trace: bool = False) -> SimResult:
