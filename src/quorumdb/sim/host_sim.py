@@ -2,10 +2,10 @@
 
 Theory of operation. Every node is a `sim.host_node.HostNode`: the host users run, over
 simulated time, network and disk. Clients issue reads and writes of a few keys through the
-host's own request API (`submit_write`, `submit_read`: the same calls the HTTP service
-makes), each to a node chosen at random, and record a history in the Jepsen format; a write
-that gets no answer is retried on another node with the same (client, seq), as the real
-client does, so the session table must apply it at most once. A nemesis crashes and
+node's own request API (`NodeKV.submit_write`, `NodeHost.submit_read`: the calls the HTTP
+service makes), each to a node chosen at random, and record a history in the Jepsen format;
+a write that gets no answer is retried on another node with the same (client, seq), as the
+real client does, so the session table must apply it at most once. A nemesis crashes and
 restarts nodes (tearing unsynced writes) and partitions the network, on a schedule drawn
 from the seed; the network duplicates messages (and loses some, with `loss`). After
 `duration_us` everything heals, and the run checks:
@@ -32,9 +32,10 @@ from quorumdb.check.linearizable import Verdict, check_linearizable
 from quorumdb.check.raft_invariants import RaftSafetyChecker
 from quorumdb.host.config import NodeConfig
 from quorumdb.host.group import Group
-from quorumdb.host.node_host import NodeHost, kv_state
+from quorumdb.host.node_host import NodeHost
 from quorumdb.host.pending import Pending
 from quorumdb.kv.commands import Command, CommandKind
+from quorumdb.kv.node_kv import kv_state, node_kv
 from quorumdb.raft import Entry, PlantedBug, ProposalDroppedError, Ready
 from quorumdb.sim.clock import NodeClock
 from quorumdb.sim.host_node import DiskLatency, HostNode, sim_member
@@ -192,9 +193,9 @@ class HostSimulation:
     def _after_apply(self, node_id: int, g: Group, rd: Ready, lead_before: int) -> None:
         if rd.soft_state is None or not g.raw.is_leader or lead_before == node_id:
             return
-        log = g.raw.raft.raft_log
+        raw = g.raw
         checker = self.checkers[g.group_id]
-        checker.on_leader(node_id, g.raw.raft.term, log.first_index(), log.last_index(), log.term)
+        checker.on_leader(node_id, raw.term, raw.first_index(), raw.last_index(), raw.term_of)
         self._collect(g.group_id, checker)
 
     def _collect(self, gid: int, checker: RaftSafetyChecker) -> None:
@@ -265,7 +266,7 @@ class HostSimulation:
         as the real client does, so the session table must apply it at most once."""
         if op.finished:
             return
-        p = host.submit_write(host.shard_of(cmd.key), cmd)
+        p = node_kv(host).submit_write(host.shard_of(cmd.key), cmd)
         value = int(cmd.value)
 
         def retry() -> None:
@@ -436,7 +437,7 @@ class HostSimulation:
                 client=client.id,
                 seq=client.seq,
             )
-            p = host.submit_write(host.shard_of(cmd.key), cmd)
+            p = node_kv(host).submit_write(host.shard_of(cmd.key), cmd)
             self.loop.run_until(deadline, stop=p.done)
             if not p.done() or p.exception() is not None:
                 self._violate(f"liveness: the final write of {key} did not complete")
