@@ -31,13 +31,22 @@ from quorumdb.kv.sessions import SessionPool
 from quorumdb.kv.state_machine import KVStateMachine
 from quorumdb.raft import PlantedBug
 
-__all__ = ["MEMBER_PREFIX", "ControllerKV", "NodeKV", "kv_state", "member_key", "node_kv"]
+__all__ = [
+    "MEMBER_PREFIX",
+    "ControllerKV",
+    "ControllerObserver",
+    "NodeKV",
+    "kv_state",
+    "member_key",
+    "node_kv",
+]
 
 MEMBER_PREFIX = b"member/"
 _MEMBER_END = b"member0"
 _MEMBERS_MAX = 10_000
 
 ControllerObserver = Callable[[Command, Result], None]
+"""Called with every command the controller applies and its result."""
 
 
 def member_key(node_id: int) -> bytes:
