@@ -4,13 +4,18 @@
   socket, time, random, os, threading (nor their submodules); time and randomness are
   injected (`host.env.Env`).
 - The package graph: every edge between top-level packages is listed in `ALLOWED`; any
-  other import between them fails. `check/` imports nothing else of quorumdb; `raft/` only
-  the errors module.
+  other import between them fails (relative imports and `from quorumdb import x` included).
+  `check/` imports nothing else of quorumdb; `raft/` only the errors module; `host/` only
+  `raft/`, `storage/` and the errors module (the KV store plugs into it, `kv.node_kv`).
+- The drivers compose the same node: `runtime/` and `sim/` build it through
+  `kv.node_kv.NodeKV`, never a `NodeHost` of their own making.
+- Outside `raft/`, the core is used through `RawNode`'s methods: no `raw.raft.*` reach-ins.
 """
 
 from __future__ import annotations
 
 import ast
+import shutil
 from pathlib import Path
 
 import pytest
@@ -21,6 +26,7 @@ PURE_PACKAGES = ("raft", "check", "kafka/protocol", "host")
 PURE_MODULES = (
     "kv/state_machine.py",
     "kv/commands.py",
+    "kv/node_kv.py",
     "kafka/partition.py",
     "kafka/catch_up.py",
     "kafka/leadership.py",
@@ -30,14 +36,29 @@ PURE_MODULES = (
 EXEMPT = ("raft/testing/",)
 
 
-def _imports(path: Path) -> set[str]:
+def _imports(path: Path, root: Path = SRC) -> set[str]:
+    """Absolute names of the modules `path` imports (`root` is the `quorumdb` package it
+    lies in, to resolve relative imports); `from quorumdb import kv` yields `quorumdb.kv`."""
     tree = ast.parse(path.read_text(), filename=str(path))
     names: set[str] = set()
     for node in ast.walk(tree):
         if isinstance(node, ast.Import):
             names.update(alias.name for alias in node.names)
-        elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
-            names.add(node.module)
+        elif isinstance(node, ast.ImportFrom):
+            if node.level == 0:
+                module = node.module or ""
+            else:
+                package = ["quorumdb", *path.relative_to(root).parts[:-1]]
+                base = package[: len(package) - (node.level - 1)]
+                module = ".".join([*base, node.module] if node.module else base)
+            names.add(module)
+            if module == "quorumdb":
+                # A subpackage or module; a name of the package itself (`__version__`,
+                # `Client`) is an edge to its `__init__`.
+                for alias in node.names:
+                    sub = alias.name
+                    private_or_class = sub.startswith("_") or sub[:1].isupper()
+                    names.add(f"quorumdb.{'__init__' if private_or_class else sub}")
     return names
 
 
@@ -79,35 +100,46 @@ def test_the_checker_sees_a_forbidden_import(tmp_path: Path) -> None:
 
 
 # Who may import whom, between top-level packages (and top-level modules) of quorumdb.
-# Services (kv, kafka) plug into the host; the drivers (runtime, sim) compose host and
-# services; the CLI sits on top. Still to go (issue 10): host -> kv, for the KV state
-# machine of the controller and the shards, which the host should be given instead.
+# Services (kv, kafka) plug into the host (`host.state_machine`); the drivers (runtime, sim)
+# compose host and services; the CLI sits on top.
 ALLOWED: dict[str, set[str]] = {
     "errors": set(),
     "raft": {"errors"},
     "check": set(),
     "storage": {"raft", "errors"},
-    "host": {"raft", "storage", "errors", "kv"},
+    "host": {"raft", "storage", "errors"},
     "aio": {"host"},
     "kv": {"host", "raft", "errors", "aio"},
     "kafka": {"host", "kv", "raft", "storage", "errors", "aio"},
     "runtime": {"host", "kv", "kafka", "raft", "storage", "errors", "aio"},
     "sim": {"host", "kv", "raft", "storage", "check", "errors"},
-    "cli": {"host", "kv", "kafka", "raft", "storage", "errors", "runtime", "sim", "check"},
+    "cli": {
+        "host",
+        "kv",
+        "kafka",
+        "raft",
+        "storage",
+        "errors",
+        "runtime",
+        "sim",
+        "check",
+        "__init__",
+    },
     "__init__": {"kv"},
 }
 
 
-def _package(path: Path) -> str:
-    rel = path.relative_to(SRC)
+def _package(path: Path, root: Path) -> str:
+    rel = path.relative_to(root)
     return rel.parts[0] if len(rel.parts) > 1 else rel.stem
 
 
 def _edges(root: Path) -> dict[str, set[str]]:
+    """Package -> the other packages it imports, over the `quorumdb` tree at `root`."""
     out: dict[str, set[str]] = {}
     for path in sorted(root.rglob("*.py")):
-        pkg = _package(path) if root == SRC else path.stem
-        for name in _imports(path):
+        pkg = _package(path, root)
+        for name in _imports(path, root):
             if name.startswith("quorumdb."):
                 target = name.split(".")[1]
                 if target != pkg:
@@ -139,3 +171,95 @@ def test_an_upward_or_sideways_import_is_caught(tmp_path: Path) -> None:
     (tmp_path / "raft.py").write_text("import quorumdb.kv.commands\n")
     (tmp_path / "storage.py").write_text("from quorumdb.raft import Entry\n")
     assert _violations(_edges(tmp_path)) == ["host -> runtime", "raft -> kv"]
+
+
+def test_every_form_of_import_in_a_package_tree_is_caught(tmp_path: Path) -> None:
+    files = {
+        "host/node_host.py": "from quorumdb.kv import x\n",
+        "host/group.py": "from ..kafka.partition import PartitionStateMachine\n",
+        "host/pending.py": "from . import env\nfrom .env import Env\n",  # its own: fine
+        "raft/core.py": "from quorumdb import storage\n",
+        "storage/wal.py": "from quorumdb.raft import Entry\n",  # allowed
+        "check/history.py": "def f() -> None:\n    import quorumdb.sim.loop\n",
+    }
+    for name, text in files.items():
+        (tmp_path / name).parent.mkdir(parents=True, exist_ok=True)
+        (tmp_path / name).write_text(text)
+    assert _violations(_edges(tmp_path)) == [
+        "check -> sim",
+        "host -> kafka",
+        "host -> kv",
+        "raft -> storage",
+    ]
+
+
+def test_a_kv_import_added_to_the_real_host_fails(tmp_path: Path) -> None:
+    """The graph check on a copy of the real tree: clean, until the host imports the KV store."""
+    tree = tmp_path / "quorumdb"
+    shutil.copytree(SRC, tree, ignore=shutil.ignore_patterns("__pycache__"))
+    assert _violations(_edges(tree)) == []
+    node_host = tree / "host" / "node_host.py"
+    node_host.write_text(
+        node_host.read_text() + "\nfrom quorumdb.kv.state_machine import KVStateMachine\n"
+    )
+    assert _violations(_edges(tree)) == ["host -> kv"]
+
+
+# The drivers' composition root: where the node is built (the KV store builds its host).
+_COMPOSITION = "kv/node_kv.py"
+
+
+def _calls_of(path: Path, name: str) -> int:
+    tree = ast.parse(path.read_text(), filename=str(path))
+    return sum(
+        1
+        for node in ast.walk(tree)
+        if isinstance(node, ast.Call)
+        and (
+            (isinstance(node.func, ast.Name) and node.func.id == name)
+            or (isinstance(node.func, ast.Attribute) and node.func.attr == name)
+        )
+    )
+
+
+def test_both_drivers_build_the_node_the_same_way() -> None:
+    """`runtime.node` and `sim.host_node` build a `NodeKV` (which builds the host, with the
+    KV store plugged in), so the simulator runs the node users run; nothing outside the
+    composition root builds a `NodeHost` of its own."""
+    assert _calls_of(SRC / "runtime" / "node.py", "NodeKV") == 1
+    assert _calls_of(SRC / "sim" / "host_node.py", "NodeKV") == 1
+    builders = [
+        str(p.relative_to(SRC))
+        for p in sorted(SRC.rglob("*.py"))
+        if _calls_of(p, "NodeHost") and str(p.relative_to(SRC)) != _COMPOSITION
+    ]
+    assert builders == []
+
+
+def _raft_reach_ins(path: Path) -> list[str]:
+    """`raw.raft` / `x.raw.raft` attribute chains in `path`: reaching past `RawNode`."""
+    tree = ast.parse(path.read_text(), filename=str(path))
+    out = []
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Attribute) and node.attr == "raft":
+            v = node.value
+            if (isinstance(v, ast.Name) and v.id == "raw") or (
+                isinstance(v, ast.Attribute) and v.attr == "raw"
+            ):
+                out.append(f"{path.name}:{node.lineno}")
+    return out
+
+
+def _outside_raft() -> list[Path]:
+    return [p for p in sorted(SRC.rglob("*.py")) if p.relative_to(SRC).parts[0] != "raft"]
+
+
+@pytest.mark.parametrize("path", _outside_raft(), ids=lambda p: str(p.relative_to(SRC)))
+def test_no_reach_into_the_raft_core_outside_raft(path: Path) -> None:
+    assert _raft_reach_ins(path) == [], "use (or add) a RawNode method instead"
+
+
+def test_the_reach_in_check_sees_one(tmp_path: Path) -> None:
+    probe = tmp_path / "probe.py"
+    probe.write_text("a = g.raw.raft.term\nb = raw.raft.raft_log\nc = raw.term\nd = member.raft\n")
+    assert _raft_reach_ins(probe) == ["probe.py:1", "probe.py:2"]

@@ -7,11 +7,19 @@ on plain histories and raises its own `ValueError` subclasses, which the CLI tra
 
 from __future__ import annotations
 
-__all__ = ["QuorumError", "UserError"]
+__all__ = ["QuorumError", "ServiceUnavailableError", "UserError"]
 
 
 class QuorumError(Exception):
     """Root of every error quorumdb raises on purpose; never raised directly."""
+
+
+class ServiceUnavailableError(QuorumError):
+    """No quorum, or the request did not complete in time; safe to retry with the same id.
+
+    Raised by the host (a request's deadline passed) and the services over it (the KV API
+    answers it with a 503). Lives here because both layers raise it.
+    """
 
 
 class UserError(QuorumError):

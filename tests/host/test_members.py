@@ -8,6 +8,7 @@ from pathlib import Path
 from quorumdb.host.config import Member, NodeConfig
 from quorumdb.host.node_host import CONTROLLER_GROUP, NodeHost
 from quorumdb.kv.commands import Command, CommandKind
+from quorumdb.kv.node_kv import NodeKV, member_key
 from quorumdb.kv.state_machine import KVStateMachine
 from quorumdb.raft import ConfState
 from tests.host.fake_env import FakeEnv, fake_env
@@ -23,7 +24,7 @@ def _image(recorded: list[int]) -> bytes:
     sm = KVStateMachine()
     for index, node_id in enumerate(recorded, start=1):
         value = json.dumps({"raft": f"127.0.0.1:{9100 + node_id}", "http": "127.0.0.1:9200"})
-        key = b"member/%d" % node_id
+        key = member_key(node_id)
         sm.apply(index, Command(kind=CommandKind.PUT, key=key, value=value.encode()))
     return sm.snapshot()
 
@@ -31,7 +32,7 @@ def _image(recorded: list[int]) -> bytes:
 def _host(tmp_path: Path, founders: dict[int, Member]) -> tuple[NodeHost, FakeEnv]:
     fake = fake_env({i: m.raft for i, m in founders.items() if i != 1})
     config = NodeConfig(node_id=1, data_dir=tmp_path, members=founders)
-    return NodeHost(config, MemoryNodeLog(), fake.env()), fake
+    return NodeKV(config, MemoryNodeLog(), fake.env()).host, fake
 
 
 def test_members_follow_an_installed_controller_snapshot(tmp_path: Path) -> None:

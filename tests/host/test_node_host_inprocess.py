@@ -204,7 +204,7 @@ def test_a_leader_whose_disk_stalls_loses_leadership(tmp_path: Path) -> None:
         try:
             await _wait_for(lambda: any(h.host.groups[1].raw.is_leader for h in hosts), "a leader")
             i = next(i for i, h in enumerate(hosts) if h.host.groups[1].raw.is_leader)
-            lead, term = hosts[i], hosts[i].host.groups[1].raw.raft.term
+            lead, term = hosts[i], hosts[i].host.groups[1].raw.term
             key = next(
                 f"k{n}".encode()
                 for n in range(100)
@@ -226,7 +226,7 @@ def test_a_leader_whose_disk_stalls_loses_leadership(tmp_path: Path) -> None:
             others = [h for h in hosts if h is not lead]
             await _wait_for(
                 lambda: any(
-                    h.host.groups[1].raw.is_leader and h.host.groups[1].raw.raft.term > term
+                    h.host.groups[1].raw.is_leader and h.host.groups[1].raw.term > term
                     for h in others
                 ),
                 "another node to take over group 1",
@@ -352,7 +352,7 @@ def test_a_group_removed_while_the_controller_applies_is_skipped_in_that_round(
             if cmd.key == b"drop":
                 host.host.remove_group(99)
 
-        host.host.controller_observers.append(drop_victim)
+        host.kv.controller_observers.append(drop_victim)
         await host.start()
         try:
             await _wait_for(

@@ -13,6 +13,7 @@ from pathlib import Path
 
 from quorumdb.host.config import Member, NodeConfig
 from quorumdb.host.node_host import NodeHost
+from quorumdb.kv.node_kv import NodeKV
 from quorumdb.raft import MessageType
 from tests.host.fake_env import FakeEnv, fake_env
 from tests.host.memory_log import MemoryNodeLog
@@ -25,7 +26,7 @@ def _host(tmp_path: Path) -> tuple[NodeHost, FakeEnv]:
     }
     fake = fake_env({i: m.raft for i, m in members.items() if i != 1})
     config = NodeConfig(node_id=1, data_dir=tmp_path, members=members, shards=1, tick_ms=10)
-    return NodeHost(config, MemoryNodeLog(), fake.env()), fake
+    return NodeKV(config, MemoryNodeLog(), fake.env()).host, fake
 
 
 def _campaigned(fake: FakeEnv) -> bool:

@@ -11,11 +11,12 @@ from types import SimpleNamespace
 from typing import Any
 
 from quorumdb.host.config import Member, NodeConfig
-from quorumdb.host.node_host import CONTROLLER_GROUP, NodeHost
+from quorumdb.host.node_host import CONTROLLER_GROUP
 from quorumdb.kafka.backend import KafkaBackend
 from quorumdb.kafka.metadata import TOPIC_PREFIX, encode_topic
 from quorumdb.kafka.protocol.errors import ErrorCode
 from quorumdb.kv.commands import Command, CommandKind
+from quorumdb.kv.node_kv import NodeKV
 from quorumdb.kv.node_service import NodeService
 from quorumdb.kv.state_machine import KVStateMachine
 from quorumdb.runtime.node import Node
@@ -46,7 +47,7 @@ def test_topics_follow_an_installed_controller_snapshot(tmp_path: Path) -> None:
     async def main() -> None:
         member = Member(node_id=1, raft=("127.0.0.1", 1), http=("127.0.0.1", 2))
         config = NodeConfig(node_id=1, data_dir=tmp_path, members={1: member})
-        host = NodeHost(config, MemoryNodeLog(), fake_env().env())
+        host = NodeKV(config, MemoryNodeLog(), fake_env().env()).host
         controller = host.groups[CONTROLLER_GROUP]
         controller.sm.restore(_controller_image({"kept": (3, 2), "old": (5, 1)}))
         backend = KafkaBackend(host, NodeService(host))
@@ -124,13 +125,13 @@ def test_a_group_outlives_its_coordinator_losing_and_regaining_leadership(tmp_pa
             member, generation = await _join_alone(backends[first])
             host = backends[first].host
             shard = host.shard_of(b"group/g").group_id
-            term = host.groups[shard].raw.raft.term
+            term = host.groups[shard].raw.term
             other = next(i for i in backends if i != first)
             await backends[first].service.transfer_leader(other, shard)
             await _wait_for(lambda: coordinators() == [other], f"node {other} to coordinate")
             await backends[other].service.transfer_leader(first, shard)
             await _wait_for(lambda: coordinators() == [first], f"node {first} to coordinate again")
-            assert host.groups[shard].raw.raft.term > term
+            assert host.groups[shard].raw.term > term
 
             # Both successors took the group over from its record: the member stays.
             b = backends[first]

@@ -251,7 +251,7 @@ class Group:
             self.stats.midflight_applied += len(ents)
             if self.waiting_reads:
                 self._serve_reads()
-        return bool(raw.raft.msgs)
+        return raw.has_messages()
 
     def _serve_reads(self) -> None:
         applied = self.sm.applied

@@ -26,14 +26,17 @@ are durable here (`RawNode.take_committed`). What promises durability (acks, vot
 waits for the write. After the interval a leader goes quiet until its write returns, so
 that a stalled disk costs it its leadership rather than the group its availability.
 
-Groups: group 0 is the controller (cluster metadata: members and their addresses, as KV
-entries), groups 1..S hold KV shards; a key lives in shard `crc32c(key) % S + 1`. Every
-group has every member as a voter (replication factor = cluster size); Kafka partitions are
-groups added at run time (`add_group`) with their own replicas.
+Groups: group 0 is the controller (cluster metadata, including the members and their
+addresses, which the host learns from it: `host.state_machine.ControllerStateMachine`),
+groups 1..S are shards; a key lives in shard `crc32c(key) % S + 1`. What they replicate is
+given by the service that owns them (`host.state_machine.NodeStateMachines`: the KV store,
+`kv.node_kv`); the host knows no commands. Every group has every member as a voter
+(replication factor = cluster size); Kafka partitions are groups added at run time
+(`add_group`) with their own replicas and state machines. (Only the groups whose state
+machine `applies_midflight`, the KV store's, do the work while the fsync runs.)
 
-Requests are answered through `host.pending.Pending`: a write of a command without a client
-session borrows one of the node's own for its lifetime (`kv.sessions.SessionPool`), and is
-given up (ServiceUnavailableError) after `request_timeout_s`.
+Requests are answered through `host.pending.Pending`; a write is given up
+(ServiceUnavailableError) after `request_timeout_s`.
 """
 
 from __future__ import annotations
@@ -45,18 +48,18 @@ from typing import Any
 
 import crc32c
 
-from quorumdb.errors import QuorumError
+from quorumdb.errors import QuorumError, ServiceUnavailableError
 from quorumdb.host.config import Member, NodeConfig, parse_address
 from quorumdb.host.env import Env, GroupMessageLike
 from quorumdb.host.group import Group
 from quorumdb.host.metrics import Histogram, render
 from quorumdb.host.pending import Pending
 from quorumdb.host.persistence import GroupLog, NodeLog
-from quorumdb.host.state_machine import ReplicatedStateMachine
-from quorumdb.kv.commands import Command, CommandKind, Outcome, Result, encode_command
-from quorumdb.kv.service import ServiceUnavailableError
-from quorumdb.kv.sessions import SessionPool
-from quorumdb.kv.state_machine import KVStateMachine
+from quorumdb.host.state_machine import (
+    ControllerStateMachine,
+    NodeStateMachines,
+    ReplicatedStateMachine,
+)
 from quorumdb.raft import (
     Config,
     ConfState,
@@ -70,20 +73,11 @@ from quorumdb.raft import (
     StateType,
 )
 
-__all__ = [
-    "CONTROLLER_GROUP",
-    "MEMBER_PREFIX",
-    "InjectedFailureError",
-    "NodeHost",
-    "kv_state",
-    "member_key",
-]
+__all__ = ["CONTROLLER_GROUP", "InjectedFailureError", "NodeHost"]
 
 log = logging.getLogger("quorumdb.host")
 
 CONTROLLER_GROUP = 0
-MEMBER_PREFIX = b"member/"
-_MEMBER_END = b"member0"
 _SNAPSHOT_KEEP = 1_000
 _INFLIGHT_BYTES_MAX = 32 << 20  # unacknowledged entry data per follower, per group
 _WAL_CHECK_ROUNDS = 64  # how often (in driver rounds) to look for groups pinning the WAL
@@ -123,12 +117,16 @@ class NodeHost:
         config: NodeConfig,
         node_log: NodeLog,
         env: Env,
+        state_machines: NodeStateMachines,
         *,
         planted_bugs: frozenset[PlantedBug] = frozenset(),
     ) -> None:
-        """`planted_bugs`: known mistakes switched back on, for the simulator's checkers to
-        find (never set outside tests and planted-bug sweeps)."""
+        """`state_machines` builds what the controller and the shards replicate (the KV
+        store's `kv.node_kv.NodeKV`, which builds the host). `planted_bugs`: known mistakes
+        switched back on, for the simulator's checkers to find (never set outside tests and
+        planted-bug sweeps)."""
         self.config = config
+        self.state_machines = state_machines
         self.planted_bugs = planted_bugs
         self.node_log = node_log
         self.env = env
@@ -144,13 +142,10 @@ class NodeHost:
         self._ticks_origin = env.clock.monotonic()
         self._ticks_counted = 0
         self._session = env.rng.getrandbits(62) + 1  # request keys: Kafka produce, reads
-        # Sessions for writes that come without one (the node's own, clients without ids).
-        self.sessions = SessionPool(env.rng)
         self._last_voters: dict[int, set[int]] = {}
         # Extensions (the Kafka backend): called after each group's Ready is applied, with
-        # the leader it had before; and for every applied controller command.
+        # the leader it had before.
         self.after_apply: list[Callable[[Group, Ready, int], None]] = []
-        self.controller_observers: list[Callable[[Command, Result], None]] = []
         self.tick_hooks: list[Callable[[], None]] = []
         # Services' gauges for /metrics: (name, help, labels, value).
         self.metrics_hooks: list[Callable[[], list[tuple[str, str, str, float]]]] = []
@@ -174,19 +169,18 @@ class NodeHost:
         self.request_s: dict[str, Histogram] = {}
         self.requests_total: dict[tuple[str, int], int] = {}
         voters = ConfState(voters=tuple(sorted(config.members)))
-        for gid in range(config.shards + 1):
-            self._open_group(gid, voters)
+        self.controller: ControllerStateMachine = state_machines.open_controller(
+            self._apply_member_record
+        )
+        self._open_group(CONTROLLER_GROUP, voters, self.controller)
+        for gid in range(1, config.shards + 1):
+            self._open_group(gid, voters, state_machines.open_shard(gid))
 
-    def _open_group(
-        self, gid: int, bootstrap: ConfState, sm: ReplicatedStateMachine | None = None
-    ) -> Group:
-        """Open (recover) one group; `sm` defaults to a KV state machine."""
+    def _open_group(self, gid: int, bootstrap: ConfState, sm: ReplicatedStateMachine) -> Group:
+        """Open (recover) one group, replicating into `sm`."""
         c = self.config
         glog = self.node_log.group(gid, bootstrap)
         snap = glog.snapshot()
-        if sm is None:
-            observer = self._on_controller_command if gid == CONTROLLER_GROUP else None
-            sm = KVStateMachine(observer)
         sm.restore(snap.data)
         raft_cfg = Config(
             id=c.node_id,
@@ -212,8 +206,8 @@ class NodeHost:
         g = Group(group_id=gid, raw=raw, sm=sm, conf_state=cs, snapshot_index=snap.metadata.index)
         g.on_conf_change = lambda conf, g=g: self._on_conf_change(g, conf)
         self._last_voters[gid] = {*cs.voters, *cs.learners}
-        if gid == CONTROLLER_GROUP and isinstance(sm, KVStateMachine):
-            self._apply_member_records(sm)
+        if gid == CONTROLLER_GROUP:
+            self._apply_member_records()
         self.groups[gid] = g
         self.logs[gid] = glog
         return g
@@ -238,27 +232,14 @@ class NodeHost:
 
     # -- requests (answers come later, as `Pending`) ----------------------------------------
 
-    def submit_write(self, g: Group, cmd: Command) -> Pending[Result]:
-        """Propose `cmd` on `g` (a follower forwards it to the leader); the answer is the
-        state machine's result once it applies here, ProposalDroppedError if the core refused
-        it, or ServiceUnavailableError after `request_timeout_s`. A command without a client
-        session borrows one of the node's own until answered."""
-        release: Callable[[], None] | None = None
-        if cmd.client == 0:
-            client, seq, release = self.sessions.acquire()
-            cmd = Command(
-                kind=cmd.kind,
-                key=cmd.key,
-                value=cmd.value,
-                expected_revision=cmd.expected_revision,
-                client=client,
-                seq=seq,
-            )
-        fut: Pending[Result] = g.submit((cmd.client, cmd.seq), encode_command(cmd))
+    def submit_write(self, g: Group, key: tuple[int, int], data: bytes) -> Pending[Any]:
+        """Propose `data`, the entry of request `key` (client, seq), on `g` (a follower
+        forwards it to the leader); the answer is the state machine's result for `key` once
+        it applies here, ProposalDroppedError if the core refused it, or
+        ServiceUnavailableError after `request_timeout_s`. (The KV store's typed writes:
+        `kv.node_kv.NodeKV.submit_write`.)"""
+        fut: Pending[Any] = g.submit(key, data)
         self._deadline(g, fut, self.config.request_timeout_s, "the write to commit")
-        if release is not None:
-            done = release
-            fut.add_done_callback(lambda _: done())
         self.env.wake()
         return fut
 
@@ -473,7 +454,7 @@ class NodeHost:
             g
             for g in self.groups.values()
             if g.group_id not in pending
-            and isinstance(g.sm, KVStateMachine)
+            and g.sm.applies_midflight
             and not g.snapshot_deferred
             and not self.config.lease_reads
         ]
@@ -606,17 +587,6 @@ class NodeHost:
             g.force_snapshot = True
         self._last_voters[g.group_id] = voters
 
-    def _on_controller_command(self, cmd: Command, result: Result) -> None:
-        for observer in self.controller_observers:
-            observer(cmd, result)
-        if not cmd.key.startswith(MEMBER_PREFIX):
-            return
-        if cmd.kind == CommandKind.DELETE:
-            # Founding members have no record to delete (they come from the config files).
-            self._apply_member_record(cmd.key, None)
-        elif result.outcome == Outcome.OK:
-            self._apply_member_record(cmd.key, cmd.value)
-
     def _sync_members(self, g: Group) -> None:
         """Make the known members those of the controller's state after a snapshot install.
 
@@ -625,24 +595,21 @@ class NodeHost:
         removed. Members come from records (added nodes) and config files (founders, who
         have none), so a member without a record is dropped only once it is not a voter.
         """
-        sm = g.sm
-        assert isinstance(sm, KVStateMachine)
-        recorded = self._apply_member_records(sm)
+        recorded = self._apply_member_records()
         cs = g.conf_state
         in_group = {*cs.voters, *cs.voters_outgoing, *cs.learners}
         for node_id in sorted(set(self.members) - recorded - in_group):
-            self._apply_member_record(member_key(node_id), None)
+            self._apply_member_record(node_id, None)
 
-    def _apply_member_records(self, sm: KVStateMachine) -> set[int]:
+    def _apply_member_records(self) -> set[int]:
         """Learn every member record in the controller's state; return their node ids."""
-        recorded = set()
-        for key, value, _ in sm.scan(MEMBER_PREFIX, _MEMBER_END, 10_000):
-            recorded.add(int(key[len(MEMBER_PREFIX) :]))
-            self._apply_member_record(key, value)
-        return recorded
+        records = self.controller.member_records()
+        for node_id, value in records.items():
+            self._apply_member_record(node_id, value)
+        return set(records)
 
-    def _apply_member_record(self, key: bytes, value: bytes | None) -> None:
-        node_id = int(key[len(MEMBER_PREFIX) :])
+    def _apply_member_record(self, node_id: int, value: bytes | None) -> None:
+        """A member record applied (None: deleted): know the member, or forget it."""
         if node_id == self.config.node_id:
             return
         if value is None:
@@ -676,7 +643,7 @@ class NodeHost:
             last = st.last_index
             lag = {}
             if g.raw.is_leader:
-                for node_id, pr in sorted(g.raw.raft.trk.progress.items()):
+                for node_id, pr in g.raw.progresses():
                     lag[str(node_id)] = max(0, last - pr.match)
             groups.append(
                 {
@@ -758,10 +725,6 @@ class NodeHost:
         return render(gauges, hists)
 
 
-def member_key(node_id: int) -> bytes:
-    return MEMBER_PREFIX + str(node_id).encode()
-
-
 def _time_out(g: Group, fut: Pending[Any], message: str) -> None:
     """A request's deadline passed: stop waiting (its entry may still apply later)."""
     if not fut.done():
@@ -770,20 +733,15 @@ def _time_out(g: Group, fut: Pending[Any], message: str) -> None:
 
 
 def _early_apply(g: Group, rd: Ready) -> bool:
-    """May `rd` be applied before its Persist step completes? Yes for a KV group whose
-    committed entries are all below the entries this Ready persists (so durable here since
-    an earlier round, and committed: on a quorum) and hold no configuration change; never
-    with a snapshot. Clients are answered meanwhile, which is what a commit promises."""
+    """May `rd` be applied before its Persist step completes? Yes for a group whose state
+    machine `applies_midflight` (a KV group) and whose committed entries are all below the
+    entries this Ready persists (so durable here since an earlier round, and committed: on a
+    quorum) and hold no configuration change; never with a snapshot. Clients are answered
+    meanwhile, which is what a commit promises."""
     committed = rd.committed_entries
-    if not committed or rd.snapshot is not None or not isinstance(g.sm, KVStateMachine):
+    if not committed or rd.snapshot is not None or not g.sm.applies_midflight:
         return False
     if rd.entries and committed[-1].index >= rd.entries[0].index:
         return False
     conf = EntryType.CONF_CHANGE
     return all(e.type != conf for e in committed)
-
-
-def kv_state(g: Group) -> KVStateMachine:
-    sm = g.sm
-    assert isinstance(sm, KVStateMachine), f"group {g.group_id} is not a KV group"
-    return sm

@@ -38,7 +38,7 @@ import msgspec
 
 from quorumdb.aio import wait
 from quorumdb.host.group import Group
-from quorumdb.host.node_host import CONTROLLER_GROUP, NodeHost, kv_state
+from quorumdb.host.node_host import CONTROLLER_GROUP, NodeHost
 from quorumdb.host.pending import Pending
 from quorumdb.kafka.broker import PartitionView
 from quorumdb.kafka.catch_up import CatchUp, decode_chunk, decode_fetch, encode, serve
@@ -73,6 +73,7 @@ from quorumdb.kafka.partition import (
 from quorumdb.kafka.protocol.errors import ErrorCode
 from quorumdb.kafka.protocol.records import iter_batches
 from quorumdb.kv.commands import Command, CommandKind, Outcome, Result
+from quorumdb.kv.node_kv import kv_state
 from quorumdb.kv.node_service import NodeService
 from quorumdb.kv.service import NotLeaderHereError, ServiceUnavailableError
 from quorumdb.raft import ProposalDroppedError, RawNode, Ready
@@ -119,7 +120,7 @@ class KafkaBackend:
         self._leader_waiters: list[asyncio.Future[None]] = []
         self.catch_up = CatchUp(self._send_fetch)
         self._catching_up: set[int] = set()  # hosted partition groups missing data
-        host.controller_observers.append(self._on_controller_command)
+        service.kv.controller_observers.append(self._on_controller_command)
         host.after_apply.append(self._after_apply)
         host.tick_hooks.append(self._tick)
         host.metrics_hooks.append(self._gauges)
@@ -246,7 +247,7 @@ class KafkaBackend:
         sm = g.sm
         assert isinstance(sm, PartitionStateMachine)
         isr = self._isr(g)
-        leader, epoch = raw.lead, raw.raft.term
+        leader, epoch = raw.lead, raw.term
         if not leader and (
             found := self._board.leader(info.group, self.host.env.clock.monotonic())
         ):
@@ -278,7 +279,7 @@ class KafkaBackend:
                 or (self._in_sync(raw, i) and not self._board.catching_up(i, g.group_id))
             )
         found = self._board.leader(g.group_id, self.host.env.clock.monotonic())
-        if found is not None and found[0] == raw.lead and found[1].epoch == raw.raft.term:
+        if found is not None and found[0] == raw.lead and found[1].epoch == raw.term:
             return tuple(found[1].isr)
         return voters
 
@@ -320,7 +321,7 @@ class KafkaBackend:
         """Tell every other node which partitions this node leads and which it is still
         catching up."""
         claims = [
-            LeaderClaim(group=g.group_id, epoch=g.raw.raft.term, isr=list(self._isr(g)))
+            LeaderClaim(group=g.group_id, epoch=g.raw.term, isr=list(self._isr(g)))
             for g in self._partition_groups()
             if g.raw.is_leader
         ]
@@ -396,8 +397,8 @@ class KafkaBackend:
     def _hand_off_incomplete(self, g: Group) -> None:
         """A leader that still misses data hands leadership to a complete replica (once per
         term): readers of the missing offsets would otherwise wait for the catch-up."""
-        raft = g.raw.raft
-        if self._handed.get(g.group_id) == raft.term:
+        raw = g.raw
+        if self._handed.get(g.group_id) == raw.term:
             return
         for peer in sorted(g.conf_state.voters):
             if peer == self.node_id or self._board.catching_up(peer, g.group_id):
@@ -405,7 +406,7 @@ class KafkaBackend:
             pr = g.raw.progress(peer)
             if pr is None or not pr.recent_active:
                 continue
-            self._handed[g.group_id] = raft.term
+            self._handed[g.group_id] = raw.term
             log.info("group=%d leader catching up: handing leadership to %d", g.group_id, peer)
             self.host.submit_action(g, functools.partial(RawNode.transfer_leader, transferee=peer))
             return
@@ -490,7 +491,7 @@ class KafkaBackend:
         entry = ProduceEntry(
             client=client,
             seq=seq,
-            leader_epoch=g.raw.raft.term,
+            leader_epoch=g.raw.term,
             append_time_ms=self.now_ms(),
             log_append_time=log_append_time,
             records=records,
@@ -580,19 +581,19 @@ class KafkaBackend:
         """Balance leaders: hand a partition to its preferred (first) replica once it has
         caught up, at most once per term (Kafka's preferred leader election)."""
         preferred = self._preferred.get(g.group_id)
-        raft = g.raw.raft
+        raw = g.raw
         if (
             preferred is None
             or preferred == self.node_id
-            or self._handed.get(g.group_id) == raft.term
+            or self._handed.get(g.group_id) == raw.term
         ):
             return
-        pr = g.raw.progress(preferred)
-        if pr is None or pr.match < raft.raft_log.last_index() or not pr.recent_active:
+        pr = raw.progress(preferred)
+        if pr is None or pr.match < raw.last_index() or not pr.recent_active:
             return
         if self._board.catching_up(preferred, g.group_id):
             return  # it has the Raft log, not yet the partition's data
-        self._handed[g.group_id] = raft.term
+        self._handed[g.group_id] = raw.term
         self.host.submit_action(g, functools.partial(RawNode.transfer_leader, transferee=preferred))
 
     def offset_for_time(self, group: int, timestamp_ms: int) -> tuple[int, int] | None:
@@ -625,7 +626,7 @@ class KafkaBackend:
         successors also gave out); a leader without one starts loading it."""
         raw = shard.raw
         c = self._coordinators.get(shard.group_id)
-        if c is not None and (not raw.is_leader or c.term != raw.raft.term):
+        if c is not None and (not raw.is_leader or c.term != raw.term):
             del self._coordinators[shard.group_id]
             c.coordinator.drop_all()
             c = None
@@ -644,7 +645,7 @@ class KafkaBackend:
             self._serving(g)
 
     def _start_coordinating(self, shard: Group) -> _Coordination:
-        term = shard.raw.raft.term
+        term = shard.raw.term
         # A node leads a group at most once per term: the tag keeps member ids unique.
         id_tag = f"n{self.node_id}g{shard.group_id}t{term}"
         store = functools.partial(self._store_group, shard, term)
@@ -664,7 +665,7 @@ class KafkaBackend:
                 del self._coordinators[shard.group_id]  # the next request starts over
             return
         raw = shard.raw
-        if self._coordinators.get(shard.group_id) is not c or raw.raft.term != c.term:
+        if self._coordinators.get(shard.group_id) is not c or raw.term != c.term:
             return  # the term ended meanwhile
         now = self.now_ms()
         loaded = 0
@@ -694,7 +695,7 @@ class KafkaBackend:
         self, shard: Group, term: int, record: GroupRecord, done: Callable[[bool], None]
     ) -> None:
         what = f"group={record.group_id!r} generation={record.generation}"
-        if not shard.raw.is_leader or shard.raw.raft.term != term:
+        if not shard.raw.is_leader or shard.raw.term != term:
             # A coordinator of an ended term: its record must not land after what its
             # successor loaded.
             log.info("%s: not stored, term %d ended", what, term)

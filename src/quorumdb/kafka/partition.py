@@ -99,6 +99,10 @@ class PartitionStateMachine:
 
     __slots__ = ("applied", "epochs", "log", "producers", "start")
 
+    # Applied at the end of a round only: the Kafka backend follows every applied Ready
+    # (`NodeHost.after_apply`), which mid-flight applies would bypass.
+    applies_midflight = False
+
     def __init__(self, log: PartitionLog) -> None:
         self.log = log
         self.applied = 0

@@ -21,8 +21,9 @@ from typing import Any, TypeVar
 from quorumdb.aio import wait
 from quorumdb.host.config import parse_address
 from quorumdb.host.group import Group
-from quorumdb.host.node_host import CONTROLLER_GROUP, NodeHost, kv_state, member_key
+from quorumdb.host.node_host import CONTROLLER_GROUP, NodeHost
 from quorumdb.kv.commands import Command, CommandKind, Result
+from quorumdb.kv.node_kv import kv_state, member_key, node_kv
 from quorumdb.kv.service import (
     Consistency,
     NotLeaderHereError,
@@ -49,7 +50,9 @@ class NodeService:
     """Implements `kv.service.KVService` on a running `NodeHost`."""
 
     def __init__(self, host: NodeHost) -> None:
+        """`host`: one built by `kv.node_kv.NodeKV` (its KV store is `self.kv`)."""
         self.host = host
+        self.kv = node_kv(host)
 
     # -- writes and reads, as the Kafka backend uses them too ----------------------------------
 
@@ -59,7 +62,7 @@ class NodeService:
         if leader_only and not g.raw.is_leader:
             raise NotLeaderHereError(self.host.leader_url(g))
         try:
-            return await wait(self.host.submit_write(g, cmd))
+            return await wait(self.kv.submit_write(g, cmd))
         except ProposalDroppedError:
             raise NotLeaderHereError(self.host.leader_url(g)) from None
 

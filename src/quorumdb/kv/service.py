@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from enum import Enum
 from typing import Any, Protocol
 
-from quorumdb.errors import QuorumError
+from quorumdb.errors import QuorumError, ServiceUnavailableError
 from quorumdb.kv.commands import Result
 
 __all__ = [
@@ -42,10 +42,6 @@ class NotLeaderHereError(QuorumError):
     def __init__(self, leader_url: str | None) -> None:
         super().__init__(f"not leader; leader is {leader_url or 'unknown'}")
         self.leader_url = leader_url
-
-
-class ServiceUnavailableError(QuorumError):
-    """No quorum, or the request did not complete in time; safe to retry with the same id."""
 
 
 class KVService(Protocol):

@@ -38,6 +38,9 @@ _decode_image = msgspec.msgpack.Decoder(_Image).decode
 class KVStateMachine:
     __slots__ = ("_keys", "applied", "data", "observer", "sessions")
 
+    # In memory, and applying only answers clients: the host may apply it mid-flight.
+    applies_midflight = True
+
     def __init__(self, observer: Callable[[Command, Result], None] | None = None) -> None:
         self.observer = observer
         self.data: dict[bytes, tuple[bytes, int]] = {}

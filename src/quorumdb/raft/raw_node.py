@@ -286,3 +286,28 @@ class RawNode:
 
     def progress(self, node_id: int) -> Progress | None:
         return self.raft.trk.progress.get(node_id)
+
+    def progresses(self) -> list[tuple[int, Progress]]:
+        """Every member's `Progress`, in id order (meaningful on a leader)."""
+        return list(self.raft.trk.visit())
+
+    @property
+    def term(self) -> int:
+        """The current term (Kafka's leader epoch of a partition)."""
+        return self.raft.term
+
+    def first_index(self) -> int:
+        """The first index of this node's log (after its snapshot)."""
+        return self.raft.raft_log.first_index()
+
+    def last_index(self) -> int:
+        """The last index of this node's log, persisted or not."""
+        return self.raft.raft_log.last_index()
+
+    def term_of(self, index: int) -> int:
+        """The term of this node's entry at `index`; 0 if compacted away or beyond the end."""
+        return self.raft.raft_log.term(index)
+
+    def has_messages(self) -> bool:
+        """Whether messages wait to be sent (`take_messages` would return some)."""
+        return bool(self.raft.msgs)

@@ -1,7 +1,8 @@
 """A node over asyncio: the sans-IO `NodeHost` given real time, TCP, threads and an HTTP port.
 
-Theory of operation. `Node` composes the parts: the `Transport` (the host's network: Raft
-and service messages to peers), a tick loop (delivers every tick due by the monotonic
+Theory of operation. `Node` composes the parts: the host with the KV store plugged in
+(`kv.node_kv.NodeKV`, as the simulator builds it too), the `Transport` (the host's network:
+Raft and service messages to peers), a tick loop (delivers every tick due by the monotonic
 clock, even after a stall), a driver task (calls `host.pump()` whenever the host asked to
 be woken), a syncer that runs each round's WAL write + fdatasync in a worker thread and
 hands the result back on the loop, the HTTP server for `kv.api.dispatch` over the node's
@@ -22,9 +23,9 @@ from collections.abc import Callable
 
 from quorumdb.host.config import NodeConfig
 from quorumdb.host.env import Env
-from quorumdb.host.node_host import NodeHost
 from quorumdb.host.persistence import NodeLog
 from quorumdb.kv.api import BODY_BYTES_MAX, dispatch
+from quorumdb.kv.node_kv import NodeKV
 from quorumdb.kv.node_service import NodeService
 from quorumdb.runtime.http import HttpServer
 from quorumdb.runtime.transport import Transport
@@ -74,7 +75,8 @@ class Node:
             rng=random.Random(),
             wake=self._kick.set,
         )
-        self.host = NodeHost(config, node_log, env)
+        self.kv = NodeKV(config, node_log, env)
+        self.host = self.kv.host
         self.service = NodeService(self.host)
         self.host.metrics_hooks.append(self._transport_gauges)
         self._tasks: list[asyncio.Task[None]] = []

@@ -1,6 +1,7 @@
 """One simulated node running the real `NodeHost`: the simulator as the host's second driver.
 
-Theory of operation. The host is the one users run (`host.node_host`): the controller group,
+Theory of operation. The host is the one users run, built as the runtime builds it
+(`kv.node_kv.NodeKV`: `host.node_host` with the KV store plugged in): the controller group,
 KV shards with the real `KVStateMachine`, sessions, snapshots by entries and bytes, the
 shared WAL with group commit and the work done while a write runs. This module gives it a
 simulated environment (`host.env.Env`):
@@ -34,6 +35,7 @@ from quorumdb.host.config import Member, NodeConfig
 from quorumdb.host.env import Env
 from quorumdb.host.node_host import NodeHost
 from quorumdb.host.wal_log import WalNodeLog
+from quorumdb.kv.node_kv import NodeKV
 from quorumdb.raft import Message, PlantedBug, RawNode
 from quorumdb.sim.clock import NodeClock
 from quorumdb.sim.disk import SimDisk
@@ -121,7 +123,8 @@ class HostNode:
             self.refused = str(exc)
             self.loop.trace(f"n{self.id} refuses to start: {exc}")
             return
-        self.host = NodeHost(self.config, node_log, self._env(), planted_bugs=self.planted_bugs)
+        kv = NodeKV(self.config, node_log, self._env(), planted_bugs=self.planted_bugs)
+        self.host = kv.host
         self.host.running = True
         self.loop.trace(f"n{self.id} up #{self.incarnation}")
         self._schedule_tick(self.incarnation)

@@ -20,8 +20,9 @@ import json
 from collections.abc import Callable
 from typing import Protocol
 
-from quorumdb.host.node_host import CONTROLLER_GROUP, member_key
+from quorumdb.host.node_host import CONTROLLER_GROUP
 from quorumdb.kv.commands import Command, CommandKind
+from quorumdb.kv.node_kv import member_key, node_kv
 from quorumdb.raft import ConfChange, ConfChangeSingle, ConfChangeType, RawNode
 from quorumdb.sim.host_node import HostNode
 from quorumdb.sim.loop import EventLoop
@@ -115,7 +116,7 @@ class Membership:
             self._later(lambda: self._write(cmd, then))
             return
         host = lead.host
-        p = host.submit_write(host.groups[CONTROLLER_GROUP], cmd)
+        p = node_kv(host).submit_write(host.groups[CONTROLLER_GROUP], cmd)
 
         def answered(_: object) -> None:
             if p.exception() is None:

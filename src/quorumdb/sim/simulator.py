@@ -40,9 +40,10 @@ from quorumdb.check.linearizable import Verdict, check_linearizable
 from quorumdb.check.raft_invariants import LogEntry, RaftSafetyChecker
 from quorumdb.host.config import NodeConfig
 from quorumdb.host.group import Group
-from quorumdb.host.node_host import CONTROLLER_GROUP, NodeHost, kv_state
+from quorumdb.host.node_host import CONTROLLER_GROUP, NodeHost
 from quorumdb.host.pending import Pending
 from quorumdb.kv.commands import Command, CommandKind
+from quorumdb.kv.node_kv import kv_state, node_kv
 from quorumdb.raft import Entry, ProposalDroppedError, Ready
 from quorumdb.sim.clock import NodeClock
 from quorumdb.sim.host_node import HostNode, sim_member
@@ -218,8 +219,8 @@ class Simulation:
             if host is None or gid not in host.groups:
                 continue
             raw = host.groups[gid].raw
-            if raw.is_leader and raw.raft.term > best_term:
-                best, best_term = n, raw.raft.term
+            if raw.is_leader and raw.term > best_term:
+                best, best_term = n, raw.term
         return best
 
     def _up_hosts(self) -> list[NodeHost]:
@@ -260,11 +261,10 @@ class Simulation:
             self.loop.after(0, self.nemesis.crash_now, node_id)
         if rd.soft_state is None or lead_before == node_id:
             return
-        log = raw.raft.raft_log
         checker = self.checkers[g.group_id]
         self.leaders_elected += 1
-        self.loop.trace(f"n{node_id} leads g{g.group_id} term {raw.raft.term}")
-        checker.on_leader(node_id, raw.raft.term, log.first_index(), log.last_index(), log.term)
+        self.loop.trace(f"n{node_id} leads g{g.group_id} term {raw.term}")
+        checker.on_leader(node_id, raw.term, raw.first_index(), raw.last_index(), raw.term_of)
         self._collect(g.group_id, checker)
         self.nemesis.on_new_leader(node_id)
 
@@ -338,7 +338,7 @@ class Simulation:
         as the real client does, so the session table must apply it at most once."""
         if op.finished:
             return
-        p = host.submit_write(host.shard_of(cmd.key), cmd)
+        p = node_kv(host).submit_write(host.shard_of(cmd.key), cmd)
         value = int(cmd.value)
 
         def retry() -> None:
@@ -496,7 +496,7 @@ class Simulation:
                 continue
             lead = self.leader_of(up[0].shard_of(cmd.key).group_id)
             host = lead.host if lead is not None and lead.host is not None else up[0]
-            p = host.submit_write(host.shard_of(cmd.key), cmd)
+            p = node_kv(host).submit_write(host.shard_of(cmd.key), cmd)
             self.loop.run_until(min(deadline, self.loop.now + _CLIENT_TIMEOUT_US), stop=p.done)
             if p.done() and p.exception() is None:
                 return True
@@ -511,14 +511,14 @@ class Simulation:
 
         def converged() -> bool:
             for gid in self.group_ids():
-                logs = [h.groups[gid].raw.raft.raft_log for h in self._up_hosts()]
-                if len({(log.committed, log.applied) for log in logs}) > 1:
-                    return False
-                if any(log.committed != log.applied for log in logs):
+                states = [h.groups[gid].raw.status() for h in self._up_hosts()]
+                marks = {(st.hard_state.commit, st.applied) for st in states}
+                if len(marks) > 1 or any(c != a for c, a in marks):
                     return False
             return True
 
-        self.loop.run_until(deadline, stop=converged)
+        while self.loop.now < deadline and not converged() and not self.loop.exhausted:
+            self.loop.run_until(self.loop.now + 10_000)
 
     def _check_logs(self) -> None:
         for gid in self.group_ids():
