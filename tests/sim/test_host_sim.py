@@ -39,7 +39,7 @@ def test_the_mid_flight_path_runs_when_the_disk_is_slow_sometimes() -> None:
     ("bug", "seeds"),
     [
         (PlantedBug.STALE_LOCAL_READS, range(1, 6)),
-        (PlantedBug.APPEND_WITHOUT_PREV_TERM_CHECK, range(56, 60)),
+        (PlantedBug.APPEND_WITHOUT_PREV_TERM_CHECK, range(30, 34)),
     ],
 )
 def test_planted_bugs_in_the_real_host_are_caught(bug: PlantedBug, seeds: range) -> None:

@@ -345,47 +345,6 @@ class RawNode:
             r.applied_to(rd.committed_entries[-1].index)
             r.reduce_uncommitted_size(rd.committed_entries)
 
-    # -- between a Ready and its advance ------------------------------------------------------
-    #
-    # While the driver persists a Ready, it may keep stepping messages and proposals (etcd's
-    # node does: only Ready/Advance are lock-step). What that produces waits for the next
-    # Ready, except what these two hand out early: messages that promise nothing durable,
-    # and committed entries that are already stable here.
-
-    def take_messages(self) -> list[Message]:
-        """The messages that may be sent at once (`Ready.messages`) produced since the last
-        Ready; they will not be in the next one."""
-        r = self.raft
-        msgs, r.msgs = r.msgs, []
-        return msgs
-
-    def take_committed(self) -> list[Entry]:
-        """Committed entries not yet handed out that are stable here (persisted by a Ready
-        already advanced: below the unstable log), stopping before any configuration change
-        and never with a snapshot pending. The driver applies them, in order, before the
-        committed entries of any later Ready, then calls `applied(entries)`. Only valid when
-        every committed entry handed out before (in Readies) has been applied."""
-        log = self.raft.raft_log
-        if log.unstable.snapshot is not None or not log.has_next_committed_entries():
-            return []
-        stable_last = log.unstable.offset - 1
-        out: list[Entry] = []
-        conf = EntryType.CONF_CHANGE
-        for e in log.next_committed_entries():
-            if e.index > stable_last or e.type == conf:
-                break
-            out.append(e)
-        if out:
-            log.accept_applying(out[-1].index)
-        return out
-
-    def applied(self, entries: Sequence[Entry]) -> None:
-        """The driver applied `entries` from `take_committed`."""
-        if entries:
-            r = self.raft
-            r.applied_to(entries[-1].index)
-            r.reduce_uncommitted_size(entries)
-
     # -- inspection --------------------------------------------------------------------------
 
     def status(self) -> Status:
@@ -403,6 +362,11 @@ class RawNode:
             config=repr(r.trk.config),
             lead_transferee=r.lead_transferee,
         )
+
+    @property
+    def async_storage_writes(self) -> bool:
+        """Whether Readies carry storage records (no `advance`; see `raft.ready`)."""
+        return self._async
 
     @property
     def lead(self) -> int:
