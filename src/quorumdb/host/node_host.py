@@ -581,9 +581,11 @@ class NodeHost:
             for hook in self.after_apply:
                 hook(g, rd, lead_before)
             self._after_round(g)
-        for g, _ in w.appends:
-            if g.group_id not in done and self.groups.get(g.group_id) is g:
-                done.add(g.group_id)
+        written = {g.group_id for g, _ in w.appends}
+        for gid, g in list(self.groups.items()):
+            # KV shards without a Ready this round: their acks were just stepped, or apply
+            # work (a configuration change) waited for the write.
+            if gid not in done and (gid in written or g.applies):
                 self._finish_async(g)
                 self._after_round(g)
         if self.rounds % _WAL_CHECK_ROUNDS == 0:
