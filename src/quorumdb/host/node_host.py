@@ -18,13 +18,26 @@ so batches grow exactly when the disk is the bottleneck. A round with nothing to
 a commit index, say) writes inline.
 
 The fsync does not idle the node (etcd's node steps messages and proposals between a Ready
-and its Advance too): while it runs, groups whose committed entries were persisted by
-earlier rounds apply them and answer their clients at once; and, for up to a heartbeat
-interval, KV groups step arriving append acks and new proposals each time `pump` is called,
-send the appends and commit indexes that produces, and apply newly committed entries that
-are durable here (`RawNode.take_committed`). What promises durability (acks, votes) still
-waits for the write. After the interval a leader goes quiet until its write returns, so
-that a stalled disk costs it its leadership rather than the group its availability.
+and its Advance too), and the work it does meanwhile goes through the core's one output
+channel: KV shards run the core with asynchronous storage writes (`raft.ready`), so their
+Readies carry a StorageAppend (written by the next WAL write; its acks, votes and
+MsgStorageAppendResp are released or stepped back once that write is durable) and a
+StorageApply (committed entries the core knows durable here). The StorageApply is done at
+once, even while a write runs; and, for up to a heartbeat interval, KV shards step arriving
+append acks and new proposals each time `pump` is called, take the Ready that produces, send
+its messages, do its StorageApply and queue its StorageAppend for the next write. After the
+interval a leader goes quiet until its write returns, so that a stalled disk costs it its
+leadership rather than the group its availability. The controller and Kafka groups run
+lock-step (Ready, persist, apply, advance) and wait for the write.
+
+When the mid-flight path runs: acks for entries of an *earlier* write must arrive while a
+*later* write is outstanding. A node that leads one shard and follows another writes almost
+continuously (the other leader's appends keep its WAL busy), so acks for its own entries
+land during its next write: hundreds of entries apply mid-flight. A node that leads every
+busy shard writes only its own proposals; under closed-loop clients its next write starts
+only after the acks for the previous one came in (they commit and answer the clients who
+then send more), so the path never runs. Leadership is settled by the first elections and,
+without faults, kept for the cluster's life: hence "hundreds of times or never".
 
 Groups: group 0 is the controller (cluster metadata: members and their addresses, as KV
 entries), groups 1..S hold KV shards; a key lives in shard `crc32c(key) % S + 1`. Every
