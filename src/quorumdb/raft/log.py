@@ -184,6 +184,8 @@ class RaftLog:
         return min(self.committed, self.unstable.offset - 1)
 
     def has_next_committed_entries(self, *, allow_unstable: bool = True) -> bool:
+        if self.committed <= self.applying:
+            return False
         hi = self._max_appliable_index(allow_unstable)
         return hi > self.applying and self.applying + 1 >= self.first_index()
 

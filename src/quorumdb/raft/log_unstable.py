@@ -33,6 +33,9 @@ class Unstable:
         """Entries not yet handed to the driver for writing."""
         return self.entries[self.offset_in_progress - self.offset :]
 
+    def has_next_entries(self) -> bool:
+        return self.offset_in_progress < self.offset + len(self.entries)
+
     def next_snapshot(self) -> Snapshot | None:
         """The snapshot, if not yet handed to the driver for writing."""
         return None if self.snapshot_in_progress else self.snapshot

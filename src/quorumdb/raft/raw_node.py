@@ -175,28 +175,29 @@ class RawNode:
     # -- output ------------------------------------------------------------------------------
 
     def has_ready(self) -> bool:
+        # Called for every group on every driver round: cheap tests first, no allocation.
         r = self.raft
+        if r.msgs or r.msgs_after_append or r.read_states:
+            return True
         log = r.raft_log
+        u = log.unstable
         if self._async:
-            work = (
-                bool(log.unstable.next_entries())
-                or log.unstable.next_snapshot() is not None
+            if (
+                u.has_next_entries()
+                or (u.snapshot is not None and not u.snapshot_in_progress)
                 or self._snapshot_to_apply is not None
                 or log.has_next_committed_entries(allow_unstable=False)
-            )
-        else:
-            work = (
-                bool(log.unstable.entries)
-                or log.has_next_unstable_snapshot()
-                or log.has_next_committed_entries()
-            )
-        return bool(
-            work
-            or r.msgs
-            or r.msgs_after_append
-            or r.read_states
-            or r.soft_state() != self._prev_soft
-            or r.hard_state() != self._prev_hard
+            ):
+                return True
+        elif u.entries or u.snapshot is not None or log.has_next_committed_entries():
+            return True
+        soft, hard = self._prev_soft, self._prev_hard
+        return (
+            r.lead != soft.lead
+            or r.state != soft.raft_state
+            or r.term != hard.term
+            or r.vote != hard.vote
+            or log.committed != hard.commit
         )
 
     def ready(self) -> Ready:
