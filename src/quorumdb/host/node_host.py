@@ -432,7 +432,7 @@ class NodeHost:
         # then sends that promise durability, apply, advance. A KV shard's Ready carries its
         # Persist step as a StorageAppend and its Apply step as a StorageApply (`raft.ready`).
         send = self.env.network.send
-        w = _Write(readies, appends, [], 0.0)
+        w = _Write(readies, appends, [], 0.0)  # `appends` grows below: this round's too
         for g, rd in readies:
             for m in rd.messages:
                 send(g.group_id, m)
@@ -478,12 +478,12 @@ class NodeHost:
             return
         # While the syncer runs the write, each time `pump` is called, the KV shards take
         # append acks and new proposals and do the work their next Readies carry
-        # (`_midflight`), for at most a heartbeat interval. Not with
-        # lease reads: a read released mid-flight would check its lease against the tick
-        # count of the round's start (ticks are not delivered mid-flight). Not for a group
-        # whose snapshot waits for the durable commit index to catch up with its applied
-        # index, or mid-flight applies could defer the snapshot for ever. Controller and
-        # Kafka groups (lock-step Readies) wait for the write.
+        # (`_midflight`), for at most a heartbeat interval. Not with lease reads: a read
+        # released mid-flight would check its lease against the tick count of the round's
+        # start (ticks are not delivered mid-flight). Not for a group whose snapshot waits
+        # for the durable commit index to catch up with its applied index, or mid-flight
+        # applies could defer the snapshot for ever. Controller and Kafka groups (lock-step
+        # Readies) wait for the write.
         w.midflight = [
             g
             for g in self.groups.values()
