@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from quorumdb.raft import ConfState, MemoryStorage, Ready, Snapshot, Storage
+from quorumdb.raft import ConfState, MemoryStorage, Ready, Snapshot, Storage, StorageAppend
 
 
 class MemoryGroupLog:
@@ -14,7 +14,7 @@ class MemoryGroupLog:
     def storage(self) -> Storage:
         return self.mem
 
-    def stage(self, rd: Ready) -> object | None:
+    def stage(self, rd: Ready | StorageAppend) -> object | None:
         if rd.snapshot is not None:
             self.mem.apply_snapshot(rd.snapshot)
         if rd.entries:

@@ -35,6 +35,8 @@ from quorumdb.raft import (
     Rng,
     Snapshot,
     SnapshotMetadata,
+    StorageAppend,
+    StorageApply,
 )
 from quorumdb.raft.codec import decode_conf_change
 from quorumdb.raft.describe import (
@@ -44,6 +46,8 @@ from quorumdb.raft.describe import (
     describe_ready,
     describe_snapshot,
     describe_soft_state,
+    describe_storage_append,
+    describe_storage_apply,
     message_type_name,
 )
 from tests.datadriven import Arg, Directive
@@ -106,6 +110,9 @@ class _Node:
     applied: list[Entry] = field(default_factory=list)
     # (index, configuration) each time a conf change was applied, to snapshot at any index.
     conf_history: list[tuple[int, ConfState]] = field(default_factory=list)
+    # Asynchronous storage writes: the work queued for the append and apply "threads".
+    appends: list[StorageAppend] = field(default_factory=list)
+    applies: list[StorageApply] = field(default_factory=list)
 
     def applied_index(self) -> int:
         return self.applied[-1].index if self.applied else self.storage.snapshot_index()
@@ -213,6 +220,8 @@ class InteractionEnv:
             "tick-election": self._tick_election,
             "tick-heartbeat": self._tick_heartbeat,
             "process-ready": self._process_ready_cmd,
+            "process-append-thread": self._process_append_thread_cmd,
+            "process-apply-thread": self._process_apply_thread_cmd,
             "deliver-msgs": self._deliver_msgs,
             "stabilize": self._stabilize,
             "raft-log": self._raft_log,
@@ -304,6 +313,7 @@ class InteractionEnv:
             "max_inflight_msgs": a.opt_int("max-inflight", 256),
             "disable_proposal_forwarding": a.opt_bool("disable-proposal-forwarding", False),
             "step_down_on_removal": a.opt_bool("step-down-on-removal", True),
+            "async_storage_writes": a.opt_bool("async-storage-writes", False),
         }
         cs = ConfState(voters=tuple(voters), learners=tuple(learners))
         out: list[str] = []
@@ -408,6 +418,14 @@ class InteractionEnv:
         rd = raw.ready()
         out.append(f"  Ready MustSync={str(rd.must_sync).lower()}:")
         out += _indent(describe_ready(rd).split("\n"))
+        if n.config.async_storage_writes:
+            # Only the messages leave now; the storage work queues for its "thread".
+            self.queue.extend(rd.messages)
+            if rd.storage_append is not None:
+                n.appends.append(rd.storage_append)
+            if rd.storage_apply is not None:
+                n.applies.append(rd.storage_apply)
+            return out
         # Messages that promise nothing may leave at once; persist; then the durable acks.
         self.queue.extend(rd.messages)
         if rd.snapshot is not None:
@@ -417,18 +435,88 @@ class InteractionEnv:
         if rd.hard_state is not None:
             n.storage.set_hard_state(rd.hard_state)
         self.queue.extend(rd.persisted_messages)
-        if rd.snapshot is not None:
-            n.snapshot_data = rd.snapshot.data
+        out += self._apply(n, raw, rd.snapshot, rd.committed_entries)
+        raw.advance(rd)
+        return out
+
+    @staticmethod
+    def _apply(n: _Node, raw: RawNode, snap: Snapshot | None, entries: list[Entry]) -> list[str]:
+        out: list[str] = []
+        if snap is not None:
+            n.snapshot_data = snap.data
             n.applied = []
-            n.conf_history = [(rd.snapshot.metadata.index, rd.snapshot.metadata.conf_state)]
-        for e in rd.committed_entries:
+            n.conf_history = [(snap.metadata.index, snap.metadata.conf_state)]
+        for e in entries:
             if e.type == EntryType.CONF_CHANGE:
                 cs = raw.apply_conf_change(decode_conf_change(e.data))
                 n.conf_history.append((e.index, cs))
-                out.append(f"  {node_id} switched to configuration {raw.status().config}")
+                out.append(f"  {n.id} switched to configuration {raw.status().config}")
             n.applied.append(e)
-        raw.advance(rd)
         return out
+
+    def _process_append_thread_cmd(self, a: _Args) -> list[str]:
+        out: list[str] = []
+        for node_id in a.ids():
+            self._raw(a, node_id)
+            out += self._process_append_thread(node_id)
+        return out
+
+    def _process_append_thread(self, node_id: int) -> list[str]:
+        """Write every queued StorageAppend of `node_id` in order ("durably"), then release
+        its responses: to peers onto the queue, to the node itself stepped at once."""
+        n = self.nodes[node_id]
+        raw = n.raw
+        assert raw is not None
+        out = [f"> {node_id} processing append thread"]
+        if not n.appends:
+            return [*out, "  <no work>"]
+        work, n.appends = n.appends, []
+        for sa in work:
+            out += _indent(describe_storage_append(sa))
+            if sa.snapshot is not None:
+                n.storage.apply_snapshot(sa.snapshot)
+            if sa.entries:
+                n.storage.append(sa.entries)
+            if sa.hard_state is not None:
+                n.storage.set_hard_state(sa.hard_state)
+        for sa in work:
+            for m in sa.responses:
+                if m.to == node_id:
+                    out += self._step_response(raw, m)
+                else:
+                    self.queue.append(m)
+        return out
+
+    def _process_apply_thread_cmd(self, a: _Args) -> list[str]:
+        out: list[str] = []
+        for node_id in a.ids():
+            self._raw(a, node_id)
+            out += self._process_apply_thread(node_id)
+        return out
+
+    def _process_apply_thread(self, node_id: int) -> list[str]:
+        """Apply every queued StorageApply of `node_id` in order, stepping its responses."""
+        n = self.nodes[node_id]
+        raw = n.raw
+        assert raw is not None
+        out = [f"> {node_id} processing apply thread"]
+        if not n.applies:
+            return [*out, "  <no work>"]
+        work, n.applies = n.applies, []
+        for sa in work:
+            out += _indent(describe_storage_apply(sa))
+            out += self._apply(n, raw, sa.snapshot, sa.entries)
+            for m in sa.responses:
+                out += self._step_response(raw, m)
+        return out
+
+    @staticmethod
+    def _step_response(raw: RawNode, m: Message) -> list[str]:
+        try:
+            raw.step(m)
+        except RaftError as e:
+            return [f"  error: {type(e).__name__}: {e}"]
+        return []
 
     def _deliver_msgs(self, a: _Args) -> list[str]:
         drop = a.opt_ints("drop") or []
@@ -480,6 +568,14 @@ class InteractionEnv:
                 assert raw is not None
                 if raw.has_ready():
                     out += self._process_ready(node_id)
+                    busy = True
+            for node_id in live:
+                n = self.nodes[node_id]
+                if n.appends:
+                    out += self._process_append_thread(node_id)
+                    busy = True
+                if n.applies:
+                    out += self._process_apply_thread(node_id)
                     busy = True
             for node_id in ids:
                 got = self._deliver(node_id, lambda m, i=node_id: m.to == i)
@@ -536,7 +632,9 @@ class InteractionEnv:
         """Stop a node: what it did not persist is lost, and so are messages in flight to it."""
         for node_id in a.ids():
             self._raw(a, node_id)
-            self.nodes[node_id].raw = None
+            n = self.nodes[node_id]
+            n.raw = None
+            n.appends, n.applies = [], []  # unwritten storage work is lost with the node
             self.queue = [m for m in self.queue if m.to != node_id]
         return []
 

@@ -4,7 +4,6 @@ followers' progress, and whether messages wait."""
 
 from __future__ import annotations
 
-from quorumdb.raft import MessageType
 from quorumdb.raft.testing import Cluster
 
 
@@ -24,16 +23,3 @@ def test_a_leader_reports_its_term_log_and_followers() -> None:
     assert [i for i, _ in progresses] == [1, 2, 3]
     assert all(pr.match == 3 for _, pr in progresses)
     assert c.nodes[2].term == lead.term
-
-
-def test_has_messages_says_whether_take_messages_has_some() -> None:
-    c = Cluster([1, 2, 3], seed=1)
-    c.campaign(1)
-    c.stabilize()
-    lead = c.nodes[1]
-    assert not lead.has_messages()
-    lead.propose(b"a")
-    assert lead.has_messages()
-    msgs = lead.take_messages()
-    assert {m.type for m in msgs} == {MessageType.APP}
-    assert not lead.has_messages()

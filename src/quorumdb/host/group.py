@@ -25,8 +25,12 @@ from quorumdb.raft import (
     RaftError,
     RawNode,
     Ready,
+    Snapshot,
+    StorageAppend,
+    StorageApply,
 )
 from quorumdb.raft.codec import decode_conf_change
+from quorumdb.raft.messages import is_storage_response
 
 __all__ = ["Group", "GroupStats"]
 
@@ -79,6 +83,10 @@ class Group:
     on_conf_change: Callable[[ConfState], None] | None = None
     # Observers of every entry applied, in order (the simulator's safety checker).
     on_applied: Callable[[Entry], None] | None = None
+    # Asynchronous storage writes (KV shards): the core's storage work not yet done, in
+    # order: appends for the next WAL write, applies waiting for the current one to end.
+    appends: list[StorageAppend] = field(default_factory=list)
+    applies: list[StorageApply] = field(default_factory=list)
 
     # -- requests (called by the API side) -----------------------------------------------
 
@@ -124,6 +132,8 @@ class Group:
         if self.inbox:
             msgs, self.inbox = self.inbox, []
             for m in msgs:
+                if is_storage_response(m.type):
+                    continue  # only this node's driver may say what is durable here
                 # e.g. a response from a node that left the configuration
                 with contextlib.suppress(RaftError):
                     raw.step(m)
@@ -177,20 +187,35 @@ class Group:
 
     def apply(self, rd: Ready) -> None:
         """Apply a Ready's snapshot and committed entries; answer writes and reads."""
+        self.take(rd)
+        self._apply(rd.snapshot, rd.committed_entries)
+
+    def take(self, rd: Ready) -> None:
+        """Note a Ready's leader and read states (reads are served once applied)."""
         if rd.soft_state is not None and rd.soft_state.lead != self.last_lead:
             self.last_lead = rd.soft_state.lead
             self.stats.leader_changes += 1
-        if rd.snapshot is not None:
-            self.sm.restore(rd.snapshot.data)
-            self.conf_state = rd.snapshot.metadata.conf_state
-            self.snapshot_index = rd.snapshot.metadata.index
-            self.bytes_since_snapshot = 0
-            self.stats.snapshots_installed += 1
-        self.apply_entries(rd.committed_entries)
         for rs in rd.read_states:
             read = self.reads.pop(rs.request_ctx, None)
             if read is not None:
                 self.waiting_reads.append((rs.index, read))
+        if self.waiting_reads:
+            self._serve_reads()
+
+    def apply_storage(self, work: StorageApply) -> None:
+        """Do the core's apply work (committed entries durable here), then tell the core."""
+        self._apply(work.snapshot, work.entries)
+        for m in work.responses:
+            self.raw.step(m)
+
+    def _apply(self, snapshot: Snapshot | None, entries: list[Entry]) -> None:
+        if snapshot is not None:
+            self.sm.restore(snapshot.data)
+            self.conf_state = snapshot.metadata.conf_state
+            self.snapshot_index = snapshot.metadata.index
+            self.bytes_since_snapshot = 0
+            self.stats.snapshots_installed += 1
+        self.apply_entries(entries)
         if self.waiting_reads:
             self._serve_reads()
 
@@ -229,8 +254,8 @@ class Group:
         """While this node's WAL write runs: step the leader-side responses in the inbox
         (append and heartbeat acks: they move the commit index) and, on a leader, the queued
         proposals (their appends go out to followers at once); the rest waits for the next
-        round. Then apply what `take_committed` allows. Returns whether the core produced
-        messages to send (see `RawNode.take_messages`)."""
+        round. Returns whether the core has a Ready (messages to send, entries reported
+        durable that are now committed, a commit index to persist)."""
         raw = self.raw
         if self.inbox:
             keep: list[Message] = []
@@ -244,14 +269,7 @@ class Group:
         # (Not proposals that wait for their own persistence: they belong to a Ready.)
         if self.proposals and raw.is_leader and all(p.persisted is None for p in self.proposals):
             self._propose()
-        ents = raw.take_committed()
-        if ents:
-            self.apply_entries(ents)
-            raw.applied(ents)
-            self.stats.midflight_applied += len(ents)
-            if self.waiting_reads:
-                self._serve_reads()
-        return raw.has_messages()
+        return raw.has_ready()
 
     def _serve_reads(self) -> None:
         applied = self.sm.applied

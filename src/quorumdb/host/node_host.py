@@ -18,13 +18,26 @@ so batches grow exactly when the disk is the bottleneck. A round with nothing to
 a commit index, say) writes inline.
 
 The fsync does not idle the node (etcd's node steps messages and proposals between a Ready
-and its Advance too): while it runs, groups whose committed entries were persisted by
-earlier rounds apply them and answer their clients at once; and, for up to a heartbeat
-interval, KV groups step arriving append acks and new proposals each time `pump` is called,
-send the appends and commit indexes that produces, and apply newly committed entries that
-are durable here (`RawNode.take_committed`). What promises durability (acks, votes) still
-waits for the write. After the interval a leader goes quiet until its write returns, so
-that a stalled disk costs it its leadership rather than the group its availability.
+and its Advance too), and the work it does meanwhile goes through the core's one output
+channel: KV shards run the core with asynchronous storage writes (`raft.ready`), so their
+Readies carry a StorageAppend (written by the next WAL write; its acks, votes and
+MsgStorageAppendResp are released or stepped back once that write is durable) and a
+StorageApply (committed entries the core knows durable here). The StorageApply is done at
+once, even while a write runs; and, for up to a heartbeat interval, KV shards step arriving
+append acks and new proposals each time `pump` is called, take the Ready that produces, send
+its messages, do its StorageApply and queue its StorageAppend for the next write. After the
+interval a leader goes quiet until its write returns, so that a stalled disk costs it its
+leadership rather than the group its availability. The controller and Kafka groups run
+lock-step (Ready, persist, apply, advance) and wait for the write.
+
+When the mid-flight path runs: acks for entries of an *earlier* write must arrive while a
+*later* write is outstanding. A node that leads one shard and follows another writes almost
+continuously (the other leader's appends keep its WAL busy), so acks for its own entries
+land during its next write: hundreds of entries apply mid-flight. A node that leads every
+busy shard writes only its own proposals; under closed-loop clients its next write starts
+only after the acks for the previous one came in (they commit and answer the clients who
+then send more), so the path never runs. Leadership is settled by the first elections and,
+without faults, kept for the cluster's life: hence "hundreds of times or never".
 
 Groups: group 0 is the controller (cluster metadata, including the members and their
 addresses, which the host learns from it: `host.state_machine.ControllerStateMachine`),
@@ -41,6 +54,7 @@ Requests are answered through `host.pending.Pending`; a write is given up
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 from collections.abc import Callable, Iterable
@@ -66,11 +80,14 @@ from quorumdb.raft import (
     EntryType,
     PlantedBug,
     ProposalDroppedError,
+    RaftError,
     RawNode,
     ReadOnlyOption,
     Ready,
     Rng,
     StateType,
+    StorageAppend,
+    StorageApply,
 )
 
 __all__ = ["CONTROLLER_GROUP", "InjectedFailureError", "NodeHost"]
@@ -92,21 +109,27 @@ class InjectedFailureError(QuorumError):
 
 
 class _Write:
-    """The round whose WAL write the syncer is running."""
+    """The round whose WAL write the syncer is running (or, inline, has just run)."""
 
-    __slots__ = ("early", "midflight", "readies", "window_end")
+    __slots__ = ("appends", "lead_before", "midflight", "readies", "released", "window_end")
 
     def __init__(
         self,
         readies: list[tuple[Group, Ready]],
-        early: dict[int, int],
+        appends: list[tuple[Group, StorageAppend]],
         midflight: list[Group],
         window_end: float,
     ) -> None:
         self.readies = readies
-        self.early = early
+        self.appends = appends  # the KV shards' storage appends in this write, in order
         self.midflight = midflight
         self.window_end = window_end
+        self.released = False  # the appends' own responses were stepped (a planted bug)
+        self.lead_before: dict[int, int] = {}  # KV shards: the leader before their Ready
+
+    def entries(self) -> int:
+        n = sum(len(rd.entries) for _, rd in self.readies)
+        return n + sum(len(sa.entries) for _, sa in self.appends)
 
 
 class NodeHost:
@@ -198,6 +221,9 @@ class NodeHost:
             # batches could be 256 MiB per group.
             max_inflight_bytes=_INFLIGHT_BYTES_MAX,
             planted_bugs=self.planted_bugs,
+            # KV shards overlap work with the WAL's fsync through the core's storage
+            # records (`raft.ready`); the controller and Kafka groups run lock-step.
+            async_storage_writes=gid != CONTROLLER_GROUP and sm.applies_midflight,
         )
         raw = RawNode(raft_cfg, glog.storage, Rng(self.env.rng.randrange))
         hs, cs = glog.storage.initial_state()
@@ -397,19 +423,34 @@ class NodeHost:
         for g in self.groups.values():
             g.feed(ticks)
         readies = [(g, g.raw.ready()) for g in self.groups.values() if g.raw.has_ready()]
-        if not readies:
+        # KV shards (asynchronous storage writes) may also have appends queued by the work
+        # done during the previous write; they go first into this one.
+        appends = [(g, sa) for g in self.groups.values() for sa in g.appends]
+        if not readies and not appends:
             self._round_ended()
             return
         # The order of `raft.ready.effects()`, split at Persist so that the Persist step of
         # every group shares one WAL write: early sends, persist (all groups, one fdatasync),
-        # then sends that promise durability, apply, advance.
+        # then sends that promise durability, apply, advance. A KV shard's Ready carries its
+        # Persist step as a StorageAppend and its Apply step as a StorageApply (`raft.ready`).
         send = self.env.network.send
+        w = _Write(readies, appends, [], 0.0)  # `appends` grows below: this round's too
+        for g, rd in readies:
+            for m in rd.messages:
+                send(g.group_id, m)
+            if rd.storage_append is not None:
+                appends.append((g, rd.storage_append))
+            if g.raw.async_storage_writes:
+                w.lead_before[g.group_id] = g.last_lead
+                g.take(rd)
+                if rd.storage_apply is not None:
+                    # Committed entries the core knows durable here since an earlier write:
+                    # applied at once, whatever this write holds.
+                    self._take_apply(g, rd.storage_apply, writing=True)
         staged: list[object] = []
         sync = False
         ack_early = PlantedBug.ACK_BEFORE_SYNC in self.planted_bugs
         for g, rd in readies:
-            for m in rd.messages:
-                send(g.group_id, m)
             if ack_early:  # the planted driver bug: promise durability before the fsync
                 for m in rd.persisted_messages:
                     send(g.group_id, m)
@@ -418,61 +459,97 @@ class NodeHost:
                 if item is not None:
                     staged.append(item)
                 sync = sync or rd.must_sync
-        if not staged:
-            self._finish(readies, {})
-            return
-        if not (sync and self.config.fsync):
+        for g, sa in appends:
+            g.appends = []
+            if ack_early:
+                for m in sa.responses:
+                    if m.to != self.config.node_id:
+                        send(g.group_id, m)
+            if sa.needs_write():
+                item = self.logs[g.group_id].stage(sa)
+                if item is not None:
+                    staged.append(item)
+                sync = sync or sa.must_sync
+        if not staged or not (sync and self.config.fsync):
             # Nothing to fsync (e.g. only a new commit index): a write to the page cache
             # costs less than handing it to the syncer would.
-            self.fsync_s.observe(self._commit(staged, False))
-            self.batch_entries.observe(sum(len(rd.entries) for _, rd in readies))
-            self._finish(readies, {})
+            if staged:
+                self.fsync_s.observe(self._commit(staged, False))
+                self.batch_entries.observe(w.entries())
+            self._finish(w)
             return
-        # While the syncer runs the write: first apply the groups whose committed entries
-        # are all durable here already (persisted by earlier rounds), as `_early_apply`
-        # checks; then, each time `pump` is called, let the KV groups take append acks and
-        # new proposals, send what that produces and apply what commits
-        # (`Group.step_midflight`), for at most a heartbeat interval. Kafka groups wait for
-        # the next round.
-        early: dict[int, int] = {}
-        for g, rd in readies:
-            if _early_apply(g, rd):
-                early[g.group_id] = g.last_lead
-                g.apply(rd)
-        # Groups with committed entries still to apply after the write: nothing of theirs
-        # may be applied before those.
-        pending = {
-            g.group_id
-            for g, rd in readies
-            if (rd.committed_entries or rd.snapshot is not None) and g.group_id not in early
-        }
-        # Not with lease reads: a read released mid-flight would check its lease against
-        # the tick count of the round's start (ticks are not delivered mid-flight). Not
-        # for a group whose snapshot waits for the durable commit index to catch up with
-        # its applied index, or mid-flight applies could defer the snapshot for ever.
-        midflight = [
+        # While the syncer runs the write, each time `pump` is called, the KV shards take
+        # append acks and new proposals and do the work their next Readies carry
+        # (`_midflight`), for at most a heartbeat interval. Not with lease reads: a read
+        # released mid-flight would check its lease against the tick count of the round's
+        # start (ticks are not delivered mid-flight). Not for a group whose snapshot waits
+        # for the durable commit index to catch up with its applied index, or mid-flight
+        # applies could defer the snapshot for ever. Controller and Kafka groups (lock-step
+        # Readies) wait for the write.
+        w.midflight = [
             g
             for g in self.groups.values()
-            if g.group_id not in pending
-            and g.sm.applies_midflight
+            if g.raw.async_storage_writes
             and not g.snapshot_deferred
             and not self.config.lease_reads
         ]
         # Only for a heartbeat interval: a leader whose disk stalls must then go quiet, as
         # it would without this, so that its followers elect another leader rather than
         # keep hearing appends from one that cannot commit them.
-        window_end = self.env.clock.monotonic() + self._midflight_s
-        self._writing = _Write(readies, early, midflight, window_end)
+        w.window_end = self.env.clock.monotonic() + self._midflight_s
+        self._writing = w
         self.env.syncer.submit(lambda: self._commit(staged, True), self._on_written)
 
+    def _take_apply(self, g: Group, work: StorageApply, *, writing: bool) -> int:
+        """Apply `work` now if allowed, else queue it after the write; entries applied."""
+        if writing and (
+            g.applies
+            or work.snapshot is not None
+            or any(e.type == EntryType.CONF_CHANGE for e in work.entries)
+        ):
+            # In order behind what waits already; configuration changes and snapshots
+            # (which the host follows with membership work) wait for the round's end.
+            g.applies.append(work)
+            return 0
+        g.apply_storage(work)
+        return len(work.entries)
+
     def _midflight(self, w: _Write) -> None:
+        """While the round's write runs: the KV shards step acks and proposals, send what
+        that produces, apply what the core hands to the apply thread (committed and durable
+        here) and queue their new appends for the next write."""
         if self.env.clock.monotonic() > w.window_end:
             return
+        if PlantedBug.MIDFLIGHT_BEFORE_DURABLE in self.planted_bugs and not w.released:
+            # The planted host bug: tell the core that the write in progress is durable
+            # before its fsync returns, so that it commits and hands out for applying (and
+            # clients are answered) entries not yet durable here.
+            w.released = True
+            for g, sa in w.appends:
+                self._step_own(g, sa)
         send = self.env.network.send
         for g in w.midflight:
-            if g.step_midflight():
-                for m in g.raw.take_messages():
-                    send(g.group_id, m)
+            if not g.step_midflight():
+                continue
+            lead_before = g.last_lead
+            rd = g.raw.ready()
+            g.take(rd)
+            for m in rd.messages:
+                send(g.group_id, m)
+            if rd.storage_append is not None:
+                g.appends.append(rd.storage_append)
+            if rd.storage_apply is not None:
+                g.stats.midflight_applied += self._take_apply(g, rd.storage_apply, writing=True)
+            for hook in self.after_apply:
+                hook(g, rd, lead_before)
+
+    def _step_own(self, g: Group, sa: StorageAppend) -> None:
+        """Step the responses of a durable StorageAppend addressed to this node."""
+        me = self.config.node_id
+        for m in sa.responses:
+            if m.to == me:
+                with contextlib.suppress(RaftError):  # e.g. the group left meanwhile
+                    g.raw.step(m)
 
     def _on_written(self, outcome: float | BaseException) -> None:
         """The syncer finished the round's write: finish the round (on the host's thread)."""
@@ -482,35 +559,82 @@ class NodeHost:
         if isinstance(outcome, BaseException):
             raise outcome
         self.fsync_s.observe(outcome)
-        self.batch_entries.observe(sum(len(rd.entries) for _, rd in w.readies))
-        self._finish(w.readies, w.early)
+        self.batch_entries.observe(w.entries())
+        self._finish(w)
 
-    def _finish(self, readies: list[tuple[Group, Ready]], early: dict[int, int]) -> None:
+    def _finish(self, w: _Write) -> None:
         send = self.env.network.send
-        for g, rd in readies:
+        me = self.config.node_id
+        ack_early = PlantedBug.ACK_BEFORE_SYNC in self.planted_bugs
+        for g, sa in w.appends:
+            if self.groups.get(g.group_id) is not g:
+                continue
+            if not ack_early:
+                for m in sa.responses:
+                    if m.to != me:
+                        send(g.group_id, m)
+            if not w.released:
+                self._step_own(g, sa)
+        done: set[int] = set()
+        for g, rd in w.readies:
             if g.persist_waiters:
                 g.resolve_persisted()
             if self.groups.get(g.group_id) is not g:
                 continue  # removed while the controller applied (its topic was deleted)
-            if PlantedBug.ACK_BEFORE_SYNC not in self.planted_bugs:
-                for m in rd.persisted_messages:
-                    send(g.group_id, m)
-            lead_before = early.get(g.group_id)
-            if lead_before is None:
-                lead_before = g.last_lead
+            lead_before = w.lead_before.get(g.group_id, g.last_lead)
+            if g.raw.async_storage_writes:
+                self._finish_async(g)
+                done.add(g.group_id)
+            else:
+                if not ack_early:
+                    for m in rd.persisted_messages:
+                        send(g.group_id, m)
                 g.apply(rd)
-            g.raw.advance(rd)
+                g.raw.advance(rd)
             if rd.snapshot is not None and g.group_id == CONTROLLER_GROUP:
                 self._sync_members(g)
             for hook in self.after_apply:
                 hook(g, rd, lead_before)
-            g.snapshot_deferred = not self._maybe_snapshot(g, force=g.force_snapshot)
-            if not g.snapshot_deferred:
-                g.force_snapshot = False
+            self._after_round(g)
+        written = {g.group_id for g, _ in w.appends}
+        for gid, g in list(self.groups.items()):
+            # KV shards without a Ready this round: their acks were just stepped, or apply
+            # work (a configuration change) waited for the write.
+            if gid not in done and (gid in written or g.applies):
+                self._finish_async(g)
+                self._after_round(g)
         if self.rounds % _WAL_CHECK_ROUNDS == 0:
             self._relieve_wal()
         self._round_ended()
         self.env.wake()  # whatever queued meanwhile goes in the next round
+
+    def _finish_async(self, g: Group) -> None:
+        """After the write: a KV shard does the apply work that waited for it, then the
+        work its responses released at once (entries now durable and committed: the
+        lock-step Ready would have applied them in this round too); its new appends queue
+        for the next write."""
+        applies, g.applies = g.applies, []
+        for work in applies:
+            g.apply_storage(work)
+        if not g.raw.has_ready():
+            return
+        lead_before = g.last_lead
+        rd = g.raw.ready()
+        g.take(rd)
+        send = self.env.network.send
+        for m in rd.messages:
+            send(g.group_id, m)
+        if rd.storage_append is not None:
+            g.appends.append(rd.storage_append)
+        if rd.storage_apply is not None:
+            g.apply_storage(rd.storage_apply)
+        for hook in self.after_apply:
+            hook(g, rd, lead_before)
+
+    def _after_round(self, g: Group) -> None:
+        g.snapshot_deferred = not self._maybe_snapshot(g, force=g.force_snapshot)
+        if not g.snapshot_deferred:
+            g.force_snapshot = False
 
     def _round_ended(self) -> None:
         self.rounds += 1
@@ -730,18 +854,3 @@ def _time_out(g: Group, fut: Pending[Any], message: str) -> None:
     if not fut.done():
         g.forget(fut)
         fut.set_exception(ServiceUnavailableError(message))
-
-
-def _early_apply(g: Group, rd: Ready) -> bool:
-    """May `rd` be applied before its Persist step completes? Yes for a group whose state
-    machine `applies_midflight` (a KV group) and whose committed entries are all below the
-    entries this Ready persists (so durable here since an earlier round, and committed: on a
-    quorum) and hold no configuration change; never with a snapshot. Clients are answered
-    meanwhile, which is what a commit promises."""
-    committed = rd.committed_entries
-    if not committed or rd.snapshot is not None or not g.sm.applies_midflight:
-        return False
-    if rd.entries and committed[-1].index >= rd.entries[0].index:
-        return False
-    conf = EntryType.CONF_CHANGE
-    return all(e.type != conf for e in committed)

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from typing import Protocol
 
-from quorumdb.raft import ConfState, Ready, Snapshot, Storage
+from quorumdb.raft import ConfState, Ready, Snapshot, Storage, StorageAppend
 
 __all__ = ["GroupLog", "NodeLog"]
 
@@ -20,9 +20,10 @@ class GroupLog(Protocol):
     @property
     def storage(self) -> Storage: ...
 
-    def stage(self, rd: Ready) -> object | None:
-        """Make the Ready's snapshot, entries and hard state visible to `storage` and return
-        the item to put in the node's next WAL batch (None if there is nothing to write)."""
+    def stage(self, rd: Ready | StorageAppend) -> object | None:
+        """Make the snapshot, entries and hard state of a Ready (or of a StorageAppend, with
+        asynchronous storage writes) visible to `storage` and return the item to put in the
+        node's next WAL batch (None if there is nothing to write)."""
         ...
 
     def snapshot(self) -> Snapshot:

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from quorumdb.raft import ConfState, Ready, Snapshot, Storage
+from quorumdb.raft import ConfState, Ready, Snapshot, Storage, StorageAppend
 from quorumdb.storage.durable import DurableStorage
 from quorumdb.storage.fs import FileSystem, OsFileSystem
 from quorumdb.storage.snapshots import SnapshotStore
@@ -30,7 +30,7 @@ class WalGroupLog:
     def storage(self) -> Storage:
         return self._st
 
-    def stage(self, rd: Ready) -> object | None:
+    def stage(self, rd: Ready | StorageAppend) -> object | None:
         return self._st.persist(rd.entries, rd.hard_state, rd.snapshot)
 
     def snapshot(self) -> Snapshot:

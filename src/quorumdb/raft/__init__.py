@@ -39,7 +39,17 @@ from quorumdb.raft.messages import (
 )
 from quorumdb.raft.raw_node import RawNode, Status, encode_conf_change
 from quorumdb.raft.read_only import ReadOnlyOption
-from quorumdb.raft.ready import Advance, Apply, Effect, Persist, Ready, Send, effects
+from quorumdb.raft.ready import (
+    Advance,
+    Apply,
+    Effect,
+    Persist,
+    Ready,
+    Send,
+    StorageAppend,
+    StorageApply,
+    effects,
+)
 from quorumdb.raft.storage import MemoryStorage, Storage
 
 __all__ = [
@@ -81,6 +91,8 @@ __all__ = [
     "StepLocalMessageError",
     "StepPeerNotFoundError",
     "Storage",
+    "StorageAppend",
+    "StorageApply",
     "StorageError",
     "UnavailableError",
     "effects",

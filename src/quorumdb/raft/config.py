@@ -57,6 +57,9 @@ class Config:
     disable_proposal_forwarding: bool = False
     snapshot_chunk_bytes: int = 1 << 20
     step_down_on_removal: bool = True
+    # Local storage work as records in the Ready, acknowledged by stepping their responses
+    # back (see `raft.ready`): no `advance`, and Readies while earlier writes still run.
+    async_storage_writes: bool = False
     planted_bugs: frozenset[PlantedBug] = field(default_factory=frozenset)
 
     def validate(self) -> None:

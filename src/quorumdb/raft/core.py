@@ -10,7 +10,8 @@ Theory of operation (etcd-raft's raft.go; Raft paper §5, thesis §3-§6):
   toward heartbeats and its check-quorum deadline. There is no clock: time is ticks.
 - Output goes into two lists. `msgs` may be sent at once. `msgs_after_append` promise durability
   (vote grants, append acks, and the leader's self-ack of its own entries), so the driver sends
-  them only after persisting the Ready's entries and hard state (thesis §10.2.1).
+  them only after persisting the Ready's entries and hard state (thesis §10.2.1); with
+  asynchronous storage writes they are the responses of the Ready's StorageAppend.
 - The leader commits an index only when a quorum has it and it is from the leader's own term
   (§5.4.2); each term starts with a no-op entry so that earlier entries commit promptly.
 """

@@ -22,7 +22,7 @@ from quorumdb.raft.messages import (
     Snapshot,
     SoftState,
 )
-from quorumdb.raft.ready import Ready
+from quorumdb.raft.ready import Ready, StorageAppend, StorageApply
 
 __all__ = [
     "describe_conf_change",
@@ -33,6 +33,8 @@ __all__ = [
     "describe_ready",
     "describe_snapshot",
     "describe_soft_state",
+    "describe_storage_append",
+    "describe_storage_apply",
     "message_type_name",
 ]
 
@@ -56,6 +58,8 @@ _NAMES = {
     MessageType.READ_INDEX_RESP: "MsgReadIndexResp",
     MessageType.PRE_VOTE: "MsgPreVote",
     MessageType.PRE_VOTE_RESP: "MsgPreVoteResp",
+    MessageType.STORAGE_APPEND_RESP: "MsgStorageAppendResp",
+    MessageType.STORAGE_APPLY_RESP: "MsgStorageApplyResp",
 }
 
 
@@ -161,4 +165,39 @@ def describe_ready(rd: Ready) -> str:
     if rd.persisted_messages:
         lines.append("OnSync:")
         lines.extend("  " + describe_message(m) for m in rd.persisted_messages)
+    if rd.storage_append is not None:
+        lines.extend(describe_storage_append(rd.storage_append))
+    if rd.storage_apply is not None:
+        lines.extend(describe_storage_apply(rd.storage_apply))
     return "\n".join(lines)
+
+
+def describe_storage_append(sa: StorageAppend) -> list[str]:
+    """The append thread's work: what to write, and the responses released once durable."""
+    head = "StorageAppend"
+    if sa.must_sync:
+        head += " MustSync"
+    if sa.hard_state is not None:
+        head += " HardState " + describe_hard_state(sa.hard_state)
+    lines = [head + ":"]
+    if sa.snapshot is not None:
+        lines.append("  Snapshot " + describe_snapshot(sa.snapshot))
+    if sa.entries:
+        lines.append("  Entries:")
+        lines.extend("    " + describe_entry(e) for e in sa.entries)
+    lines.append("  Responses:")
+    lines.extend("    " + describe_message(m) for m in sa.responses)
+    return lines
+
+
+def describe_storage_apply(sa: StorageApply) -> list[str]:
+    """The apply thread's work: what to apply, and the response stepped back after."""
+    lines = ["StorageApply:"]
+    if sa.snapshot is not None:
+        lines.append("  Snapshot " + describe_snapshot(sa.snapshot))
+    if sa.entries:
+        lines.append("  Entries:")
+        lines.extend("    " + describe_entry(e) for e in sa.entries)
+    lines.append("  Responses:")
+    lines.extend("    " + describe_message(m) for m in sa.responses)
+    return lines

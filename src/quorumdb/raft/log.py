@@ -175,15 +175,27 @@ class RaftLog:
             return True
         return False
 
-    def has_next_committed_entries(self) -> bool:
-        return self.committed > self.applying and self.applying + 1 >= self.first_index()
+    def _max_appliable_index(self, allow_unstable: bool) -> int:
+        if allow_unstable:
+            return self.committed
+        # Only what the driver reported durable: below the unstable entries and snapshot.
+        if self.unstable.snapshot is not None:
+            return 0
+        return min(self.committed, self.unstable.offset - 1)
 
-    def next_committed_entries(self) -> list[Entry]:
-        """Committed entries not yet handed out for applying, size-limited."""
-        if not self.has_next_committed_entries():
+    def has_next_committed_entries(self, *, allow_unstable: bool = True) -> bool:
+        if self.committed <= self.applying:
+            return False
+        hi = self._max_appliable_index(allow_unstable)
+        return hi > self.applying and self.applying + 1 >= self.first_index()
+
+    def next_committed_entries(self, *, allow_unstable: bool = True) -> list[Entry]:
+        """Committed entries not yet handed out for applying, size-limited; with
+        `allow_unstable` false, only those the driver has reported durable here."""
+        if not self.has_next_committed_entries(allow_unstable=allow_unstable):
             return []
         lo = self.applying + 1
-        hi = self.committed + 1
+        hi = self._max_appliable_index(allow_unstable) + 1
         return self.slice(lo, hi, self.max_applying_bytes)
 
     def accept_applying(self, index: int) -> None:

@@ -2,9 +2,14 @@
 
 Theory of operation (after etcd's log_unstable.go): `entries[i]` has index `offset + i`. A
 snapshot, if present, precedes all of them. The driver takes them from `Ready`, writes them,
-and `advance()` calls `stable_to` / `stable_snap_to` so they move to `Storage`. A conflicting
-append truncates here; if it reaches below `offset`, the stable log is shadowed: storage's
-suffix will be overwritten when the driver persists the new entries.
+and `advance()` (or, with asynchronous storage writes, the `STORAGE_APPEND_RESP` the driver
+steps back once the write is durable) calls `stable_to` / `stable_snap_to` so they move to
+`Storage`. A conflicting append truncates here; if it reaches below `offset`, the stable log
+is shadowed: storage's suffix will be overwritten when the driver persists the new entries.
+
+Entries from `offset_in_progress` on (and the snapshot unless `snapshot_in_progress`) have not
+been handed to the driver yet; those before it were, and their write may still be running.
+A truncation below `offset_in_progress` hands the replacing entries out again.
 """
 
 from __future__ import annotations
@@ -15,12 +20,30 @@ __all__ = ["Unstable"]
 
 
 class Unstable:
-    __slots__ = ("entries", "offset", "snapshot")
+    __slots__ = ("entries", "offset", "offset_in_progress", "snapshot", "snapshot_in_progress")
 
     def __init__(self, offset: int) -> None:
         self.snapshot: Snapshot | None = None
         self.entries: list[Entry] = []
         self.offset = offset
+        self.offset_in_progress = offset
+        self.snapshot_in_progress = False
+
+    def next_entries(self) -> list[Entry]:
+        """Entries not yet handed to the driver for writing."""
+        return self.entries[self.offset_in_progress - self.offset :]
+
+    def has_next_entries(self) -> bool:
+        return self.offset_in_progress < self.offset + len(self.entries)
+
+    def next_snapshot(self) -> Snapshot | None:
+        """The snapshot, if not yet handed to the driver for writing."""
+        return None if self.snapshot_in_progress else self.snapshot
+
+    def accept_in_progress(self) -> None:
+        """Everything here has been handed to the driver (a Ready took it)."""
+        self.offset_in_progress = self.offset + len(self.entries)
+        self.snapshot_in_progress = self.snapshot is not None
 
     def maybe_first_index(self) -> int | None:
         if self.snapshot is not None:
@@ -52,15 +75,19 @@ class Unstable:
             return
         del self.entries[: index + 1 - self.offset]
         self.offset = index + 1
+        self.offset_in_progress = max(self.offset_in_progress, self.offset)
 
     def stable_snap_to(self, index: int) -> None:
         if self.snapshot is not None and self.snapshot.metadata.index == index:
             self.snapshot = None
+            self.snapshot_in_progress = False
 
     def restore(self, snap: Snapshot) -> None:
         self.offset = snap.metadata.index + 1
+        self.offset_in_progress = self.offset
         self.entries = []
         self.snapshot = snap
+        self.snapshot_in_progress = False
 
     def truncate_and_append(self, ents: list[Entry] | tuple[Entry, ...]) -> None:
         first = ents[0].index
@@ -74,6 +101,8 @@ class Unstable:
         else:
             del self.entries[first - self.offset :]
             self.entries.extend(ents)
+        # Replaced entries handed out earlier are written again (after the earlier write).
+        self.offset_in_progress = min(self.offset_in_progress, first)
 
     def slice(self, lo: int, hi: int) -> list[Entry]:
         assert self.offset <= lo <= hi <= self.offset + len(self.entries), (

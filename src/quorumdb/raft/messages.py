@@ -6,7 +6,10 @@ etcd-raft's: a `Message` has a `MessageType`, `HardState` is what must be durabl
 or an append is acknowledged, `ConfState` is the membership a snapshot carries.
 
 Local messages (`HUP`, `BEAT`, `CHECK_QUORUM`, `UNREACHABLE`) never leave the node and carry
-term 0; every other message carries the sender's term.
+term 0; every other message carries the sender's term. Storage responses
+(`STORAGE_APPEND_RESP`, `STORAGE_APPLY_RESP`) never leave the node either: the core hands them
+out inside a Ready's storage work (`raft.ready.StorageAppend`, `StorageApply`) and the driver
+steps them back once that work is done (asynchronous storage writes, etcd's MsgStorage*Resp).
 """
 
 from __future__ import annotations
@@ -35,6 +38,7 @@ __all__ = [
     "StateType",
     "is_local_message",
     "is_response_message",
+    "is_storage_response",
 ]
 
 NONE = 0
@@ -63,6 +67,9 @@ class MessageType(IntEnum):
     READ_INDEX_RESP = 16
     PRE_VOTE = 17
     PRE_VOTE_RESP = 18
+    # Asynchronous storage writes: local, from the driver back to its own node.
+    STORAGE_APPEND_RESP = 19  # the entries/snapshot up to `index`/`snapshot` are durable here
+    STORAGE_APPLY_RESP = 20  # the state machine applied `entries` (up to `index`)
 
 
 _LOCAL = frozenset(
@@ -79,6 +86,14 @@ _RESPONSES = frozenset(
         MessageType.PRE_VOTE_RESP,
     }
 )
+
+
+_STORAGE_RESPONSES = frozenset({MessageType.STORAGE_APPEND_RESP, MessageType.STORAGE_APPLY_RESP})
+
+
+def is_storage_response(t: MessageType) -> bool:
+    """True for the acknowledgements of storage work the driver steps back into its node."""
+    return t in _STORAGE_RESPONSES
 
 
 def is_local_message(t: MessageType) -> bool:

@@ -2,8 +2,10 @@
 
 Inputs: `tick()`, `step(message)`, `propose(data)`, `propose_conf_change(cc)`,
 `read_index(ctx)`, `transfer_leader(to)`, `campaign()`. Output: `ready()` returns a `Ready`
-(see `raft/ready.py` for the contract); `advance(ready)` says it was handled. Nothing here
-does I/O, reads a clock or draws randomness except through the injected `Rng`.
+(see `raft/ready.py` for the contract); `advance(ready)` says it was handled. With
+`Config.async_storage_writes` there is no `advance`: the driver steps back the responses of
+the Ready's `storage_append` and `storage_apply` as that work completes. Nothing here does
+I/O, reads a clock or draws randomness except through the injected `Rng`.
 """
 
 from __future__ import annotations
@@ -25,12 +27,15 @@ from quorumdb.raft.messages import (
     HardState,
     Message,
     MessageType,
+    Snapshot,
+    SnapshotChunk,
     SoftState,
     StateType,
     is_local_message,
     is_response_message,
+    is_storage_response,
 )
-from quorumdb.raft.ready import Ready
+from quorumdb.raft.ready import Ready, StorageAppend, StorageApply
 from quorumdb.raft.storage import Storage
 from quorumdb.raft.tracker import Progress
 
@@ -62,14 +67,26 @@ class Status:
 class RawNode:
     """A Raft node without I/O. Not thread-safe: one driver calls it from one thread."""
 
-    __slots__ = ("_number", "_pending_self", "_prev_hard", "_prev_soft", "raft")
+    __slots__ = (
+        "_async",
+        "_number",
+        "_pending_self",
+        "_prev_hard",
+        "_prev_soft",
+        "_snapshot_to_apply",
+        "raft",
+    )
 
     def __init__(self, config: Config, storage: Storage, rng: Rng) -> None:
         self.raft = _Raft(config, storage, rng)
+        self._async = config.async_storage_writes
         self._prev_soft = self.raft.soft_state()
         self._prev_hard = self.raft.hard_state()
         self._number = 0
         self._pending_self: list[Message] = []
+        # Asynchronous storage writes: a snapshot the driver reported durable, to be handed
+        # to the apply thread by the next Ready.
+        self._snapshot_to_apply: Snapshot | None = None
 
     # -- inputs ------------------------------------------------------------------------------
 
@@ -119,9 +136,17 @@ class RawNode:
             ProposalDroppedError: a proposal forwarded to this node, which cannot take it
                 (no longer leader, transfer in progress); drivers drop it, the client retries.
         """
+        r = self.raft
+        if is_storage_response(m.type):
+            if not self._async or m.from_ != r.id or m.to != r.id:
+                raise StepLocalMessageError(f"{m.type.name} only comes from this node's driver")
+            if m.type == MT.STORAGE_APPEND_RESP:
+                self._append_done(m)
+            else:
+                self._apply_done(m)
+            return
         if is_local_message(m.type):
             raise StepLocalMessageError(f"{m.type.name} is local-only")
-        r = self.raft
         if m.from_ not in r.trk.progress and is_response_message(m.type):
             raise StepPeerNotFoundError(f"response from unknown peer {m.from_}")
         r.step(m)
@@ -150,20 +175,37 @@ class RawNode:
     # -- output ------------------------------------------------------------------------------
 
     def has_ready(self) -> bool:
+        # Called for every group on every driver round: cheap tests first, no allocation.
         r = self.raft
-        return bool(
-            r.msgs
-            or r.msgs_after_append
-            or r.read_states
-            or r.raft_log.unstable.entries
-            or r.raft_log.has_next_unstable_snapshot()
-            or r.raft_log.has_next_committed_entries()
-            or r.soft_state() != self._prev_soft
-            or r.hard_state() != self._prev_hard
+        if r.msgs or r.msgs_after_append or r.read_states:
+            return True
+        log = r.raft_log
+        u = log.unstable
+        if self._async:
+            if (
+                u.has_next_entries()
+                or (u.snapshot is not None and not u.snapshot_in_progress)
+                or self._snapshot_to_apply is not None
+                or log.has_next_committed_entries(allow_unstable=False)
+            ):
+                return True
+        elif u.entries or u.snapshot is not None or log.has_next_committed_entries():
+            return True
+        soft, hard = self._prev_soft, self._prev_hard
+        return (
+            r.lead != soft.lead
+            or r.state != soft.raft_state
+            or r.term != hard.term
+            or r.vote != hard.vote
+            or log.committed != hard.commit
         )
 
     def ready(self) -> Ready:
-        """Collect the next batch of work. Call `advance` with it before the next `ready`."""
+        """Collect the next batch of work. In lock-step mode, call `advance` with it before
+        the next `ready`; with asynchronous storage writes, handle its storage records (see
+        `raft.ready`) and call `ready` again whenever `has_ready` says so."""
+        if self._async:
+            return self._ready_async()
         r = self.raft
         log = r.raft_log
         self._number += 1
@@ -196,12 +238,99 @@ class RawNode:
         r.read_states = []
         self._prev_soft = soft
         self._prev_hard = hard
+        log.unstable.accept_in_progress()
         if committed:
             log.accept_applying(committed[-1].index)
         return rd
 
+    def _ready_async(self) -> Ready:
+        r = self.raft
+        self._number += 1
+        soft = r.soft_state()
+        hard = r.hard_state()
+        hard_changed = hard != self._prev_hard
+        must_sync = hard.term != self._prev_hard.term or hard.vote != self._prev_hard.vote
+        append = self._storage_append(hard if hard_changed else None, must_sync)
+        rd = Ready(
+            number=self._number,
+            soft_state=soft if soft != self._prev_soft else None,
+            read_states=r.read_states,
+            entries=[],
+            committed_entries=[],
+            messages=r.msgs,
+            persisted_messages=[],
+            must_sync=append is not None and append.must_sync,
+            storage_append=append,
+            storage_apply=self._storage_apply(),
+        )
+        r.msgs = []
+        r.read_states = []
+        self._prev_soft = soft
+        self._prev_hard = hard
+        return rd
+
+    def _storage_append(self, hard: HardState | None, must_sync: bool) -> StorageAppend | None:
+        """The append thread's next work, or None; hands the unstable log out."""
+        r = self.raft
+        u = r.raft_log.unstable
+        entries = list(u.next_entries())
+        snapshot = u.next_snapshot()
+        if not (entries or snapshot is not None or hard is not None or r.msgs_after_append):
+            return None
+        # What the core learns once the write is durable: the last entry and snapshot written.
+        done = Message(type=MT.STORAGE_APPEND_RESP, to=r.id, from_=r.id)
+        if entries:
+            done = msgspec.structs.replace(done, index=entries[-1].index, log_term=entries[-1].term)
+        if snapshot is not None:
+            chunk = SnapshotChunk(metadata=snapshot.metadata, offset=0, data=b"", done=True)
+            done = msgspec.structs.replace(done, snapshot=chunk)
+        sa = StorageAppend(
+            hard_state=hard,
+            entries=entries,
+            snapshot=snapshot,
+            must_sync=must_sync or bool(entries) or snapshot is not None,
+            responses=[*r.msgs_after_append, done],
+        )
+        r.msgs_after_append = []
+        u.accept_in_progress()
+        return sa
+
+    def _storage_apply(self) -> StorageApply | None:
+        """The apply thread's next work, or None: a snapshot reported durable, then committed
+        entries reported durable here."""
+        r = self.raft
+        log = r.raft_log
+        snapshot, self._snapshot_to_apply = self._snapshot_to_apply, None
+        committed = log.next_committed_entries(allow_unstable=False)
+        if snapshot is None and not committed:
+            return None
+        index = committed[-1].index if committed else 0
+        if committed:
+            log.accept_applying(index)
+        done = Message(
+            type=MT.STORAGE_APPLY_RESP, to=r.id, from_=r.id, index=index, entries=committed
+        )
+        return StorageApply(snapshot=snapshot, entries=committed, responses=[done])
+
+    def _append_done(self, m: Message) -> None:
+        log = self.raft.raft_log
+        if m.snapshot is not None:
+            index = m.snapshot.metadata.index
+            if log.unstable.snapshot is not None and log.unstable.snapshot.metadata.index == index:
+                self._snapshot_to_apply = log.unstable.snapshot
+            log.stable_snap_to(index)
+        if m.index:
+            log.stable_to(m.index, m.log_term)
+
+    def _apply_done(self, m: Message) -> None:
+        if m.entries:
+            r = self.raft
+            r.applied_to(m.index)
+            r.reduce_uncommitted_size(m.entries)
+
     def advance(self, rd: Ready) -> None:
         """The driver persisted, sent and applied `rd` (in that order)."""
+        assert not self._async, "with async_storage_writes, step the storage responses instead"
         assert rd.number == self._number, f"advance({rd.number}) but last Ready was {self._number}"
         r = self.raft
         log = r.raft_log
@@ -216,47 +345,6 @@ class RawNode:
         if rd.committed_entries:
             r.applied_to(rd.committed_entries[-1].index)
             r.reduce_uncommitted_size(rd.committed_entries)
-
-    # -- between a Ready and its advance ------------------------------------------------------
-    #
-    # While the driver persists a Ready, it may keep stepping messages and proposals (etcd's
-    # node does: only Ready/Advance are lock-step). What that produces waits for the next
-    # Ready, except what these two hand out early: messages that promise nothing durable,
-    # and committed entries that are already stable here.
-
-    def take_messages(self) -> list[Message]:
-        """The messages that may be sent at once (`Ready.messages`) produced since the last
-        Ready; they will not be in the next one."""
-        r = self.raft
-        msgs, r.msgs = r.msgs, []
-        return msgs
-
-    def take_committed(self) -> list[Entry]:
-        """Committed entries not yet handed out that are stable here (persisted by a Ready
-        already advanced: below the unstable log), stopping before any configuration change
-        and never with a snapshot pending. The driver applies them, in order, before the
-        committed entries of any later Ready, then calls `applied(entries)`. Only valid when
-        every committed entry handed out before (in Readies) has been applied."""
-        log = self.raft.raft_log
-        if log.unstable.snapshot is not None or not log.has_next_committed_entries():
-            return []
-        stable_last = log.unstable.offset - 1
-        out: list[Entry] = []
-        conf = EntryType.CONF_CHANGE
-        for e in log.next_committed_entries():
-            if e.index > stable_last or e.type == conf:
-                break
-            out.append(e)
-        if out:
-            log.accept_applying(out[-1].index)
-        return out
-
-    def applied(self, entries: Sequence[Entry]) -> None:
-        """The driver applied `entries` from `take_committed`."""
-        if entries:
-            r = self.raft
-            r.applied_to(entries[-1].index)
-            r.reduce_uncommitted_size(entries)
 
     # -- inspection --------------------------------------------------------------------------
 
@@ -275,6 +363,11 @@ class RawNode:
             config=repr(r.trk.config),
             lead_transferee=r.lead_transferee,
         )
+
+    @property
+    def async_storage_writes(self) -> bool:
+        """Whether Readies carry storage records (no `advance`; see `raft.ready`)."""
+        return self._async
 
     @property
     def lead(self) -> int:
@@ -307,7 +400,3 @@ class RawNode:
     def term_of(self, index: int) -> int:
         """The term of this node's entry at `index`; 0 if compacted away or beyond the end."""
         return self.raft.raft_log.term(index)
-
-    def has_messages(self) -> bool:
-        """Whether messages wait to be sent (`take_messages` would return some)."""
-        return bool(self.raft.msgs)
