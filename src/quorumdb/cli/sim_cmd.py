@@ -236,16 +236,23 @@ def _summary(
 @click.option("--no-crash", is_flag=True, help="Do not crash nodes.")
 @click.option("--no-partition", is_flag=True, help="Do not partition the network.")
 @click.option(
+    "--kafka",
+    is_flag=True,
+    help="Also run a Kafka topic with idempotent producers and consumers, checked for delivery.",
+)
+@click.option(
     "--jobs",
     type=click.IntRange(min=1, max=256),
     default=None,
     help="Worker processes (default: one per CPU).",
 )
 def host_cmd(
+    *,
     seed_spec: str,
     bugs: tuple[str, ...],
     no_crash: bool,
     no_partition: bool,
+    kafka: bool,
     jobs: int | None,
 ) -> None:
     """Simulate a cluster of the real node (NodeHost: controller, KV shards, WAL, snapshots)
@@ -256,13 +263,19 @@ def host_cmd(
         raise UserError(str(exc), hint="e.g. --seeds 1-200") from None
     _, planted = _parse(None, bugs)
     options = [
-        HostSimOptions(seed=s, crash=not no_crash, partition=not no_partition, planted_bugs=planted)
+        HostSimOptions(
+            seed=s,
+            crash=not no_crash,
+            partition=not no_partition,
+            planted_bugs=planted,
+            kafka=kafka,
+        )
         for s in seeds
     ]
     console = Console()
     started = time.perf_counter()
     failed: list[HostSimResult] = []
-    ok_ops = midflight = 0
+    ok_ops = midflight = kafka_acked = 0
     with (
         Progress(
             TextColumn("[bold]host sim"),
@@ -278,6 +291,7 @@ def host_cmd(
         for result in pool.map(run_host_sim, options):
             ok_ops += result.ok_operations
             midflight += result.midflight_applied
+            kafka_acked += result.kafka_acked
             if not result.ok:
                 failed.append(result)
             progress.update(task, advance=1, failures=len(failed))
@@ -290,6 +304,7 @@ def host_cmd(
         ("failed", f"{len(failed):,}"),
         ("client operations ok", f"{ok_ops:,}"),
         ("entries applied mid-flight", f"{midflight:,}"),
+        *((("kafka records acknowledged", f"{kafka_acked:,}"),) if kafka else ()),
         ("wall seconds", f"{elapsed:,.1f}"),
         ("seeds per minute", f"{len(options) / elapsed * 60:,.0f}" if elapsed > 0 else "-"),
     ):
@@ -297,6 +312,7 @@ def host_cmd(
     console.print(table)
     for r in failed[:20]:
         bug_flags = "".join(f" --bug {b.value}" for b in sorted(planted, key=lambda b: b.value))
+        bug_flags += " --kafka" if kafka else ""
         console.print(f"[red]seed {r.seed}[/red]: ", end="")
         console.print(r.violations[0].splitlines()[0][:200], markup=False, highlight=False)
         console.print(

@@ -38,6 +38,7 @@ from quorumdb.kv.commands import Command, CommandKind
 from quorumdb.raft import Entry, PlantedBug, ProposalDroppedError, Ready
 from quorumdb.sim.clock import NodeClock
 from quorumdb.sim.host_node import DiskLatency, HostNode, sim_member
+from quorumdb.sim.kafka_workload import KafkaWorkload
 from quorumdb.sim.loop import EventLoop
 from quorumdb.sim.network import SimNet
 from quorumdb.sim.trace_log import logs_in_trace
@@ -72,6 +73,8 @@ class HostSimOptions:
     # Clients wait this long (uniform, µs) between operations, and start within `start_us`.
     think_us: tuple[int, int] = (1_000, 20_000)
     start_us: tuple[int, int] = (50_000, 100_000)
+    # A Kafka topic with producers and consumers on every node's backend (`sim.kafka_workload`).
+    kafka: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -84,6 +87,7 @@ class HostSimResult:
     midflight_applied: int
     crashes: int
     events: int
+    kafka_acked: int = 0  # records the Kafka workload's producers got acknowledged
 
     @property
     def ok(self) -> bool:
@@ -163,6 +167,7 @@ class HostSimulation:
                 planted_bugs=opts.planted_bugs,
             )
         self.clients = [_Client(self, 1_000 + c) for c in range(opts.clients)]
+        self.kafka = KafkaWorkload(self) if opts.kafka else None
         self.running = True
 
     # -- observation -------------------------------------------------------------------------
@@ -174,8 +179,11 @@ class HostSimulation:
     def _observe(self, node: HostNode) -> None:
         host = node.host
         assert host is not None
-        for g in host.groups.values():
-            self._watch(node.id, g)
+        if self.kafka is not None:
+            self.kafka.attach(node, self._watch)  # watches the partition groups too
+        else:
+            for g in host.groups.values():
+                self._watch(node.id, g)
         host.after_apply.append(
             lambda g, rd, lead_before: self._after_apply(node.id, g, rd, lead_before)
         )
@@ -377,11 +385,15 @@ class HostSimulation:
             node.start()
         for c in self.clients:
             self._schedule_client(c, _draw(self.rng, self.opts.start_us))
+        if self.kafka is not None:
+            self.kafka.start()
         self.loop.after(300_000, self._nemesis)
         self.loop.run_until(self.opts.duration_us)
         self.running = False
         self._heal_all()
         self._check_liveness()
+        if self.kafka is not None:
+            self.kafka.finish()
         self._check_history()
         midflight = sum(
             g.stats.midflight_applied
@@ -398,6 +410,7 @@ class HostSimulation:
             midflight_applied=midflight,
             crashes=self.crashes,
             events=self.loop.events,
+            kafka_acked=self.kafka.acked if self.kafka is not None else 0,
         )
 
     def _heal_all(self) -> None:
@@ -417,7 +430,10 @@ class HostSimulation:
         def leaders() -> bool:
             up = [n.host for n in self.nodes.values() if n.host is not None]
             gids = up[0].groups if up else {}
-            return bool(up) and all(any(h.groups[g].raw.is_leader for h in up) for g in gids)
+            return bool(up) and all(
+                any((hg := h.groups.get(g)) is not None and hg.raw.is_leader for h in up)
+                for g in gids
+            )
 
         self.loop.run_until(deadline, stop=leaders)
         if not leaders():
