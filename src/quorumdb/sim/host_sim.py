@@ -167,7 +167,18 @@ class HostSimulation:
                 planted_bugs=opts.planted_bugs,
             )
         self.clients = [_Client(self, 1_000 + c) for c in range(opts.clients)]
-        self.kafka = KafkaWorkload(self) if opts.kafka else None
+        self.kafka = (
+            KafkaWorkload(
+                loop=self.loop,
+                nodes=self.nodes,
+                rng=random.Random(self.rng.getrandbits(64)),
+                new_process=self.new_process,
+                violate=self._violate,
+                running=lambda: self.running,
+            )
+            if opts.kafka
+            else None
+        )
         self.running = True
 
     # -- observation -------------------------------------------------------------------------

@@ -30,9 +30,9 @@ from __future__ import annotations
 import random
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
-from quorumdb.check.kafka_delivery import check_delivery
+from quorumdb.check.kafka_delivery import AnomalyKind, check_delivery
 from quorumdb.check.kafka_history import KafkaHistoryError, kafka_history_from_events
 from quorumdb.host.group import Group
 from quorumdb.host.node_host import CONTROLLER_GROUP
@@ -47,9 +47,7 @@ from quorumdb.kv.node_service import NodeService
 from quorumdb.raft import Ready
 from quorumdb.sim.disk_fs import SimFileSystem
 from quorumdb.sim.host_node import HostNode
-
-if TYPE_CHECKING:
-    from quorumdb.sim.host_sim import HostSimulation
+from quorumdb.sim.loop import EventLoop
 
 __all__ = ["KafkaWorkload", "KafkaWorkloadOptions"]
 
@@ -63,6 +61,7 @@ _OUT_OF_RANGE_MAX = 20  # consecutive out-of-range fetches before the consumer r
 _FETCH_MAX_BYTES = 4096
 _FINAL_US = 5_000_000  # after the heal: time for every partition to serve its final read
 _FINDINGS_SHOWN = 5
+_STRICT = (AnomalyKind.UNREAD, AnomalyKind.UNSENT_READ)  # failures here (see `_check`)
 
 
 @dataclass(frozen=True, slots=True)
@@ -109,12 +108,28 @@ class _Send:
 class KafkaWorkload:
     """The Kafka side of a `HostSimulation` (see the module docstring)."""
 
-    def __init__(self, sim: HostSimulation, opts: KafkaWorkloadOptions | None = None) -> None:
-        self.sim = sim
+    def __init__(
+        self,
+        *,
+        loop: EventLoop,
+        nodes: dict[int, HostNode],
+        rng: random.Random,
+        new_process: Callable[[], int],
+        violate: Callable[[str], None],
+        running: Callable[[], bool],
+        opts: KafkaWorkloadOptions | None = None,
+    ) -> None:
+        """What it needs of the simulation: its event loop, its nodes, a seeded `rng` of
+        its own, fresh history process ids, where violations go, and whether clients still
+        run (False once the heal began)."""
+        self.loop = loop
+        self.nodes = nodes
+        self.rng = rng
+        self.new_process = new_process
+        self.violate = violate
+        self.running = running
         self.opts = opts or KafkaWorkloadOptions()
-        self.loop = sim.loop
-        self.rng = random.Random(sim.rng.getrandbits(64))
-        self.replication = self.rng.randint(min(2, len(sim.nodes)), len(sim.nodes))
+        self.replication = self.rng.randint(min(2, len(nodes)), len(nodes))
         self.events: list[dict[str, Any]] = []
         self.backends: dict[int, tuple[int, KafkaBackend]] = {}  # node -> (incarnation, it)
         self.leader_hint: dict[int, int] = {}  # partition -> the node last named its leader
@@ -149,14 +164,14 @@ class KafkaWorkload:
         host.after_apply.append(after_apply)
 
     def _backend(self, node_id: int) -> KafkaBackend | None:
-        node = self.sim.nodes[node_id]
+        node = self.nodes[node_id]
         got = self.backends.get(node_id)
         if got is None or node.host is None or got[0] != node.incarnation:
             return None
         return got[1]
 
     def _up(self) -> list[int]:
-        return [i for i in sorted(self.sim.nodes) if self._backend(i) is not None]
+        return [i for i in sorted(self.nodes) if self._backend(i) is not None]
 
     def _pick(self, partition: int | None = None) -> tuple[int, KafkaBackend] | None:
         """The node last named the partition's leader if it is up, else one at random."""
@@ -186,11 +201,11 @@ class KafkaWorkload:
     def start(self) -> None:
         self.loop.after(30_000, self._create_topic)
         for p in self.producers:
-            p.lanes = [self.sim.new_process() for _ in range(self.opts.batch_records[1])]
+            p.lanes = [self.new_process() for _ in range(self.opts.batch_records[1])]
             self.loop.after(self._think() + 200_000, self._produce, p)
         for _ in range(self.opts.consumers):
             c = _Consumer(
-                process=self.sim.new_process(),
+                process=self.new_process(),
                 positions=dict.fromkeys(range(self.opts.partitions), 0),
             )
             self.consumers.append(c)
@@ -201,7 +216,7 @@ class KafkaWorkload:
         return self.rng.randrange(lo, hi) if hi > lo else lo
 
     def _create_topic(self) -> None:
-        if self.topic_created or not self.sim.running:
+        if self.topic_created or not self.running():
             return
         picked = self._pick()
         if picked is None:
@@ -233,7 +248,7 @@ class KafkaWorkload:
     # -- producers -----------------------------------------------------------------------------
 
     def _produce(self, prod: _Producer) -> None:
-        if not self.sim.running:
+        if not self.running():
             return
         partition = self.rng.randrange(self.opts.partitions)
         lo, hi = self.opts.batch_records
@@ -340,7 +355,7 @@ class KafkaWorkload:
             tp = {"topic": TOPIC, "partition": send.partition, "value": value}
             self._record(process, kind, "send", tp)
             if kind == "info":
-                prod.lanes[i] = self.sim.new_process()
+                prod.lanes[i] = self.new_process()
         prod.epoch += 1
         prod.sequences.clear()
         self.loop.after(self._think(), self._produce, prod)
@@ -348,7 +363,7 @@ class KafkaWorkload:
     # -- consumers -----------------------------------------------------------------------------
 
     def _poll(self, c: _Consumer) -> None:
-        if not self.sim.running:
+        if not self.running():
             return
         partition = c.turn % self.opts.partitions
         c.turn += 1
@@ -407,7 +422,7 @@ class KafkaWorkload:
                         {"topic": TOPIC, "partition": partition, "offset": r.offset, "value": value}
                     )
         except (RemoteProtocolError, UnicodeDecodeError) as exc:
-            self.sim._violate(f"kafka: partition {partition} served a corrupt batch: {exc}")
+            self.violate(f"kafka: partition {partition} served a corrupt batch: {exc}")
         self.records_read += len(out)
         return out
 
@@ -415,16 +430,15 @@ class KafkaWorkload:
 
     def finish(self) -> None:
         """After the heal: read every partition to its end, then check the history."""
+        read_to_end = False
         if not self.topic_created:
-            self.sim._violate("kafka liveness: the topic was never created")
+            self.violate("kafka liveness: the topic was never created")
         else:
-            for partition in range(self.opts.partitions):
-                self._final_read(partition)
-        self._check()
+            read_to_end = all([self._final_read(p) for p in range(self.opts.partitions)])
+        self._check(read_to_end=read_to_end)
 
-    def _final_read(self, partition: int) -> None:
+    def _final_read(self, partition: int) -> bool:
         deadline = self.loop.now + _FINAL_US
-        process = self.sim.new_process()
         while self.loop.now < deadline:
             leader = self._leader_of(partition)
             if leader is None:
@@ -439,6 +453,7 @@ class KafkaWorkload:
             if now is None or now[2] is not g:
                 continue
             offset = 0
+            process = self.new_process()  # each pass reads from 0: a consumer of its own
             while True:
                 self._record(process, "invoke", "poll", None)
                 got = self._fetch_from(b, partition, offset)
@@ -447,9 +462,11 @@ class KafkaWorkload:
                     break
                 self._record(process, "ok", "poll", got)
                 if not got:
-                    return
+                    return True
                 offset = got[-1]["offset"] + 1
-        self.sim._violate(f"kafka liveness: partition {partition} was not read to its end")
+            self.loop.run_until(min(deadline, self.loop.now + 20_000))  # then start over
+        self.violate(f"kafka liveness: partition {partition} was not read to its end")
+        return False
 
     def _leader_of(self, partition: int) -> tuple[int, KafkaBackend, Group] | None:
         for node_id in self._up():
@@ -469,21 +486,27 @@ class KafkaWorkload:
         self.leader_hint[partition] = b.node_id
         return self._fetch(partition, offset)
 
-    def _check(self) -> None:
+    def _check(self, *, read_to_end: bool) -> None:
+        """The delivery check's failures are violations; so are its two kinds of information
+        once every partition was read to its end: an acknowledged record nobody read
+        (`unread`: the final read passed its offset, or the log ends before it) and a value
+        no producer sent (`unsent-read`: every producer's sends are in the history)."""
         try:
             history = kafka_history_from_events(self.events)
         except KafkaHistoryError as exc:
-            self.sim._violate(f"kafka: the workload recorded a malformed history: {exc}")
+            self.violate(f"kafka: the workload recorded a malformed history: {exc}")
             return
         result = check_delivery(history)
-        failures = result.failures
+        failures = [
+            f for f in result.findings if f.kind.is_failure or (read_to_end and f.kind in _STRICT)
+        ]
         for f in failures[:_FINDINGS_SHOWN]:
             seen = ", ".join(
                 f"{s.source.value} p{s.process} {s.value!r}@{s.offset}" for s in f.sightings[:4]
             )
-            self.sim._violate(
+            self.violate(
                 f"kafka delivery: {f.kind.value} on {f.topic_partition} "
                 f"value={f.value!r} offsets={list(f.offsets)[:6]} ({seen})"
             )
         if len(failures) > _FINDINGS_SHOWN:
-            self.sim._violate(f"kafka delivery: {len(failures) - _FINDINGS_SHOWN} more findings")
+            self.violate(f"kafka delivery: {len(failures) - _FINDINGS_SHOWN} more findings")
