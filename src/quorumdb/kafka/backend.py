@@ -21,6 +21,11 @@
 - Catching up: a replica that installed a partition snapshot (a manifest, not the data)
   fetches what it misses from a peer's segments (`kafka.catch_up`); meanwhile it does not
   take leadership from a complete replica, and hands it on if it gets it.
+- No event loop needed below the broker's requests: topics, partitions, leadership reports,
+  catch-up and coordinator loads run from the host's hooks; produce and topic creation are
+  sans-IO calls answering through a `Pending` (`submit_produce`, `submit_create_topic`),
+  which the async methods the broker awaits wrap. The simulator drives those directly
+  (`sim.kafka_workload`); only client-driven work (group stores, offsets, long polls) awaits.
 """
 
 from __future__ import annotations
@@ -112,7 +117,7 @@ class KafkaBackend:
         self._fs: FileSystem = fs if fs is not None else OsFileSystem()
         self._waiters: dict[int, list[asyncio.Future[None]]] = {}
         self._coordinators: dict[int, _Coordination] = {}  # KV shard -> its coordination
-        self._group_tasks: set[asyncio.Task[None]] = set()  # loads and stores in flight
+        self._group_tasks: set[asyncio.Task[None]] = set()  # group stores in flight
         self._retention_checked_ms = 0
         self._pending_records: dict[int, int] = {}  # proposed, not yet applied (acks=1)
         self._preferred: dict[int, int] = {}  # partition group -> its preferred leader
