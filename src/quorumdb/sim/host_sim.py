@@ -14,7 +14,9 @@ from the seed; the network duplicates messages (and loses some, with `loss`). Af
 - Raft's safety properties, per group, from every entry every node applied and every
   election it won (`check.raft_invariants`);
 - liveness after the heal: every group elects a leader and a write to each key completes;
-- no node failed (an exception out of the host is a bug: the node would stop).
+- no node failed (an exception out of the host is a bug: the node would stop);
+- with `kafka`, Kafka delivery over a topic's produce/fetch history (`sim.kafka_workload`:
+  every node runs the real Kafka backend; its partitions are Raft groups checked as above).
 
 A run is a pure function of its options: `HostSimResult.digest` fingerprints its events.
 """
