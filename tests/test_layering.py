@@ -112,7 +112,7 @@ ALLOWED: dict[str, set[str]] = {
     "kv": {"host", "raft", "errors", "aio"},
     "kafka": {"host", "kv", "raft", "storage", "errors", "aio"},
     "runtime": {"host", "kv", "kafka", "raft", "storage", "errors", "aio"},
-    "sim": {"host", "kv", "raft", "storage", "check", "errors"},
+    "sim": {"host", "kv", "kafka", "raft", "storage", "check", "errors"},
     "cli": {
         "host",
         "kv",

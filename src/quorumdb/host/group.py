@@ -191,14 +191,25 @@ class Group:
         self._apply(rd.snapshot, rd.committed_entries)
 
     def take(self, rd: Ready) -> None:
-        """Note a Ready's leader and read states (reads are served once applied)."""
-        if rd.soft_state is not None and rd.soft_state.lead != self.last_lead:
+        """Note a Ready's leader and read states (reads are served once applied).
+
+        When the leader changes, reads still waiting for their index fail at once
+        (retryable): the old leader will never answer them (a forwarded ReadIndex is lost
+        with it), and waiting for the request timeout would stall the client for nothing."""
+        changed = rd.soft_state is not None and rd.soft_state.lead != self.last_lead
+        if changed:
+            assert rd.soft_state is not None
             self.last_lead = rd.soft_state.lead
             self.stats.leader_changes += 1
         for rs in rd.read_states:
             read = self.reads.pop(rs.request_ctx, None)
             if read is not None:
                 self.waiting_reads.append((rs.index, read))
+        if changed and self.reads:
+            lost, self.reads = self.reads, {}
+            for fut in lost.values():
+                if not fut.done():
+                    fut.set_exception(ProposalDroppedError("the leader changed; retry the read"))
         if self.waiting_reads:
             self._serve_reads()
 

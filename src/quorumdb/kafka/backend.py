@@ -21,6 +21,11 @@
 - Catching up: a replica that installed a partition snapshot (a manifest, not the data)
   fetches what it misses from a peer's segments (`kafka.catch_up`); meanwhile it does not
   take leadership from a complete replica, and hands it on if it gets it.
+- No event loop needed below the broker's requests: topics, partitions, leadership reports,
+  catch-up and coordinator loads run from the host's hooks; produce and topic creation are
+  sans-IO calls answering through a `Pending` (`submit_produce`, `submit_create_topic`),
+  which the async methods the broker awaits wrap. The simulator drives those directly
+  (`sim.kafka_workload`); only client-driven work (group stores, offsets, long polls) awaits.
 """
 
 from __future__ import annotations
@@ -68,17 +73,18 @@ from quorumdb.kafka.partition import (
     PartitionStateMachine,
     ProduceEntry,
     ProduceResult,
+    decode_produce_entry,
     encode_produce_entry,
 )
 from quorumdb.kafka.protocol.errors import ErrorCode
-from quorumdb.kafka.protocol.records import iter_batches
+from quorumdb.kafka.protocol.records import iter_batches, patch_base_offset
 from quorumdb.kv.commands import Command, CommandKind, Outcome, Result
-from quorumdb.kv.node_kv import kv_state
+from quorumdb.kv.node_kv import kv_state, node_kv
 from quorumdb.kv.node_service import NodeService
 from quorumdb.kv.service import NotLeaderHereError, ServiceUnavailableError
-from quorumdb.raft import ProposalDroppedError, RawNode, Ready
+from quorumdb.raft import EntryType, PlantedBug, ProposalDroppedError, RawNode, Ready
 from quorumdb.raft.tracker import ProgressState
-from quorumdb.storage.fs import OsFileSystem
+from quorumdb.storage.fs import FileSystem, OsFileSystem
 from quorumdb.storage.partition_log import PartitionLog
 
 __all__ = ["KafkaBackend"]
@@ -100,16 +106,19 @@ _CHUNK_CHANNEL = "kafka.chunk"
 class KafkaBackend:
     """Implements `kafka.broker.BrokerBackend` on top of a `NodeHost`."""
 
-    def __init__(self, host: NodeHost, service: NodeService) -> None:
+    def __init__(
+        self, host: NodeHost, service: NodeService, *, fs: FileSystem | None = None
+    ) -> None:
+        """`fs`: where partition logs live (default: the OS's; the simulator's disk there)."""
         self.host = host
         self.service = service
         self.node_id = host.config.node_id
         self.cluster_id = host.config.cluster
         self._topics: dict[str, TopicInfo] = {}
-        self._fs = OsFileSystem()
+        self._fs: FileSystem = fs if fs is not None else OsFileSystem()
         self._waiters: dict[int, list[asyncio.Future[None]]] = {}
         self._coordinators: dict[int, _Coordination] = {}  # KV shard -> its coordination
-        self._group_tasks: set[asyncio.Task[None]] = set()  # loads and stores in flight
+        self._group_tasks: set[asyncio.Task[None]] = set()  # group stores in flight
         self._retention_checked_ms = 0
         self._pending_records: dict[int, int] = {}  # proposed, not yet applied (acks=1)
         self._preferred: dict[int, int] = {}  # partition group -> its preferred leader
@@ -261,8 +270,18 @@ class KafkaBackend:
             is_leader=raw.is_leader,
             replicas=info.replicas,
             isr=isr,
-            high_watermark=sm.high_watermark,
+            high_watermark=sm.high_watermark + self._records_above_commit(info.group),
             log_start_offset=sm.log_start_offset,
+        )
+
+    def _records_above_commit(self, group: int) -> int:
+        """0; with the planted bug KAFKA_ABOVE_COMMIT, the records it exposes."""
+        if PlantedBug.KAFKA_ABOVE_COMMIT not in self.host.planted_bugs:
+            return 0
+        return sum(
+            h.record_count
+            for r in self._above_commit(group)
+            for h in iter_batches(r, verify_crc=False)
         )
 
     def _isr(self, g: Group) -> tuple[int, ...]:
@@ -430,9 +449,12 @@ class KafkaBackend:
         self.catch_up.on_chunk(sender, chunk, self._hosted_partition(chunk.group), now)
         self._poll_catch_up(now)  # the next request goes out at once
 
-    async def create_topic(
+    def submit_create_topic(
         self, name: str, partitions: int, replication_factor: int, configs: dict[str, str]
-    ) -> None:
+    ) -> Pending[Result]:
+        """Propose the topic's record to the controller (from any node: a follower forwards
+        it); the answer is its result once applied here (CAS_FAILED: the topic exists).
+        Raises `TopicConfigError` for a bad name, count, factor or config."""
         validate_topic_name(name)
         checked = topic_configs(configs)
         members = sorted(self.host.groups[CONTROLLER_GROUP].conf_state.voters)
@@ -443,7 +465,14 @@ class KafkaBackend:
             value=encode_topic(replicas, checked),
             expected_revision=0,
         )
-        result = await self._controller_write(cmd)
+        return self._submit_controller_write(cmd)
+
+    async def create_topic(
+        self, name: str, partitions: int, replication_factor: int, configs: dict[str, str]
+    ) -> None:
+        result = await self._wait_controller(
+            self.submit_create_topic(name, partitions, replication_factor, configs)
+        )
         if result.outcome == Outcome.CAS_FAILED:
             raise FileExistsError(name)
         # Answer once every partition has a leader known here (reported by the nodes that
@@ -465,13 +494,17 @@ class KafkaBackend:
             Command(kind=CommandKind.DELETE, key=TOPIC_PREFIX + name.encode())
         )
 
-    async def _controller_write(self, cmd: Command) -> Result:
+    def _submit_controller_write(self, cmd: Command) -> Pending[Result]:
+        return node_kv(self.host).submit_write(self.host.groups[CONTROLLER_GROUP], cmd)
+
+    async def _wait_controller(self, p: Pending[Result]) -> Result:
         try:
-            return await self.service.write(
-                self.host.groups[CONTROLLER_GROUP], cmd, leader_only=False
-            )
-        except (NotLeaderHereError, ServiceUnavailableError, ProposalDroppedError) as exc:
+            return await wait(p)
+        except (ServiceUnavailableError, ProposalDroppedError) as exc:
             raise TimeoutError(str(exc)) from None
+
+    async def _controller_write(self, cmd: Command) -> Result:
+        return await self._wait_controller(self._submit_controller_write(cmd))
 
     async def allocate_producer_id(self) -> int:
         result = await self._controller_write(
@@ -481,9 +514,26 @@ class KafkaBackend:
 
     # -- produce and fetch -----------------------------------------------------------------------
 
-    async def produce(
-        self, group: int, records: bytes, *, acks: int, timeout_ms: int, log_append_time: bool
-    ) -> ProduceResult:
+    def submit_produce(
+        self,
+        group: int,
+        records: bytes,
+        *,
+        acks: int,
+        timeout_ms: int,
+        log_append_time: bool,
+    ) -> Pending[ProduceResult]:
+        """Propose one produce request's batches on partition group `group`, led here.
+
+        The answer: at once for acks=0; for acks=1 once this leader's own log has it durably
+        (unsafe, documented: a failover before the commit may drop it, the record loss the
+        kafka-acks lab shows), with the offset it gets if this leader stays leader; for
+        acks=all once the entry applies here (it is committed). It fails with LookupError if
+        the leader dropped the proposal, TimeoutError after `timeout_ms`.
+
+        Raises:
+            LookupError: this node does not lead `group`.
+        """
         g = self.host.groups.get(group)
         if g is None or not g.raw.is_leader:
             raise LookupError(group)
@@ -502,26 +552,38 @@ class KafkaBackend:
         fut = g.submit((client, seq), encode_produce_entry(entry), persisted)
         fut.add_done_callback(functools.partial(self._settled, g.group_id, count))
         self.host.env.wake()
-        try:
-            if acks == 0:
-                return ProduceResult(error=ErrorCode.NONE)
-            if persisted is not None:
-                # acks=1 (unsafe, documented): answer once our own log has it durably, with
-                # the offset it will get if this leader stays leader. A failover before the
-                # commit may drop it: that is the record loss the kafka-acks lab shows.
-                await asyncio.wait_for(wait(persisted), max(timeout_ms, 1) / 1000)
-                return ProduceResult(
-                    error=ErrorCode.NONE,
-                    base_offset=predicted,
-                    log_start_offset=self._partition_sm(group).log_start_offset,
+        answer: Pending[ProduceResult] = Pending()
+        if acks == 0:
+            answer.set_result(ProduceResult(error=ErrorCode.NONE))
+            return answer
+        if persisted is not None:
+
+            def durable_here(_: Pending[None]) -> None:
+                answer.set_result(
+                    ProduceResult(
+                        error=ErrorCode.NONE,
+                        base_offset=predicted,
+                        log_start_offset=self._partition_sm(group).log_start_offset,
+                    )
                 )
-            result: ProduceResult = await asyncio.wait_for(wait(fut), max(timeout_ms, 1) / 1000)
-        except TimeoutError:
-            g.forget(fut)
-            raise
-        except ProposalDroppedError:
-            raise LookupError(group) from None
-        return result
+
+            persisted.add_done_callback(durable_here)
+        else:
+            fut.add_done_callback(functools.partial(_relay_produce, answer))
+        cancel = self.host.env.timers.call_later(
+            max(timeout_ms, 1) / 1000, functools.partial(_produce_timed_out, g, fut, answer)
+        )
+        answer.add_done_callback(lambda _: cancel())
+        return answer
+
+    async def produce(
+        self, group: int, records: bytes, *, acks: int, timeout_ms: int, log_append_time: bool
+    ) -> ProduceResult:
+        return await wait(
+            self.submit_produce(
+                group, records, acks=acks, timeout_ms=timeout_ms, log_append_time=log_append_time
+            )
+        )
 
     def _predict(self, g: Group, count: int) -> int:
         """The offset the next proposal of `count` records gets if nothing fails."""
@@ -537,7 +599,49 @@ class KafkaBackend:
 
     def read(self, group: int, offset: int, max_bytes: int) -> bytes:
         sm = self._partition_sm(group)
+        if PlantedBug.KAFKA_ABOVE_COMMIT in self.host.planted_bugs:
+            return self._read_above_commit(group, sm, offset, max_bytes)
         return sm.read(offset, max_bytes)
+
+    def _read_above_commit(
+        self, group: int, sm: PartitionStateMachine, offset: int, max_bytes: int
+    ) -> bytes:
+        """The planted bug KAFKA_ABOVE_COMMIT: serve the local Raft log's produce entries
+        beyond what was applied (not committed yet) as if they were the partition's next
+        offsets, after the committed batches (tests and planted-bug sweeps only)."""
+        hw = sm.high_watermark
+        data = sm.read(offset, max_bytes) if offset < hw else b""
+        end = offset
+        for h in iter_batches(data, verify_crc=False):
+            end = h.base_offset + h.record_count
+        if end < hw:
+            return data  # the committed batches filled `max_bytes`
+        out = [data]
+        size = len(data)
+        base = hw
+        for records in self._above_commit(group):
+            buf = bytearray(records)
+            for h in iter_batches(buf, verify_crc=False):
+                if base + h.record_count > offset and size < max_bytes:
+                    patch_base_offset(buf, h.position, base)
+                    out.append(bytes(buf[h.position : h.end]))
+                    size += h.end - h.position
+                base += h.record_count
+        return b"".join(out)
+
+    def _above_commit(self, group: int) -> list[bytes]:
+        """The record batches of the produce entries in this node's Raft log of `group`
+        after the applied index (only the planted bug reads them)."""
+        g = self.host.groups[group]
+        lo = g.sm.applied + 1
+        last = g.raw.last_index()
+        if lo > last:
+            return []
+        out = []
+        for e in g.raw.log_entries(lo, last + 1):
+            if e.type == EntryType.NORMAL and e.data:
+                out.append(decode_produce_entry(e.data).records)
+        return out
 
     def _partition_sm(self, group: int) -> PartitionStateMachine:
         sm = self.host.groups[group].sm
@@ -651,16 +755,21 @@ class KafkaBackend:
         store = functools.partial(self._store_group, shard, term)
         c = _Coordination(term=term, coordinator=GroupCoordinator(id_tag, store))
         self._coordinators[shard.group_id] = c
-        self._spawn(self._load_groups(shard, c))
+        self._load_groups(shard, c)
         return c
 
-    async def _load_groups(self, shard: Group, c: _Coordination) -> None:
+    def _load_groups(self, shard: Group, c: _Coordination) -> None:
         """Load the shard's group records once every entry committed before this term is
         applied here (a read barrier: the leader has committed an entry of its term)."""
-        try:
-            await self.service.read_barrier(shard)
-        except (ServiceUnavailableError, NotLeaderHereError) as exc:
-            log.info("shard=%d term=%d: group records not loaded (%s)", shard.group_id, c.term, exc)
+        barrier = self.host.submit_read(shard)
+        barrier.add_done_callback(functools.partial(self._groups_readable, shard, c))
+
+    def _groups_readable(self, shard: Group, c: _Coordination, barrier: Pending[int]) -> None:
+        error = barrier.exception()
+        if error is not None:
+            log.info(
+                "shard=%d term=%d: group records not loaded (%s)", shard.group_id, c.term, error
+            )
             if self._coordinators.get(shard.group_id) is c:
                 del self._coordinators[shard.group_id]  # the next request starts over
             return
@@ -815,6 +924,24 @@ class KafkaBackend:
             info = json.loads(value)
             out[(topic, int(part))] = (int(info["offset"]), info.get("metadata"))
         return out
+
+
+def _relay_produce(answer: Pending[ProduceResult], applied: Pending[ProduceResult]) -> None:
+    error = applied.exception()
+    if error is None:
+        answer.set_result(applied.result())
+    elif isinstance(error, ProposalDroppedError):
+        answer.set_exception(LookupError(str(error)))
+    else:
+        answer.set_exception(error)
+
+
+def _produce_timed_out(g: Group, applied: Pending[Any], answer: Pending[ProduceResult]) -> None:
+    """The produce request's timeout passed: answer TimeoutError and stop waiting for its
+    entry (it may still apply later)."""
+    if not answer.done():
+        g.forget(applied)
+        answer.set_exception(TimeoutError())
 
 
 @dataclass(slots=True)

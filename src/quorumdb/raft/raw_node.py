@@ -400,3 +400,8 @@ class RawNode:
     def term_of(self, index: int) -> int:
         """The term of this node's entry at `index`; 0 if compacted away or beyond the end."""
         return self.raft.raft_log.term(index)
+
+    def log_entries(self, lo: int, hi: int, max_bytes: int = 1 << 62) -> list[Entry]:
+        """This node's log entries in [lo, hi), stable or not (inspection; may raise
+        CompactedError below the first index)."""
+        return self.raft.raft_log.slice(lo, hi, max_bytes)

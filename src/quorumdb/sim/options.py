@@ -88,6 +88,7 @@ class SimOptions:
     clients: int = 4
     keys: int = 3
     think_us: tuple[int, int] = (1_000, 20_000)  # between a client's operations (uniform)
+    kafka: bool = False  # a Kafka topic with producers and consumers (`sim.kafka_workload`)
     planted_bugs: frozenset[PlantedBug] = field(default_factory=frozenset)
 
     def describe(self) -> str:
@@ -99,6 +100,8 @@ class SimOptions:
             f"drift={self.drift_max:.3f} "
             f"disk={self.disk.base_us}+{self.disk.mean_extra_us}us"
         )
+        if self.kafka:
+            s += " kafka"
         if self.hunt_leader:
             s += " hunt_leader"
         if self.planted_bugs:
@@ -172,5 +175,6 @@ def swarm_options(
                 slow_us=rng.choice((40_000, 300_000)),
             ),
         )
-    # Drawn last, so that adding it left every other option of a seed as it was.
-    return replace(opts, wal_segment_bytes=rng.choice((16 << 10, 64 << 10, 256 << 10)))
+    # Drawn last, so that adding them left every other option of a seed as it was.
+    opts = replace(opts, wal_segment_bytes=rng.choice((16 << 10, 64 << 10, 256 << 10)))
+    return replace(opts, kafka=rng.random() < 0.4)

@@ -47,11 +47,12 @@ from quorumdb.kv.node_kv import kv_state, node_kv
 from quorumdb.raft import Entry, ProposalDroppedError, Ready
 from quorumdb.sim.clock import NodeClock
 from quorumdb.sim.host_node import HostNode, sim_member
+from quorumdb.sim.kafka_workload import KafkaWorkload
 from quorumdb.sim.loop import EventLoop
 from quorumdb.sim.membership import Membership
 from quorumdb.sim.nemesis import Nemesis
 from quorumdb.sim.network import SimNet
-from quorumdb.sim.options import SimOptions
+from quorumdb.sim.options import DiskLatency, SimOptions
 from quorumdb.sim.trace_log import logs_in_trace
 
 __all__ = ["SimResult", "Simulation", "run"]
@@ -130,14 +131,26 @@ class Simulation:
         self._reported: dict[int, int] = {}
         self.leaders_elected = 0
         self.nodes: dict[int, HostNode] = {}
+        self.running = True  # clients and faults run (until the heal)
         self._founders = {i: sim_member(i) for i in range(1, opts.nodes + 1)}
         for i in self._founders:
             self.new_node(i)
         self.membership = Membership(self, first_id=opts.nodes + 1)
         self.nemesis = Nemesis(self, opts, random.Random(f"{opts.seed}-nemesis"))
         self.clients = [_Client(self, 1_000 + c) for c in range(opts.clients)]
-        self.running = True
         self.heal_time: int | None = None
+        self.kafka = (
+            KafkaWorkload(
+                loop=self.loop,
+                nodes=self.nodes,
+                rng=random.Random(f"{opts.seed}-kafka"),
+                new_process=self.new_process,
+                violate=lambda message: self._violate("kafka-delivery", message),
+                running=lambda: self.running,
+            )
+            if opts.kafka
+            else None
+        )
 
     # -- the cluster ---------------------------------------------------------------------------
 
@@ -171,7 +184,7 @@ class Simulation:
                 offset_us=rng.randint(-offset, offset),
             ),
             rng=rng,
-            disk_latency=opts.disk,
+            disk_latency=opts.disk if self.running else DiskLatency(),
             on_started=self._observe,
             on_failed=self._node_failed,
             planted_bugs=opts.planted_bugs,
@@ -235,8 +248,11 @@ class Simulation:
     def _observe(self, node: HostNode) -> None:
         host = node.host
         assert host is not None
-        for g in host.groups.values():
-            self._watch(node.id, g)
+        if self.kafka is not None:
+            self.kafka.attach(node, self._watch)  # watches the partition groups too
+        else:
+            for g in host.groups.values():
+                self._watch(node.id, g)
         host.after_apply.append(
             lambda g, rd, lead_before: self._after_apply(node.id, g, rd, lead_before)
         )
@@ -417,12 +433,16 @@ class Simulation:
             self.restart(node.id)
         for c in self.clients:
             self._schedule_client(c, _draw(self.rng, (50_000, 100_000)))
+        if self.kafka is not None:
+            self.kafka.start()
         self.loop.after(300_000, self.nemesis.start)
         self.loop.run_until(opts.fault_phase_us, stop=lambda: bool(self.violations))
         if self.violations or self._exhausted():
             return
         self._heal()
         self._check_liveness()
+        if self.kafka is not None and not self.violations:
+            self.kafka.finish()
         if not self.violations:
             self._converge()
         self._exhausted()
@@ -448,6 +468,9 @@ class Simulation:
         net.duplicate = 0.0
         self.loop.trace("heal")
         for node in self.nodes.values():
+            # A slow disk heals too: a leader stalled in an fsync sends no heartbeats, so
+            # stalls longer than an election timeout keep moving leadership for ever.
+            node.disk_latency = DiskLatency()
             if node.retired or node.id in self.nemesis.corrupted:
                 continue
             if not node.up:
@@ -521,7 +544,10 @@ class Simulation:
             self.loop.run_until(self.loop.now + 10_000)
 
     def _check_logs(self) -> None:
-        for gid in self.group_ids():
+        """Log matching, per group, across the logs of the nodes that host it (Kafka
+        partitions included)."""
+        gids = sorted({gid for h in self._up_hosts() for gid in h.logs})
+        for gid in gids:
             logs: dict[int, list[LogEntry]] = {}
             for n in self.nodes.values():
                 if n.host is None or gid not in n.host.logs:
@@ -559,6 +585,7 @@ class Simulation:
             "ops_info": ops["info"],
             "midflight_applied": midflight,
             "membership_changes": self.membership.changes,
+            "kafka_acked": self.kafka.acked if self.kafka is not None else 0,
             **{f"nemesis_{k}": v for k, v in sorted(self.nemesis.counts.items())},
         }
         return SimResult(
