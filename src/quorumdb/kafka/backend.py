@@ -633,7 +633,7 @@ class KafkaBackend:
         """The record batches of the produce entries in this node's Raft log of `group`
         after the applied index (only the planted bug reads them)."""
         g = self.host.groups[group]
-        lo = g.sm.applied + 1
+        lo = max(g.sm.applied + 1, g.raw.first_index())
         last = g.raw.last_index()
         if lo > last:
             return []

@@ -103,6 +103,8 @@ class NodeKV:
         self.sessions = SessionPool(env.rng)
         # Called for every command the controller applies (the Kafka backend's topics).
         self.controller_observers: list[ControllerObserver] = []
+        # The planted bug: shards apply a retried command again (no session check).
+        self._dedupe = PlantedBug.SESSION_CHECK_DROPPED not in planted_bugs
         self.host = NodeHost(config, node_log, env, self, planted_bugs=planted_bugs)
 
     # -- host.state_machine.NodeStateMachines ------------------------------------------------
@@ -111,7 +113,7 @@ class NodeKV:
         return ControllerKV(on_member_record, self.controller_observers)
 
     def open_shard(self, group_id: int) -> KVStateMachine:
-        return KVStateMachine()
+        return KVStateMachine(dedupe=self._dedupe)
 
     # -- requests ------------------------------------------------------------------------------
 

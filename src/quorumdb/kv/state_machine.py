@@ -36,13 +36,19 @@ _decode_image = msgspec.msgpack.Decoder(_Image).decode
 
 
 class KVStateMachine:
-    __slots__ = ("_keys", "applied", "data", "observer", "sessions")
+    __slots__ = ("_keys", "applied", "data", "dedupe", "observer", "sessions")
 
     # In memory, and applying only answers clients: the host may apply it mid-flight.
     applies_midflight = True
 
-    def __init__(self, observer: Callable[[Command, Result], None] | None = None) -> None:
+    def __init__(
+        self, observer: Callable[[Command, Result], None] | None = None, *, dedupe: bool = True
+    ) -> None:
+        """`dedupe=False` is the planted bug `SESSION_CHECK_DROPPED` (tests only): a command
+        retried with the same (client, seq) applies again instead of being answered from
+        its session."""
         self.observer = observer
+        self.dedupe = dedupe
         self.data: dict[bytes, tuple[bytes, int]] = {}
         self._keys: list[bytes] = []  # sorted, for range scans
         self.sessions: OrderedDict[int, tuple[int, Result]] = OrderedDict()
@@ -62,7 +68,7 @@ class KVStateMachine:
         """Apply the command at log `index`; None if it is a stale duplicate (ignored)."""
         assert index > self.applied, f"apply index {index} after {self.applied}"
         self.applied = index
-        if cmd.client:
+        if cmd.client and self.dedupe:
             seen = self.sessions.get(cmd.client)
             if seen is not None:
                 if cmd.seq == seen[0]:

@@ -102,6 +102,9 @@ class HostNode:
         self._pump_due = False
         self.midflight_rounds = 0
         self.crash_in_sync = crash_in_sync
+        # A buggify site: called when the host applied (and answered) entries while its own
+        # WAL write was still in flight (the mid-flight path).
+        self.after_midflight: Callable[[], None] | None = None
         self.segment_bytes = segment_bytes
         self.paused_until = 0  # virtual time a paused process resumes at
         self.retired = False  # removed from the cluster for good
@@ -276,7 +279,13 @@ class HostNode:
         host = self._alive(incarnation)
         if host is not None:
             writing = host._writing is not None
-            self._guarded(host.pump)
+            if writing and self.after_midflight is not None:
+                before = _midflight_applied(host)
+                self._guarded(host.pump)
+                if self.host is host and _midflight_applied(host) > before:
+                    self.after_midflight()
+            else:
+                self._guarded(host.pump)
             if writing:
                 self.midflight_rounds += 1
 
@@ -304,3 +313,7 @@ class HostNode:
             self.incarnation += 1
             self.loop.trace(f"n{self.id} failed: {type(exc).__name__}: {exc}")
             self.on_failed(self, exc)
+
+
+def _midflight_applied(host: NodeHost) -> int:
+    return sum(g.stats.midflight_applied for g in host.groups.values())

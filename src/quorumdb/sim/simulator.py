@@ -128,6 +128,8 @@ class Simulation:
         self.history: list[dict[str, Any]] = []
         self._processes = 0
         self.checkers: dict[int, RaftSafetyChecker] = {}
+        # node -> group -> the last index it applied in its current incarnation
+        self._applied_max: dict[int, dict[int, int]] = {}
         self._reported: dict[int, int] = {}
         self.leaders_elected = 0
         self.nodes: dict[int, HostNode] = {}
@@ -191,6 +193,15 @@ class Simulation:
             crash_in_sync=self._maybe_crash_in_sync(node_id),
             segment_bytes=opts.wal_segment_bytes,
         )
+        p = opts.crash_after_commit
+        if p > 0:
+            # A buggify site: a node dies right after it answered clients from entries it
+            # applied while its own write of them may not be durable yet.
+            def after_midflight() -> None:
+                if self.rng.random() < 5 * p:
+                    self.loop.after(0, self.nemesis.crash_now, node_id)
+
+            node.after_midflight = after_midflight
         self.nodes[node_id] = node
         return node
 
@@ -208,7 +219,10 @@ class Simulation:
 
     def restart(self, node_id: int) -> None:
         node = self.nodes[node_id]
+        applied = self._applied_max.pop(node_id, {})
         node.start()
+        if node.host is not None:
+            self._check_applied_was_durable(node_id, node.host, applied)
         corrupted = node_id in self.nemesis.corrupted
         if node.up and corrupted:
             self._violate(
@@ -218,6 +232,25 @@ class Simulation:
             self._violate(
                 "recovery", f"n{node_id} refuses to start from an intact disk: {node.refused}"
             )
+
+    def _check_applied_was_durable(
+        self, node_id: int, host: NodeHost, applied: dict[int, int]
+    ) -> None:
+        """What a node applied before a crash, its disk must give back: a node applies (and
+        answers clients from) only entries durable in its own log, so recovery must reach
+        at least the last index it applied. (Raft needs a node's own acknowledgement of an
+        entry to mean it is on disk; the mid-flight path must not apply ahead of it.)"""
+        for gid, index in sorted(applied.items()):
+            glog = host.logs.get(gid)
+            if glog is None:
+                continue
+            recovered = glog.storage.last_index()
+            if recovered < index:
+                self._violate(
+                    "applied-durable",
+                    f"group {gid}: n{node_id} applied index {index} before its crash, but its "
+                    f"disk gave back the log only to {recovered}",
+                )
 
     def group_ids(self) -> list[int]:
         """The groups every node hosts: the controller and the KV shards."""
@@ -260,8 +293,11 @@ class Simulation:
     def _watch(self, node_id: int, g: Group) -> None:
         checker = self.checkers.setdefault(g.group_id, RaftSafetyChecker())
 
+        marks = self._applied_max.setdefault(node_id, {})
+
         def applied(e: Entry) -> None:
             checker.on_apply(node_id, e.index, e.term, e.data)
+            marks[g.group_id] = e.index
             self._collect(g.group_id, checker)
 
         g.on_applied = applied
