@@ -1,9 +1,11 @@
-"""The checks must be able to fail: each planted Raft bug is caught by the seed sweep.
+"""The checks must be able to fail: each planted bug is caught by the seed sweep.
 
-Each test sweeps swarm seeds 1, 2, ... with one `PlantedBug` switched on and stops at the
-first violation; it must come within `SEEDS_MAX` seeds and from a checker that can see that
-kind of bug. The seed that first caught each bug when this test was written is noted beside
-it (it moves whenever the simulator draws its random numbers differently).
+Each test sweeps swarm seeds 1, 2, ... with one `PlantedBug` switched on (every fault kind
+allowed: the simulator runs the real node) and stops at the first run a checker that can see
+that kind of bug flags; it must come within `SEEDS_MAX` seeds. A run flagged only by other
+checkers (say, Kafka's read-to-the-end liveness when a bug stalls reads) does not count. The
+first catching seed when this was written is noted beside each bug (seeds move whenever the
+simulator draws its random numbers differently); `bench/planted_bugs.py` prints the full table.
 """
 
 from __future__ import annotations
@@ -15,38 +17,28 @@ from quorumdb.sim.options import ALL_FAULTS
 from quorumdb.sim.sweep import SeedOutcome, run_seed
 
 SEEDS_MAX = 500
+_SAFETY = frozenset(
+    {"election-safety", "leader-completeness", "state-machine-safety", "log-matching"}
+)
 
 EXPECTED: dict[PlantedBug, tuple[frozenset[str], int]] = {
     # bug: (checkers that may catch it, first catching seed when written)
-    PlantedBug.COMMIT_PREVIOUS_TERM_BY_COUNT: (
-        frozenset({"leader-completeness", "state-machine-safety", "linearizability"}),
-        56,
-    ),
-    PlantedBug.VOTE_BEFORE_PERSIST: (
-        frozenset({"election-safety", "leader-completeness", "state-machine-safety"}),
-        170,
-    ),
-    PlantedBug.STALE_LOCAL_READS: (frozenset({"linearizability"}), 2),
-    PlantedBug.LEASE_WITHOUT_QUORUM: (frozenset({"linearizability"}), 38),
-    PlantedBug.APPEND_WITHOUT_PREV_TERM_CHECK: (
-        frozenset(
-            {"state-machine-safety", "log-matching", "leader-completeness", "invariant-assertion"}
-        ),
-        5,
-    ),
-    PlantedBug.ACK_BEFORE_SYNC: (
-        frozenset(
-            {"leader-completeness", "state-machine-safety", "election-safety", "linearizability"}
-        ),
-        26,
-    ),
+    PlantedBug.COMMIT_PREVIOUS_TERM_BY_COUNT: (_SAFETY | {"linearizability"}, 0),
+    PlantedBug.VOTE_BEFORE_PERSIST: (_SAFETY | {"linearizability"}, 162),
+    PlantedBug.STALE_LOCAL_READS: (frozenset({"linearizability"}), 1),
+    PlantedBug.LEASE_WITHOUT_QUORUM: (frozenset({"linearizability"}), 16),
+    PlantedBug.APPEND_WITHOUT_PREV_TERM_CHECK: (_SAFETY | {"node-failure"}, 17),
+    PlantedBug.ACK_BEFORE_SYNC: (_SAFETY | {"linearizability", "applied-durable"}, 15),
+    PlantedBug.MIDFLIGHT_BEFORE_DURABLE: (frozenset({"applied-durable", "linearizability"}), 14),
+    PlantedBug.KAFKA_ABOVE_COMMIT: (frozenset({"kafka-delivery"}), 5),
+    PlantedBug.SESSION_CHECK_DROPPED: (frozenset({"linearizability"}), 2),
 }
 
 
-def _first_failure(bug: PlantedBug) -> SeedOutcome | None:
+def _first_catch(bug: PlantedBug, checkers: frozenset[str]) -> SeedOutcome | None:
     for seed in range(1, SEEDS_MAX + 1):
         outcome = run_seed(seed, ALL_FAULTS, frozenset({bug}))
-        if not outcome.ok:
+        if set(outcome.caught_by) & checkers:
             return outcome
     return None
 
@@ -54,12 +46,8 @@ def _first_failure(bug: PlantedBug) -> SeedOutcome | None:
 @pytest.mark.parametrize("bug", list(PlantedBug), ids=lambda b: b.value)
 def test_sweep_catches_planted_bug(bug: PlantedBug) -> None:
     checkers, _first_seed_when_written = EXPECTED[bug]
-    caught = _first_failure(bug)
-    assert caught is not None, f"{bug.value}: not caught within {SEEDS_MAX} seeds"
-    assert set(caught.caught_by) & checkers, (
-        f"{bug.value} caught at seed {caught.seed} by {caught.caught_by}, "
-        f"expected one of {sorted(checkers)}: {caught.first_violation}"
-    )
+    caught = _first_catch(bug, checkers)
+    assert caught is not None, f"{bug.value}: not caught by {sorted(checkers)} in {SEEDS_MAX}"
 
 
 def test_every_planted_bug_has_an_expectation() -> None:

@@ -71,6 +71,9 @@ class NodeConfig:
     election_ticks: int = 15
     heartbeat_ticks: int = 3
     lease_reads: bool = False
+    # Raft's pre-vote (thesis §9.6): a partitioned node does not disrupt the cluster when it
+    # returns. On by default, as in etcd; the simulator turns it off in some seeds.
+    pre_vote: bool = True
     fsync: bool = True  # False only with --unsafe-no-fsync (labs); shown in status
     snapshot_entries: int = 10_000
     # Or this many bytes of entry data applied since the last snapshot, whichever comes
@@ -136,7 +139,7 @@ _INT_KEYS = (
     "num_partitions",
     "default_replication_factor",
 )
-_BOOL_KEYS = ("lease_reads", "fsync", "auto_create_topics_enable")
+_BOOL_KEYS = ("lease_reads", "pre_vote", "fsync", "auto_create_topics_enable")
 
 
 def node_config_from(raw: dict[str, Any], env: dict[str, str]) -> NodeConfig:
@@ -203,6 +206,7 @@ def render_config(config: NodeConfig) -> str:
         f"election_ticks = {config.election_ticks}",
         f"heartbeat_ticks = {config.heartbeat_ticks}",
         f"lease_reads = {str(config.lease_reads).lower()}",
+        f"pre_vote = {str(config.pre_vote).lower()}",
         f"fsync = {str(config.fsync).lower()}",
         f"snapshot_entries = {config.snapshot_entries}",
         f"snapshot_bytes = {config.snapshot_bytes}",

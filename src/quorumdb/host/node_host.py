@@ -211,7 +211,7 @@ class NodeHost:
             heartbeat_ticks=c.heartbeat_ticks,
             applied=snap.metadata.index,
             check_quorum=True,
-            pre_vote=True,
+            pre_vote=c.pre_vote,
             read_only_option=ReadOnlyOption.LEASE_BASED if c.lease_reads else ReadOnlyOption.SAFE,
             lease_drift_ticks=max(1, c.election_ticks // 5),
             max_size_per_msg=1 << 20,

@@ -98,6 +98,8 @@ _RETENTION_CHECK_MS = 5_000
 _TOPIC_SYNC_S_MAX = 1.0  # a Metadata request for an unknown topic waits at most this long
 _REPORT_INTERVAL_S = 0.5  # leadership reports go out at least this often...
 _REPORT_EXPIRE_S = 10.0  # ...and a node silent for this long is taken to be down
+_CATCH_UP_TIMEOUT_S = 3.0  # a segment fetch unanswered this long goes to the next peer
+_HAND_OFF_RETRY_S = 1.0  # a leader still missing data asks again to hand leadership on
 _LEADERS_CHANNEL = "kafka.leaders"
 _FETCH_CHANNEL = "kafka.fetch"
 _CHUNK_CHANNEL = "kafka.chunk"
@@ -127,7 +129,9 @@ class KafkaBackend:
         self._report_due = True
         self._reported_at = 0.0
         self._leader_waiters: list[asyncio.Future[None]] = []
-        self.catch_up = CatchUp(self._send_fetch)
+        # A request lost with a connection is retried elsewhere after `timeout_s`.
+        self.catch_up = CatchUp(self._send_fetch, timeout_s=_CATCH_UP_TIMEOUT_S)
+        self._handing_off: dict[int, tuple[int, float]] = {}  # group -> (term, asked at)
         self._catching_up: set[int] = set()  # hosted partition groups missing data
         service.kv.controller_observers.append(self._on_controller_command)
         host.after_apply.append(self._after_apply)
@@ -414,18 +418,22 @@ class KafkaBackend:
         return g.sm if g is not None and isinstance(g.sm, PartitionStateMachine) else None
 
     def _hand_off_incomplete(self, g: Group) -> None:
-        """A leader that still misses data hands leadership to a complete replica (once per
-        term): readers of the missing offsets would otherwise wait for the catch-up."""
+        """A leader that still misses data hands leadership to a complete replica (asking
+        again every `_HAND_OFF_RETRY_S` while it still leads: a transfer whose messages
+        were lost is abandoned after an election timeout): readers of the missing offsets
+        would otherwise wait for the catch-up."""
         raw = g.raw
-        if self._handed.get(g.group_id) == raw.term:
-            return
+        now = self.host.env.clock.monotonic()
+        asked = self._handing_off.get(g.group_id)
+        if asked is not None and asked[0] == raw.term and now - asked[1] < _HAND_OFF_RETRY_S:
+            return  # asked in this term: a transfer takes up to an election timeout
         for peer in sorted(g.conf_state.voters):
             if peer == self.node_id or self._board.catching_up(peer, g.group_id):
                 continue
             pr = g.raw.progress(peer)
             if pr is None or not pr.recent_active:
                 continue
-            self._handed[g.group_id] = raw.term
+            self._handing_off[g.group_id] = (raw.term, now)
             log.info("group=%d leader catching up: handing leadership to %d", g.group_id, peer)
             self.host.submit_action(g, functools.partial(RawNode.transfer_leader, transferee=peer))
             return

@@ -71,6 +71,7 @@ class SimOptions:
     election_ticks: int = 15
     heartbeat_ticks: int = 3
     lease_reads: bool = False
+    pre_vote: bool = True
     snapshot_entries: int = 40
     wal_segment_bytes: int = 256 << 10  # small, so that segments rotate and get deleted
     latency_min_us: int = 100
@@ -96,6 +97,7 @@ class SimOptions:
         s = (
             f"nodes={self.nodes} shards={self.shards} faults={faults} loss={self.loss:.2f} "
             f"dup={self.duplicate:.2f} fifo={self.fifo_links} lease={self.lease_reads} "
+            f"pre_vote={self.pre_vote} "
             f"snapshot_entries={self.snapshot_entries} segment={self.wal_segment_bytes} "
             f"drift={self.drift_max:.3f} "
             f"disk={self.disk.base_us}+{self.disk.mean_extra_us}us"
@@ -177,4 +179,5 @@ def swarm_options(
         )
     # Drawn last, so that adding them left every other option of a seed as it was.
     opts = replace(opts, wal_segment_bytes=rng.choice((16 << 10, 64 << 10, 256 << 10)))
-    return replace(opts, kafka=rng.random() < 0.4)
+    opts = replace(opts, kafka=rng.random() < 0.4)
+    return replace(opts, pre_vote=rng.random() < 0.8)

@@ -171,6 +171,7 @@ class Simulation:
             heartbeat_ticks=opts.heartbeat_ticks,
             snapshot_entries=opts.snapshot_entries,
             lease_reads=opts.lease_reads,
+            pre_vote=opts.pre_vote,
         )
         rng = random.Random(f"{opts.seed}-node-{node_id}")
         drift = opts.drift_max
