@@ -182,6 +182,8 @@ def _summary(console: Console, result: SimResult) -> None:
         "state-machine-safety",
         "log-matching",
         "linearizability",
+        "applied-durable",
+        "kafka-delivery",
         "liveness",
         "recovery",
         "node-failure",

@@ -37,7 +37,7 @@ from quorumdb.storage.records import CorruptRecordError, scan_records
 __all__ = ["WAL_DIR", "SimDisk"]
 
 WAL_DIR = "wal"
-"""Where a node keeps its WAL on its disk (`SimNode`, and the storage tests, put it there)."""
+"""Where a node keeps its WAL on its disk (`sim.host_node`, and the storage tests, put it there)."""
 
 
 class _File:

@@ -19,8 +19,10 @@ simulated environment (`host.env.Env`):
 
 Ticks come from the node's own clock. A crash drops the host (its memory) and crashes the
 disk; a restart builds a new host from what the disk kept, and a node whose recovery finds
-corruption stays down, as a real one must. An exception out of the host is a failure of the
-node (fail-stop) and of the run: the simulator reports it.
+corruption stays down, as a real one must. A pause (SIGSTOP) defers everything the process
+would do (ticks, timers, deliveries, the end of its WAL write) to the moment it resumes, in
+order. An exception out of the host is a failure of the node (fail-stop) and of the run:
+the simulator reports it.
 """
 
 from __future__ import annotations

@@ -106,7 +106,7 @@ class _Send:
 
 
 class KafkaWorkload:
-    """The Kafka side of a `HostSimulation` (see the module docstring)."""
+    """The Kafka side of a `sim.simulator.Simulation` (see the module docstring)."""
 
     def __init__(
         self,
