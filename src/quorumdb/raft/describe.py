@@ -179,20 +179,16 @@ def describe_storage_append(sa: StorageAppend) -> list[str]:
         head += " MustSync"
     if sa.hard_state is not None:
         head += " HardState " + describe_hard_state(sa.hard_state)
-    lines = [head + ":"]
-    if sa.snapshot is not None:
-        lines.append("  Snapshot " + describe_snapshot(sa.snapshot))
-    if sa.entries:
-        lines.append("  Entries:")
-        lines.extend("    " + describe_entry(e) for e in sa.entries)
-    lines.append("  Responses:")
-    lines.extend("    " + describe_message(m) for m in sa.responses)
-    return lines
+    return _describe_storage_work(head, sa)
 
 
 def describe_storage_apply(sa: StorageApply) -> list[str]:
     """The apply thread's work: what to apply, and the response stepped back after."""
-    lines = ["StorageApply:"]
+    return _describe_storage_work("StorageApply", sa)
+
+
+def _describe_storage_work(head: str, sa: StorageAppend | StorageApply) -> list[str]:
+    lines = [head + ":"]
     if sa.snapshot is not None:
         lines.append("  Snapshot " + describe_snapshot(sa.snapshot))
     if sa.entries:
