@@ -79,11 +79,12 @@ class HostNode:
         on_started: Callable[[HostNode], None],
         on_failed: Callable[[HostNode, BaseException], None],
         planted_bugs: frozenset[PlantedBug] = frozenset(),
-        crash_in_sync: Callable[[int], None] | None = None,
+        crash_in_sync: Callable[[int, bool], None] | None = None,
         segment_bytes: int = 256 << 10,
     ) -> None:
-        """`crash_in_sync(delay_us)`: a buggify site, asked before every WAL write + fsync
-        whether to crash the node `delay_us` into it (None: never). `segment_bytes`: the
+        """`crash_in_sync(delay_us, votes)`: a buggify site, asked before every WAL write +
+        fsync whether to crash the node `delay_us` into it (`votes`: the write persists a
+        vote; None: never). `segment_bytes`: the
         WAL's segment size; small in the simulator, so that segments rotate and WAL pressure
         snapshots groups within a run (and the in-memory disk copies no 64 MiB preallocations)."""
         self.id = node_id
@@ -211,7 +212,7 @@ class HostNode:
             ) -> None:
                 us = node.disk_latency.draw(node.rng)
                 if node.crash_in_sync is not None:
-                    node.crash_in_sync(node.rng.randrange(us))
+                    node.crash_in_sync(node.rng.randrange(us), node._writes_vote())
                 node.loop.after(us, node._written, incarnation, work, done, us)
 
         return Env(
@@ -222,6 +223,15 @@ class HostNode:
             rng=random.Random(self.rng.getrandbits(64)),
             wake=self.wake,
         )
+
+    def _writes_vote(self) -> bool:
+        """Does the WAL write in flight persist a vote (a node's promise in an election)?"""
+        w = self.host._writing if self.host is not None else None
+        if w is None:
+            return False
+        states = [rd.hard_state for _, rd in w.readies]
+        states += [sa.hard_state for _, sa in w.appends]
+        return any(hs is not None and hs.vote for hs in states)
 
     def _alive(self, incarnation: int) -> NodeHost | None:
         return self.host if incarnation == self.incarnation else None

@@ -208,7 +208,7 @@ class Nemesis:
         members = self._members()
         if len(self.corrupted) >= (len(members) - 1) // 2 or not self._all_up():
             return
-        if self.host.membership.busy:
+        if self.host.membership.busy or not self._membership_settled(members):
             return
         node = self.host.nodes[self.rng.choice(members)]
         if node.id in self.host.membership.added:
@@ -219,6 +219,21 @@ class Nemesis:
             self.corrupted.add(node.id)
             self.host.loop.trace(f"nemesis corrupt n{node.id} {where[0]}@{where[1]}")
         self.host.loop.after(self._duration(20, 500), self._restart, node.id)
+
+    def _membership_settled(self, members: list[int]) -> bool:
+        """Does every up node see exactly `members` as every group's voters? A node's loss
+        for good (a corrupted disk) is survivable only against the configuration the
+        survivors know: right after a removal some may still count the removed node."""
+        want = tuple(members)
+        for n in self.host.nodes.values():
+            host = n.host
+            if host is None:
+                continue
+            for gid in self.host.group_ids():
+                g = host.groups.get(gid)
+                if g is None or tuple(sorted(g.conf_state.voters)) != want:
+                    return False
+        return True
 
     # -- leadership and membership ---------------------------------------------------------------
 

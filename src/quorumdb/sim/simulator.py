@@ -206,14 +206,15 @@ class Simulation:
         self.nodes[node_id] = node
         return node
 
-    def _maybe_crash_in_sync(self, node_id: int) -> Callable[[int], None] | None:
+    def _maybe_crash_in_sync(self, node_id: int) -> Callable[[int, bool], None] | None:
         p = self.opts.crash_in_sync
         if p <= 0:
             return None
         rng = random.Random(f"{self.opts.seed}-buggify-{node_id}")
 
-        def maybe(delay_us: int) -> None:
-            if rng.random() < p:
+        def maybe(delay_us: int, votes: bool) -> None:
+            # Writes that persist a vote are few and matter most (power loss mid-election).
+            if rng.random() < (min(1.0, 10 * p) if votes else p):
                 self.loop.after(delay_us, self.nemesis.crash_now, node_id)
 
         return maybe
