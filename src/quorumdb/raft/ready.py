@@ -12,7 +12,8 @@ The driver's contract, written once (etcd's node.go Ready docs; raft-rs numbers 
    the applied index reaches theirs.
 5. Call `RawNode.advance(ready)` with this very Ready.
 
-`effects(rd)` spells that sequence out for one Ready (tests check it). The node's driver
+`effects(rd)` spells that sequence out for one Ready (tests check it; `raft.testing`'s
+in-process clusters follow it as it is). The node's driver
 (`host.node_host`, run by the asyncio runtime and by the simulator alike) follows it across
 all of a node's groups, splitting it at Persist so that every group's Persist shares one WAL
 write and one fdatasync.

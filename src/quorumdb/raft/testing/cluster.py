@@ -15,7 +15,7 @@ from quorumdb.raft.core import Rng
 from quorumdb.raft.errors import ProposalDroppedError, StepPeerNotFoundError
 from quorumdb.raft.messages import ConfState, Entry, EntryType, Message, ReadState
 from quorumdb.raft.raw_node import RawNode
-from quorumdb.raft.ready import Ready
+from quorumdb.raft.ready import Apply, Persist, Ready, Send, effects
 from quorumdb.raft.storage import MemoryStorage
 
 __all__ = ["Cluster", "Filter"]
@@ -83,16 +83,21 @@ class Cluster:
             return None
         rd = node.ready()
         st = self.storages[i]
-        self.queue.extend(rd.messages)
-        if rd.snapshot is not None:
-            st.apply_snapshot(rd.snapshot)
-        if rd.entries:
-            st.append(rd.entries)
-        if rd.hard_state is not None:
-            st.set_hard_state(rd.hard_state)
-        self.queue.extend(rd.persisted_messages)
-        self._apply(i, rd)
-        node.advance(rd)
+        # The driver contract's own ordering (`raft.ready.effects`), as the host follows it.
+        for effect in effects(rd):
+            if isinstance(effect, Send):
+                self.queue.extend(effect.messages)
+            elif isinstance(effect, Persist):
+                if effect.snapshot is not None:
+                    st.apply_snapshot(effect.snapshot)
+                if effect.entries:
+                    st.append(effect.entries)
+                if effect.hard_state is not None:
+                    st.set_hard_state(effect.hard_state)
+            elif isinstance(effect, Apply):
+                self._apply(i, rd)
+            else:
+                node.advance(effect.ready)
         return rd
 
     def _apply(self, i: int, rd: Ready) -> None:
