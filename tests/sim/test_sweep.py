@@ -1,6 +1,6 @@
 """The CI slice of the seed sweep: 240 swarm seeds, every fault kind, zero violations.
 
-The soak (`quorumdb sim sweep --seeds 1-5000`) is the long version; see the README.
+The soak (`quorumdb sim sweep --seeds 1-10000`) is the long version; see the README.
 """
 
 from __future__ import annotations
