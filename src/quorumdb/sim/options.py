@@ -66,7 +66,7 @@ class SimOptions:
     shards: int = 2
     faults: frozenset[FaultKind] = ALL_FAULTS
     fault_phase_us: int = 4 * US_PER_S
-    liveness_budget_us: int = 5 * US_PER_S
+    liveness_budget_us: int = 10 * US_PER_S
     tick_ms: int = 10
     election_ticks: int = 15
     heartbeat_ticks: int = 3
