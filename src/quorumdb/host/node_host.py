@@ -7,15 +7,16 @@ which asks the driver to call `pump()` soon). Two drivers run it: the asyncio ru
 `tick`, requests through `submit_*`) and call `pump()` when woken; everything else happens
 here, identically under both.
 
-A round (`pump` with no write outstanding): (1) hand every group its due ticks, queued peer
-messages, proposals and read requests; (2) collect a Ready from every group that has one,
-send their early messages, stage their entries and hard states, and give the syncer ONE
-write with ONE fdatasync for all of them (group commit across groups and requests); (3) when
-the syncer reports it done (`_on_written`): send the messages that promise durability,
-apply committed entries (answering clients), advance, snapshot. While the write is
-outstanding, requests and messages keep arriving and queue; the next round takes them all,
-so batches grow exactly when the disk is the bottleneck. A round with nothing to fsync (only
-a commit index, say) writes inline.
+A round (`pump` with no write outstanding): (1) hand every group the ticks due by the monotonic
+clock (counted here, not from the driver's calls: a process resumed from a pause must see the
+time it lost before anything else), queued peer messages, proposals and read requests; (2)
+collect a Ready from every group that has one, send their early messages, stage their entries
+and hard states, and give the syncer ONE write with ONE fdatasync for all of them (group commit
+across groups and requests); (3) when the syncer reports it done (`_on_written`): send the
+messages that promise durability, apply committed entries (answering clients), advance,
+snapshot. While the write is outstanding, requests and messages keep arriving and queue; the
+next round takes them all, so batches grow exactly when the disk is the bottleneck. A round
+with nothing to fsync (only a commit index, say) writes inline.
 
 The fsync does not idle the node (etcd's node steps messages and proposals between a Ready
 and its Advance too), and the work it does meanwhile goes through the core's one output

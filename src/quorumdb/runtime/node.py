@@ -2,13 +2,14 @@
 
 Theory of operation. `Node` composes the parts: the host with the KV store plugged in
 (`kv.node_kv.NodeKV`, as the simulator builds it too), the `Transport` (the host's network:
-Raft and service messages to peers), a tick loop (delivers every tick due by the monotonic
-clock, even after a stall), a driver task (calls `host.pump()` whenever the host asked to
-be woken), a syncer that runs each round's WAL write + fdatasync in a worker thread and
-hands the result back on the loop, the HTTP server for `kv.api.dispatch` over the node's
-`NodeService`, and the node's life: replay the committed log before serving, stop cleanly,
-and fail-stop: an exception from the host (in a round, or when a write comes back) stops
-both loops, marks the host failed (health answers 503) and wakes `wait_failed`.
+Raft and service messages to peers), a tick loop (calls `host.tick()` every tick; the host
+counts the ticks due by its monotonic clock, all of them after a stall), a driver task (calls
+`host.pump()` whenever the host asked to be woken), a syncer that runs each round's WAL write +
+fdatasync in a worker thread and hands the result back on the loop, the HTTP server for
+`kv.api.dispatch` over the node's `NodeService`, and the node's life: replay the committed log
+before serving, stop cleanly, and fail-stop: an exception from the host (in a round, or when a
+write comes back) stops both loops, marks the host failed (health answers 503) and wakes
+`wait_failed`.
 """
 
 from __future__ import annotations
