@@ -48,7 +48,7 @@ from quorumdb.sim.options import DiskLatency
 from quorumdb.storage.errors import DurableStateError
 from quorumdb.storage.records import CorruptRecordError
 
-__all__ = ["HostNode", "sim_member"]
+__all__ = ["HostNode", "midflight_applied", "sim_member"]
 
 
 def sim_member(node_id: int) -> Member:
@@ -103,7 +103,6 @@ class HostNode:
         self.incarnation = 0
         self.refused: str | None = None  # why recovery refused to start, if it did
         self._pump_due = False
-        self.midflight_rounds = 0
         self.crash_in_sync = crash_in_sync
         # A buggify site: called when the host applied (and answered) entries while its own
         # WAL write was still in flight (the mid-flight path).
@@ -290,16 +289,12 @@ class HostNode:
         self._pump_due = False
         host = self._alive(incarnation)
         if host is not None:
-            writing = host._writing is not None
-            if writing and self.after_midflight is not None:
-                before = _midflight_applied(host)
-                self._guarded(host.pump)
-                if self.host is host and _midflight_applied(host) > before:
-                    self.after_midflight()
-            else:
-                self._guarded(host.pump)
-            if writing:
-                self.midflight_rounds += 1
+            watch = host._writing is not None and self.after_midflight is not None
+            before = midflight_applied(host) if watch else 0
+            self._guarded(host.pump)
+            if watch and self.host is host and midflight_applied(host) > before:
+                assert self.after_midflight is not None
+                self.after_midflight()
 
     def _schedule_tick(self, incarnation: int) -> None:
         reading = self.clock.monotonic_us(self.loop.now) + self.config.tick_ms * 1000
@@ -327,5 +322,6 @@ class HostNode:
             self.on_failed(self, exc)
 
 
-def _midflight_applied(host: NodeHost) -> int:
+def midflight_applied(host: NodeHost) -> int:
+    """Entries the host's groups applied while its own WAL write ran (this incarnation)."""
     return sum(g.stats.midflight_applied for g in host.groups.values())

@@ -46,7 +46,7 @@ from quorumdb.kv.commands import Command, CommandKind
 from quorumdb.kv.node_kv import kv_state, node_kv
 from quorumdb.raft import Entry, ProposalDroppedError, Ready
 from quorumdb.sim.clock import NodeClock
-from quorumdb.sim.host_node import HostNode, sim_member
+from quorumdb.sim.host_node import HostNode, midflight_applied, sim_member
 from quorumdb.sim.kafka_workload import KafkaWorkload
 from quorumdb.sim.loop import EventLoop
 from quorumdb.sim.membership import Membership
@@ -159,6 +159,8 @@ class Simulation:
     def new_node(self, node_id: int) -> HostNode:
         """A node with an empty disk; its config names the members now and itself."""
         opts = self.opts
+        # Founders are all members from the start (some are not built yet); added nodes
+        # until they retire.
         members = {i: sim_member(i) for i, n in self.nodes.items() if not n.retired}
         members = {**self._founders, **members, node_id: sim_member(node_id)}
         cfg = NodeConfig(
@@ -608,9 +610,7 @@ class Simulation:
         for e in self.history:
             if e["type"] in ops:
                 ops[e["type"]] += 1
-        midflight = sum(
-            g.stats.midflight_applied for h in self._up_hosts() for g in h.groups.values()
-        )
+        midflight = sum(midflight_applied(h) for h in self._up_hosts())
         stats = {
             "events": self.loop.events,
             "sim_us": self.loop.now,
