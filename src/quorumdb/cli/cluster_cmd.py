@@ -38,6 +38,13 @@ _DIR_OPTION = click.option(
 )
 
 
+_UNSAFE_RU_OPTION = click.option(
+    "--unsafe-read-uncommitted",
+    is_flag=True,
+    help="UNSAFE (labs only): allow read_uncommitted transactions (dirty writes).",
+)
+
+
 @click.command()
 @click.option(
     "--config",
@@ -47,13 +54,16 @@ _DIR_OPTION = click.option(
     help="The node's TOML config (see the README for a 3-host example).",
 )
 @click.option("--unsafe-no-fsync", is_flag=True, help="UNSAFE (labs only): never fdatasync.")
-def node(config_path: Path, unsafe_no_fsync: bool) -> None:
+@_UNSAFE_RU_OPTION
+def node(config_path: Path, unsafe_no_fsync: bool, unsafe_read_uncommitted: bool) -> None:
     """Run one node in the foreground (config file, then QUORUMDB_* environment, then flags)."""
     from quorumdb.runtime.node_main import run_node
 
     raw = load_config(config_path)
     if unsafe_no_fsync:
         raw["fsync"] = False
+    if unsafe_read_uncommitted:
+        raw["unsafe_read_uncommitted"] = True
     config = node_config_from(raw, dict(os.environ))
     raise SystemExit(run_node(config))
 
@@ -89,6 +99,7 @@ def node(config_path: Path, unsafe_no_fsync: bool) -> None:
     help="Kafka auto.create.topics.enable: Metadata for an unknown topic creates it.",
 )
 @click.option("--unsafe-no-fsync", is_flag=True, help="UNSAFE (labs only): never fdatasync.")
+@_UNSAFE_RU_OPTION
 @_DIR_OPTION
 def up(  # noqa: PLR0917  (click passes options positionally)
     nodes: int,
@@ -99,6 +110,7 @@ def up(  # noqa: PLR0917  (click passes options positionally)
     default_replication_factor: int | None,
     auto_create_topics: bool,
     unsafe_no_fsync: bool,
+    unsafe_read_uncommitted: bool,
     cluster_dir: Path,
 ) -> None:
     """Start a local cluster of separate node processes and print its endpoints."""
@@ -109,6 +121,7 @@ def up(  # noqa: PLR0917  (click passes options positionally)
         base_port=base_port,
         shards=shards,
         fsync=not unsafe_no_fsync,
+        unsafe_read_uncommitted=unsafe_read_uncommitted,
         snapshot_entries=snapshot_entries,
         num_partitions=num_partitions,
         default_replication_factor=default_replication_factor,

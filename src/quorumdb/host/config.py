@@ -75,6 +75,9 @@ class NodeConfig:
     # returns. On by default, as in etcd; the simulator turns it off in some seeds.
     pre_vote: bool = True
     fsync: bool = True  # False only with --unsafe-no-fsync (labs); shown in status
+    # True only with --unsafe-read-uncommitted (labs): transactions may ask for read
+    # uncommitted, whose writes apply at once (dirty writes and reads).
+    unsafe_read_uncommitted: bool = False
     snapshot_entries: int = 10_000
     # Or this many bytes of entry data applied since the last snapshot, whichever comes
     # first: a Kafka partition's entries are whole record batches, up to megabytes each.
@@ -139,7 +142,13 @@ _INT_KEYS = (
     "num_partitions",
     "default_replication_factor",
 )
-_BOOL_KEYS = ("lease_reads", "pre_vote", "fsync", "auto_create_topics_enable")
+_BOOL_KEYS = (
+    "lease_reads",
+    "pre_vote",
+    "fsync",
+    "auto_create_topics_enable",
+    "unsafe_read_uncommitted",
+)
 
 
 def node_config_from(raw: dict[str, Any], env: dict[str, str]) -> NodeConfig:
@@ -208,6 +217,7 @@ def render_config(config: NodeConfig) -> str:
         f"lease_reads = {str(config.lease_reads).lower()}",
         f"pre_vote = {str(config.pre_vote).lower()}",
         f"fsync = {str(config.fsync).lower()}",
+        f"unsafe_read_uncommitted = {str(config.unsafe_read_uncommitted).lower()}",
         f"snapshot_entries = {config.snapshot_entries}",
         f"snapshot_bytes = {config.snapshot_bytes}",
         f"num_partitions = {config.num_partitions}",

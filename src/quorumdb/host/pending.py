@@ -9,10 +9,10 @@ simulator records the answer in its history.
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from typing import Generic, TypeVar
+from collections.abc import Callable, Coroutine, Generator
+from typing import Any, Generic, TypeVar
 
-__all__ = ["Pending"]
+__all__ = ["Pending", "spawn"]
 
 _T = TypeVar("_T")
 _UNSET = object()
@@ -59,7 +59,38 @@ class Pending(Generic[_T]):
         else:
             self._callbacks.append(fn)
 
+    def __await__(self) -> Generator[Pending[Any], None, _T]:
+        """Inside a coroutine driven by `spawn`: wait for the answer."""
+        if not self.done():
+            yield self
+        return self.result()
+
     def _run_callbacks(self) -> None:
         callbacks, self._callbacks = self._callbacks, []
         for fn in callbacks:
             fn(self)
+
+
+def spawn(coro: Coroutine[Pending[Any], None, _T]) -> Pending[_T]:
+    """Run `coro`, which awaits only `Pending`s, as far as it goes now, then on from the
+    callbacks of whatever it waits for; the answer is its return value or error.
+
+    So requests that take several steps (a transaction's commit) are written once, as
+    plain coroutines, and run the same under the asyncio runtime and the simulator: they
+    never touch an event loop, only the host's answers and timers (`sleep`).
+    """
+    out: Pending[_T] = Pending()
+
+    def step(_: object) -> None:
+        try:
+            waiting = coro.send(None)
+        except StopIteration as stop:
+            out.set_result(stop.value)
+            return
+        except BaseException as exc:  # the coroutine's error is its answer
+            out.set_exception(exc)
+            return
+        waiting.add_done_callback(step)
+
+    step(None)
+    return out

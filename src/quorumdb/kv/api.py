@@ -16,6 +16,7 @@ a few microseconds of parsing instead of a framework's request/response machiner
 
 from __future__ import annotations
 
+import contextlib
 import urllib.parse
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
@@ -24,13 +25,23 @@ from typing import Any, NamedTuple
 import msgspec
 from aiohttp import web
 
-from quorumdb.kv.commands import Outcome, Result
+from quorumdb.kv.commands import Isolation, Outcome, Result
 from quorumdb.kv.service import (
     Consistency,
     KVService,
     NotLeaderHereError,
     ServiceUnavailableError,
+    TxnStep,
     ValueRecord,
+)
+from quorumdb.kv.txn_errors import (
+    CommitOutcomeUnknownError,
+    SerializationFailureError,
+    TxnBusyError,
+    TxnClosedError,
+    TxnError,
+    TxnNotFoundError,
+    TxnTooLargeError,
 )
 
 __all__ = [
@@ -108,6 +119,49 @@ ROUTES = (
             ("limit", "query", f"at most this many (1..{SCAN_LIMIT_MAX}, default 100)"),
             ("consistency", "query", "linearizable (default) | lease | stale"),
         ),
+    ),
+    _Route(
+        "POST",
+        "/v1/txn",
+        "Begin a transaction; with `ops` and `commit: true`, run it whole in one request",
+        body='{"isolation"?: "read_committed"|"snapshot"|"serializable"|"read_uncommitted", '
+        '"timeout_ms"?: int, "seen_ts"?: int, "ops"?: [op...], "commit"?: bool}',
+        responses=(
+            (200, "the transaction id (and the ops' results)"),
+            (400, "bad isolation level, timeout or op"),
+            (409, "serialization failure (code 40001, retryable)"),
+        ),
+    ),
+    _Route(
+        "POST",
+        "/v1/txn/{id}",
+        'Run operations in the transaction: ["get", k], ["put", k, v], ["delete", k], '
+        '["scan", start, end|null, limit]',
+        (("id", "path", "the transaction id (from POST /v1/txn)"),),
+        body='{"ops": [op...]}',
+        responses=(
+            (200, "one result per op"),
+            (404, "no such transaction"),
+            (410, "the transaction is finished or expired"),
+            (421, "begun on another node (Location names it)"),
+        ),
+    ),
+    _Route(
+        "POST",
+        "/v1/txn/{id}/commit",
+        "Commit: all writes become visible at once, or none",
+        (("id", "path", "the transaction id"),),
+        responses=(
+            (200, "committed, with its commit timestamp"),
+            (409, "serialization failure (code 40001): aborted, retry the transaction"),
+            (503, "unavailable; if `outcome_unknown`, it may have committed"),
+        ),
+    ),
+    _Route(
+        "POST",
+        "/v1/txn/{id}/abort",
+        "Abort: nothing the transaction wrote is ever visible",
+        (("id", "path", "the transaction id"),),
     ),
     _Route("GET", "/v1/cluster", "Members, groups, leaders, terms, indexes, follower lag"),
     _Route(
@@ -238,6 +292,12 @@ async def dispatch(service: KVService, method: str, target: str, body: bytes) ->
             return _error(404, f"no route for {method} {_unquote(path)}")
         pattern = "/v1/kv/{key}"
         param = _unquote(raw)
+    elif path.startswith("/v1/txn/"):
+        raw, _, action = path[8:].partition("/")
+        if not raw or "/" in action or action not in ("", "commit", "abort"):
+            return _error(404, f"no route for {method} {_unquote(path)}")
+        pattern = "/v1/txn/{id}" + (f"/{action}" if action else "")
+        param = _unquote(raw)
     elif path.startswith("/v1/admin/members/"):
         raw = path[18:]
         if "/" in raw or not raw:
@@ -263,8 +323,22 @@ async def dispatch(service: KVService, method: str, target: str, body: bytes) ->
         if exc.leader_url:
             return reply._replace(headers=(("Location", exc.leader_url + target),))
         return reply
+    except CommitOutcomeUnknownError as exc:
+        return _error(503, str(exc), outcome_unknown=True)
     except ServiceUnavailableError as exc:
         return _error(503, str(exc))
+    except SerializationFailureError as exc:
+        return _error(409, str(exc), code=SerializationFailureError.sqlstate, retryable=True)
+    except TxnNotFoundError as exc:
+        return _error(404, str(exc))
+    except TxnClosedError as exc:
+        return _error(410, str(exc))
+    except TxnBusyError as exc:
+        return _error(409, str(exc), code="busy")
+    except TxnTooLargeError as exc:
+        return _error(413, str(exc))
+    except TxnError as exc:
+        return _error(400, str(exc))
     except LookupError as exc:
         return _error(404, str(exc).strip("'\""))
 
@@ -431,6 +505,110 @@ async def _metrics(request: _Request) -> Reply:
     return Reply(200, text.encode(), "text/plain; charset=utf-8")
 
 
+_ISOLATION = {i.name.lower(): i for i in Isolation}
+_ISOLATION["snapshot_isolation"] = Isolation.SNAPSHOT
+TXN_OPS_MAX = 10_000
+_TXN_TIMEOUT_MS_MAX = 20_000
+
+
+def _txn_steps(raw: Any) -> list[TxnStep]:
+    """Parse `ops` (a list of arrays); every bad op is a 400 naming its position."""
+    if not isinstance(raw, list):
+        raise _HTTPError(400, "'ops' must be a list of operations")
+    if len(raw) > TXN_OPS_MAX:
+        raise _HTTPError(413, f"at most {TXN_OPS_MAX} operations per request")
+    return [_txn_step(i, op) for i, op in enumerate(raw)]
+
+
+def _txn_step(i: int, op: Any) -> TxnStep:
+    where = f"op {i}"
+    if not isinstance(op, list) or not op or not isinstance(op[0], str):
+        raise _HTTPError(400, f"{where}: an operation is an array starting with its name")
+    name, args = op[0], op[1:]
+    shapes = {"get": 1, "delete": 1, "put": 2}
+    if name in shapes:
+        if len(args) != shapes[name] or not all(isinstance(a, str) for a in args):
+            raise _HTTPError(400, f"{where}: {name} takes {shapes[name]} string argument(s)")
+        key = _txn_key(where, args[0])
+        value = None
+        if name == "put":
+            value = args[1].encode()
+            if len(value) > VALUE_BYTES_MAX:
+                raise _HTTPError(
+                    413, f"{where}: value of {len(value)} bytes exceeds {VALUE_BYTES_MAX}"
+                )
+        return TxnStep(op=name, key=key, value=value)
+    if name == "scan":
+        if (
+            len(args) != 3
+            or not isinstance(args[0], str)
+            or not (args[1] is None or isinstance(args[1], str))
+            or isinstance(args[2], bool)
+            or not isinstance(args[2], int)
+            or not 1 <= args[2] <= SCAN_LIMIT_MAX
+        ):
+            raise _HTTPError(
+                400, f"{where}: scan takes start, end (or null) and a limit in 1..{SCAN_LIMIT_MAX}"
+            )
+        end = None if args[1] is None else args[1].encode()
+        return TxnStep(op="scan", key=args[0].encode(), end=end, limit=args[2])
+    raise _HTTPError(400, f"{where}: unknown operation {name!r} (get, put, delete, scan)")
+
+
+def _txn_key(where: str, raw: str) -> bytes:
+    key = raw.encode()
+    if not key:
+        raise _HTTPError(400, f"{where}: empty key")
+    if len(key) > KEY_BYTES_MAX:
+        raise _HTTPError(413, f"{where}: key of {len(key)} bytes exceeds {KEY_BYTES_MAX}")
+    return key
+
+
+async def _txn_begin(request: _Request) -> Reply:
+    body = _json_body(request) if request.body.strip() else {}
+    raw = body.get("isolation", "serializable")
+    isolation = _ISOLATION.get(raw) if isinstance(raw, str) else None
+    if isolation is None:
+        allowed = ", ".join(i.name.lower() for i in Isolation)
+        raise _HTTPError(400, f"isolation must be one of {allowed}, not {raw!r}")
+    timeout_ms = _int_field(body, "timeout_ms", 10_000, 1, _TXN_TIMEOUT_MS_MAX)
+    seen_ts = _int_field(body, "seen_ts", 0, 0, (1 << 63) - 1)
+    commit = body.get("commit", False)
+    if not isinstance(commit, bool):
+        raise _HTTPError(400, "'commit' must be true or false")
+    steps = _txn_steps(body["ops"]) if "ops" in body else []
+    service = request.service
+    begun = await service.txn_begin(isolation, timeout_ms / 1000, seen_ts)
+    if not steps and not commit:
+        return _json(begun)
+    txn = begun["txn"]
+    try:
+        begun["results"] = await service.txn_steps(txn, steps)
+        if commit:
+            begun.update(await service.txn_commit(txn))
+    except BaseException:
+        if not commit:
+            raise
+        with contextlib.suppress(TxnError, ServiceUnavailableError, NotLeaderHereError):
+            await service.txn_abort(txn)
+        raise
+    return _json(begun)
+
+
+async def _txn_steps_handler(request: _Request) -> Reply:
+    body = _json_body(request)
+    steps = _txn_steps(body.get("ops"))
+    return _json({"results": await request.service.txn_steps(request.param, steps)})
+
+
+async def _txn_commit(request: _Request) -> Reply:
+    return _json(await request.service.txn_commit(request.param))
+
+
+async def _txn_abort(request: _Request) -> Reply:
+    return _json(await request.service.txn_abort(request.param))
+
+
 async def _openapi(request: _Request) -> Reply:
     return _json(openapi())
 
@@ -440,6 +618,10 @@ _HANDLERS: dict[tuple[str, str], _RequestHandler] = {
     ("PUT", "/v1/kv/{key}"): _put,
     ("DELETE", "/v1/kv/{key}"): _delete,
     ("GET", "/v1/kv"): _scan,
+    ("POST", "/v1/txn"): _txn_begin,
+    ("POST", "/v1/txn/{id}"): _txn_steps_handler,
+    ("POST", "/v1/txn/{id}/commit"): _txn_commit,
+    ("POST", "/v1/txn/{id}/abort"): _txn_abort,
     ("GET", "/v1/cluster"): _cluster,
     ("POST", "/v1/admin/members"): _add_member,
     ("DELETE", "/v1/admin/members/{id}"): _remove_member,

@@ -19,6 +19,8 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
+import msgspec
+
 from quorumdb.host.config import NodeConfig
 from quorumdb.host.env import Env
 from quorumdb.host.group import Group
@@ -27,8 +29,12 @@ from quorumdb.host.pending import Pending
 from quorumdb.host.persistence import NodeLog
 from quorumdb.host.state_machine import MemberRecordObserver
 from quorumdb.kv.commands import Command, CommandKind, Outcome, Result, encode_command
+from quorumdb.kv.hlc import HLC
+from quorumdb.kv.mvcc import VersionStore
 from quorumdb.kv.sessions import SessionPool
 from quorumdb.kv.state_machine import KVStateMachine
+from quorumdb.kv.transactions import TxnCoordinator
+from quorumdb.kv.txn_records import TxnRecord
 from quorumdb.raft import PlantedBug
 
 __all__ = [
@@ -106,6 +112,11 @@ class NodeKV:
         # The planted bug: shards apply a retried command again (no session check).
         self._dedupe = PlantedBug.SESSION_CHECK_DROPPED not in planted_bugs
         self.host = NodeHost(config, node_log, env, self, planted_bugs=planted_bugs)
+        # The node's hybrid logical clock: single writes and transactions are stamped by it.
+        self.hlc = HLC(env.clock.wall_ms)
+        self.transactions = TxnCoordinator(
+            self, self.hlc, allow_read_uncommitted=config.unsafe_read_uncommitted
+        )
 
     # -- host.state_machine.NodeStateMachines ------------------------------------------------
 
@@ -114,6 +125,15 @@ class NodeKV:
 
     def open_shard(self, group_id: int) -> KVStateMachine:
         return KVStateMachine(dedupe=self._dedupe)
+
+    def store_of(self, g: Group) -> VersionStore:
+        """Shard `g`'s versions and intents on this node (replaced when a snapshot is
+        installed: look it up again after waiting)."""
+        return kv_state(g).store
+
+    def records_of(self, g: Group) -> dict[int, TxnRecord]:
+        """The transaction records shard `g` holds on this node."""
+        return kv_state(g).records
 
     # -- requests ------------------------------------------------------------------------------
 
@@ -124,14 +144,7 @@ class NodeKV:
         release: Callable[[], None] | None = None
         if cmd.client == 0:
             client, seq, release = self.sessions.acquire()
-            cmd = Command(
-                kind=cmd.kind,
-                key=cmd.key,
-                value=cmd.value,
-                expected_revision=cmd.expected_revision,
-                client=client,
-                seq=seq,
-            )
+            cmd = msgspec.structs.replace(cmd, client=client, seq=seq)
         fut: Pending[Result] = self.host.submit_write(g, (cmd.client, cmd.seq), encode_command(cmd))
         if release is not None:
             done = release

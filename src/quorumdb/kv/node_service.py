@@ -22,14 +22,16 @@ from quorumdb.aio import wait
 from quorumdb.host.config import parse_address
 from quorumdb.host.group import Group
 from quorumdb.host.node_host import CONTROLLER_GROUP, NodeHost
-from quorumdb.kv.commands import Command, CommandKind, Result
+from quorumdb.kv.commands import Command, CommandKind, Isolation, Outcome, Result
 from quorumdb.kv.node_kv import kv_state, member_key, node_kv
 from quorumdb.kv.service import (
     Consistency,
     NotLeaderHereError,
     ServiceUnavailableError,
+    TxnStep,
     ValueRecord,
 )
+from quorumdb.kv.transactions import Transaction, TxnNotFoundError
 from quorumdb.raft import (
     ConfChange,
     ConfChangeSingle,
@@ -93,12 +95,84 @@ class NodeService:
             expected_revision=expected_revision,
             client=client,
             seq=seq,
+            ts=self.kv.hlc.now(),
         )
-        return await self._timed("put", self.write(self.host.shard_of(key), cmd))
+        return await self._timed("put", self._write_key(cmd))
 
     async def delete(self, key: bytes, *, client: int, seq: int) -> Result:
-        cmd = Command(kind=CommandKind.DELETE, key=key, client=client, seq=seq)
-        return await self._timed("delete", self.write(self.host.shard_of(key), cmd))
+        cmd = Command(
+            kind=CommandKind.DELETE, key=key, client=client, seq=seq, ts=self.kv.hlc.now()
+        )
+        return await self._timed("delete", self._write_key(cmd))
+
+    async def _write_key(self, cmd: Command) -> Result:
+        """A single-key write on the key's leader; a transaction holding the key (CONFLICT)
+        is waited for, or aborted once expired, and the write tried again."""
+        g = self.host.shard_of(cmd.key)
+        while True:
+            result = await self.write(g, cmd)
+            if result.outcome != Outcome.CONFLICT:
+                self.kv.hlc.update(result.ts)
+                return result
+            await wait(self.kv.transactions.resolve_conflict(result, g))
+
+    # -- transactions ----------------------------------------------------------------------------
+
+    def _txn(self, txn: str) -> Transaction:
+        node, _, local = txn.partition(".")
+        try:
+            node_id, txn_id = int(node), int(local, 16)
+        except ValueError:
+            raise TxnNotFoundError(f"malformed transaction id {txn!r}") from None
+        if node_id != self.host.config.node_id:
+            member = self.host.members.get(node_id)
+            if member is None:
+                raise TxnNotFoundError(f"transaction {txn} was begun on unknown node {node_id}")
+            raise NotLeaderHereError(member.http_url)
+        return self.kv.transactions.lookup(txn_id)
+
+    async def txn_begin(
+        self, isolation: Isolation, timeout_s: float, seen_ts: int
+    ) -> dict[str, Any]:
+        t = self.kv.transactions.begin(isolation, timeout_s=timeout_s, seen_ts=seen_ts)
+        return {
+            "txn": f"{self.host.config.node_id}.{t.id:x}",
+            "isolation": isolation.name.lower(),
+            "read_ts": t.read_ts,
+        }
+
+    async def txn_steps(self, txn: str, steps: list[TxnStep]) -> list[Any]:
+        t = self._txn(txn)
+        coordinator = self.kv.transactions
+        out: list[Any] = []
+        with coordinator.busy(t):
+            for step in steps:
+                if step.op == "get":
+                    got = await wait(coordinator.get(t, step.key))
+                    out.append(None if got is None else got.decode(errors="replace"))
+                elif step.op == "scan":
+                    rows = await wait(coordinator.scan(t, step.key, step.end, step.limit))
+                    out.append(
+                        [[k.decode(errors="replace"), v.decode(errors="replace")] for k, v in rows]
+                    )
+                else:
+                    await wait(
+                        coordinator.write(t, step.key, step.value if step.op == "put" else None)
+                    )
+                    out.append(None)
+        return out
+
+    async def txn_commit(self, txn: str) -> dict[str, Any]:
+        t = self._txn(txn)
+        coordinator = self.kv.transactions
+        with coordinator.busy(t):
+            ts = await self._timed("txn_commit", wait(coordinator.commit(t)))
+        return {"committed": True, "commit_ts": ts}
+
+    async def txn_abort(self, txn: str) -> dict[str, Any]:
+        t = self._txn(txn)
+        self.kv.transactions.abort(t)
+        return {"aborted": True}
 
     async def get(self, key: bytes, consistency: Consistency) -> ValueRecord | None:
         async def op() -> ValueRecord | None:

@@ -12,13 +12,14 @@ from enum import Enum
 from typing import Any, Protocol
 
 from quorumdb.errors import QuorumError, ServiceUnavailableError
-from quorumdb.kv.commands import Result
+from quorumdb.kv.commands import Isolation, Result
 
 __all__ = [
     "Consistency",
     "KVService",
     "NotLeaderHereError",
     "ServiceUnavailableError",
+    "TxnStep",
     "ValueRecord",
 ]
 
@@ -34,6 +35,18 @@ class ValueRecord:
     key: bytes
     value: bytes
     revision: int
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class TxnStep:
+    """One operation of a transaction request: get, put, delete (`key`, `value`) or scan
+    (`key` is the start, `end` exclusive or None, at most `limit` rows)."""
+
+    op: str
+    key: bytes
+    value: bytes | None = None
+    end: bytes | None = None
+    limit: int = 100
 
 
 class NotLeaderHereError(QuorumError):
@@ -56,6 +69,22 @@ class KVService(Protocol):
     async def scan(
         self, start: bytes, end: bytes | None, limit: int, consistency: Consistency
     ) -> list[ValueRecord]: ...
+
+    async def txn_begin(
+        self, isolation: Isolation, timeout_s: float, seen_ts: int
+    ) -> dict[str, Any]:
+        """Begin an interactive transaction here: {"txn": id, "isolation", "read_ts"}."""
+        ...
+
+    async def txn_steps(self, txn: str, steps: list[TxnStep]) -> list[Any]:
+        """Run `steps` in transaction `txn` (begun on this node; NotLeaderHereError names
+        the node that began it): a get answers the value (None: absent), a scan its
+        [key, value] rows, a put or delete None."""
+        ...
+
+    async def txn_commit(self, txn: str) -> dict[str, Any]: ...
+
+    async def txn_abort(self, txn: str) -> dict[str, Any]: ...
 
     def cluster_status(self) -> dict[str, Any]: ...
 

@@ -1,4 +1,9 @@
-"""One shard's replicated key-value state: values with per-key revisions and client sessions.
+"""One shard's replicated key-value state: versioned values, transactions, client sessions.
+
+Values are multi-versioned by HLC timestamp (`kv.mvcc`), so transactions read consistent
+snapshots; a single-key write is a one-key transaction stamped above the shard's newest
+timestamp, and it waits (CONFLICT) while a transaction holds the key. Transaction commands
+are applied by `kv.txn_engine`. `get` and `scan` read the newest committed values.
 
 Revisions: a key's revision is the Raft index of the command that last wrote it, so it is the
 same on every replica and increases with every write (etcd's mod_revision). Compare-and-set
@@ -10,17 +15,23 @@ thesis §6.3), and an older `seq` is a stale duplicate and is ignored. Sessions 
 
 from __future__ import annotations
 
-import bisect
 from collections import OrderedDict
 from collections.abc import Callable
 
 import msgspec
 
 from quorumdb.kv.commands import Command, CommandKind, Outcome, Result, decode_command
+from quorumdb.kv.hlc import LOGICAL_BITS
+from quorumdb.kv.mvcc import TxnLocks, VersionStore
+from quorumdb.kv.txn_engine import apply_txn_command, conflict_result
+from quorumdb.kv.txn_records import TxnRecord
 
-__all__ = ["SESSIONS_MAX", "KVStateMachine"]
+__all__ = ["GC_WINDOW", "SESSIONS_MAX", "KVStateMachine"]
 
 SESSIONS_MAX = 100_000
+# Versions are kept this long (in HLC units: 30 s) after being replaced; longer than any
+# transaction may stay open (`kv.transactions.TXN_TIMEOUT_MAX_S`).
+GC_WINDOW = 30_000 << LOGICAL_BITS
 
 
 class _Image(msgspec.Struct, array_like=True):
@@ -29,6 +40,22 @@ class _Image(msgspec.Struct, array_like=True):
     values: list[bytes]
     revisions: list[int]
     sessions: list[tuple[int, int, Result]]
+    # Since MVCC (older images end here and decode with these defaults).
+    timestamps: list[int] = []
+    tombstones: list[bytes] = []  # keys whose newest version is a delete
+    older: list[tuple[bytes, list[tuple[bytes | None, int, int]]]] = []
+    max_ts: int = 0
+    intents: list[
+        tuple[
+            int,
+            int,
+            list[tuple[bytes, bytes | None]],
+            list[bytes],
+            list[tuple[bytes, bytes | None]],
+            int,
+        ]
+    ] = []
+    records: list[tuple[int, TxnRecord]] = []
 
 
 _encode_image = msgspec.msgpack.Encoder().encode
@@ -36,21 +63,27 @@ _decode_image = msgspec.msgpack.Decoder(_Image).decode
 
 
 class KVStateMachine:
-    __slots__ = ("_keys", "applied", "data", "dedupe", "observer", "sessions")
+    __slots__ = ("applied", "dedupe", "group", "observer", "records", "sessions", "store")
 
     # In memory, and applying only answers clients: the host may apply it mid-flight.
     applies_midflight = True
 
     def __init__(
-        self, observer: Callable[[Command, Result], None] | None = None, *, dedupe: bool = True
+        self,
+        observer: Callable[[Command, Result], None] | None = None,
+        *,
+        dedupe: bool = True,
+        group: int = 0,
+        gc_window: int = GC_WINDOW,
     ) -> None:
         """`dedupe=False` is the planted bug `SESSION_CHECK_DROPPED` (tests only): a command
         retried with the same (client, seq) applies again instead of being answered from
-        its session."""
+        its session. `gc_window`: how far below the newest timestamp versions are kept."""
         self.observer = observer
         self.dedupe = dedupe
-        self.data: dict[bytes, tuple[bytes, int]] = {}
-        self._keys: list[bytes] = []  # sorted, for range scans
+        self.group = group
+        self.store = VersionStore(gc_window)
+        self.records: dict[int, TxnRecord] = {}
         self.sessions: OrderedDict[int, tuple[int, Result]] = OrderedDict()
         self.applied = 0
 
@@ -77,7 +110,8 @@ class KVStateMachine:
                 if cmd.seq < seen[0]:
                     return None
         result = self._execute(index, cmd)
-        if cmd.client:
+        if cmd.client and result.outcome != Outcome.CONFLICT:
+            # A CONFLICT changed nothing: the retry (same seq) must execute, not replay it.
             self.sessions[cmd.client] = (cmd.seq, result)
             self.sessions.move_to_end(cmd.client)
             if len(self.sessions) > SESSIONS_MAX:
@@ -89,68 +123,107 @@ class KVStateMachine:
         self.applied = max(self.applied, index)
 
     def _execute(self, index: int, cmd: Command) -> Result:
-        current = self.data.get(cmd.key)
-        rev = current[1] if current is not None else 0
-        if cmd.kind == CommandKind.PUT:
-            self._set(cmd.key, cmd.value, index, existed=current is not None)
-            return Result(outcome=Outcome.OK, revision=index, previous_revision=rev)
-        if cmd.kind == CommandKind.DELETE:
-            if current is None:
+        kind = cmd.kind
+        store = self.store
+        if kind > CommandKind.CAS:
+            if kind == CommandKind.CLOSE:
+                store.max_ts = max(store.max_ts, cmd.ts)
+                return Result(outcome=Outcome.OK, revision=0, ts=store.max_ts)
+            return apply_txn_command(store, self.records, index, cmd)
+        key = cmd.key
+        who = store.blocker(key, 0, writing=True) if store.held else None
+        if who is not None:
+            return conflict_result(who, store)
+        current = store.latest.get(key)
+        rev = 0 if current is None or current[0] is None else current[1]
+        if kind == CommandKind.DELETE:
+            if rev == 0:
                 return Result(outcome=Outcome.NOT_FOUND, revision=0)
-            del self.data[cmd.key]
-            i = bisect.bisect_left(self._keys, cmd.key)
-            del self._keys[i]
-            return Result(outcome=Outcome.OK, revision=0, previous_revision=rev)
-        if rev != cmd.expected_revision:
+            ts = max(cmd.ts, store.max_ts + 1)
+            store.write(key, None, index, ts)
+            return Result(outcome=Outcome.OK, revision=0, previous_revision=rev, ts=ts)
+        if kind == CommandKind.CAS and rev != cmd.expected_revision:
             return Result(outcome=Outcome.CAS_FAILED, revision=rev)
-        self._set(cmd.key, cmd.value, index, existed=current is not None)
-        return Result(outcome=Outcome.OK, revision=index, previous_revision=rev)
-
-    def _set(self, key: bytes, value: bytes, index: int, *, existed: bool) -> None:
-        self.data[key] = (value, index)
-        if not existed:
-            bisect.insort(self._keys, key)
+        ts = max(cmd.ts, store.max_ts + 1)
+        store.write(key, cmd.value, index, ts)
+        return Result(outcome=Outcome.OK, revision=index, previous_revision=rev, ts=ts)
 
     # -- reads -------------------------------------------------------------------------------
 
     def get(self, key: bytes) -> tuple[bytes, int] | None:
-        return self.data.get(key)
+        """The newest committed value of `key` and its revision (None: absent)."""
+        v = self.store.latest.get(key)
+        if v is None or v[0] is None:
+            return None
+        return v[0], v[1]
 
     def scan(self, start: bytes, end: bytes | None, limit: int) -> list[tuple[bytes, bytes, int]]:
-        """Keys in [start, end) in order, at most `limit`: (key, value, revision)."""
-        keys = self._keys
-        i = bisect.bisect_left(keys, start)
+        """Newest committed values of keys in [start, end) in order, at most `limit`:
+        (key, value, revision)."""
+        latest = self.store.latest
         out: list[tuple[bytes, bytes, int]] = []
-        while i < len(keys) and len(out) < limit:
-            k = keys[i]
-            if end is not None and k >= end:
-                break
-            v, r = self.data[k]
-            out.append((k, v, r))
-            i += 1
+        if limit <= 0:
+            return out
+        for k in self.store.keys_in(start, end):
+            v = latest[k]
+            if v[0] is not None:
+                out.append((k, v[0], v[1]))
+                if len(out) >= limit:
+                    break
         return out
 
     def __len__(self) -> int:
-        return len(self.data)
+        return sum(1 for v in self.store.latest.values() if v[0] is not None)
 
     # -- snapshots ---------------------------------------------------------------------------
 
     def snapshot(self) -> bytes:
-        keys = self._keys
-        data = self.data
+        store = self.store
+        store.collect()
+        keys = store.keys
+        latest = store.latest
         return _encode_image(
             _Image(
                 applied=self.applied,
                 keys=keys,
-                values=[data[k][0] for k in keys],
-                revisions=[data[k][1] for k in keys],
+                values=[latest[k][0] or b"" for k in keys],
+                revisions=[latest[k][1] for k in keys],
                 sessions=[(c, s, r) for c, (s, r) in self.sessions.items()],
+                timestamps=[latest[k][2] for k in keys],
+                tombstones=[k for k in keys if latest[k][0] is None],
+                older=list(store.older.items()),
+                max_ts=store.max_ts,
+                intents=[
+                    (
+                        txn,
+                        locks.record_group,
+                        [(k, store.intents[k].value) for k in locks.writes],
+                        locks.reads,
+                        locks.ranges,
+                        store.intents[locks.writes[0]].min_ts if locks.writes else 0,
+                    )
+                    for txn, locks in store.held.items()
+                ],
+                records=list(self.records.items()),
             )
         )
 
     def restore(self, image: bytes) -> None:
         img = _decode_image(image) if image else _Image(0, [], [], [], [])
         self.applied = img.applied
-        self._keys = list(img.keys)
-        self.data = {k: (v, r) for k, v, r in zip(img.keys, img.values, img.revisions, strict=True)}
+        store = VersionStore(self.store.gc_window)
+        stamps = img.timestamps or [0] * len(img.keys)
+        dead = set(img.tombstones)
+        store.keys = list(img.keys)
+        store.latest = {
+            k: (None if k in dead else v, r, t)
+            for k, v, r, t in zip(img.keys, img.values, img.revisions, stamps, strict=True)
+        }
+        store.older = dict(img.older)
+        store.max_ts = img.max_ts
+        for txn, record_group, writes, reads, ranges, min_ts in img.intents:
+            locks = TxnLocks(record_group, [k for k, _ in writes], list(reads), list(ranges))
+            store.lock(txn, locks, writes, min_ts)
+        self.store = store
+        self.records = dict(img.records)
         self.sessions = OrderedDict((c, (s, r)) for c, s, r in img.sessions)

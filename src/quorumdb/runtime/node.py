@@ -119,6 +119,7 @@ class Node:
 
     async def start(self) -> None:
         self.host.running = True
+        self.kv.transactions.start_recovery()
         await self.transport.start()
         loop = asyncio.get_running_loop()
         self._tasks = [
@@ -163,6 +164,7 @@ class Node:
 
     async def stop(self) -> None:
         self.host.running = False
+        self.kv.transactions.stop_recovery()
         for t in self._tasks:
             t.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)
