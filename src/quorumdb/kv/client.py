@@ -11,21 +11,35 @@ names, without waiting. Both clients share the request logic (`_Plan`) so they c
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import http.client
 import json
 import random
 import time
 import urllib.parse
-from collections.abc import Iterator
+from collections.abc import Awaitable, Callable, Iterator
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypeVar
 
 import aiohttp
 
 from quorumdb.errors import QuorumError
 from quorumdb.kv.sessions import SessionPool
+from quorumdb.kv.txn_errors import SerializationFailureError
 
-__all__ = ["AsyncClient", "Client", "ClientError", "RetryPolicy", "UnavailableError"]
+__all__ = [
+    "AsyncClient",
+    "AsyncTransaction",
+    "Client",
+    "ClientError",
+    "RetryPolicy",
+    "SerializationFailureError",
+    "Transaction",
+    "UnavailableError",
+]
+
+
+_T = TypeVar("_T")
 
 
 class ClientError(QuorumError):
@@ -114,6 +128,82 @@ def _raise_for(answer: _Answer) -> None:
         raise ClientError(answer.status, str(answer.body.get("error", "")))
 
 
+def _txn_answer(answer: _Answer) -> dict[str, Any]:
+    """A transaction request's answer body, or its error raised (409 40001: retryable)."""
+    if answer.status == 200:
+        return answer.body
+    message = str(answer.body.get("error", ""))
+    if answer.status == 409 and answer.body.get("code") == SerializationFailureError.sqlstate:
+        raise SerializationFailureError(message)
+    raise ClientError(answer.status, message)
+
+
+def _txn_begin_body(isolation: str, timeout_s: float, seen_ts: int) -> dict[str, Any]:
+    return {"isolation": isolation, "timeout_ms": int(timeout_s * 1000), "seen_ts": seen_ts}
+
+
+class _TxnSteps:
+    """The request bodies of a transaction's operations (shared by both clients)."""
+
+    @staticmethod
+    def get(key: str) -> list[Any]:
+        return ["get", key]
+
+    @staticmethod
+    def put(key: str, value: str) -> list[Any]:
+        return ["put", key, value]
+
+    @staticmethod
+    def delete(key: str) -> list[Any]:
+        return ["delete", key]
+
+    @staticmethod
+    def scan(start: str, end: str | None, limit: int) -> list[Any]:
+        return ["scan", start, end, limit]
+
+
+class Transaction:
+    """An interactive transaction (from `Client.transaction`): reads answer at once, writes
+    are buffered by the node until `commit`, which makes all of them visible or none."""
+
+    def __init__(self, client: Client, txn_id: str) -> None:
+        self._client = client
+        self.id = txn_id
+        self.commit_ts = 0
+
+    def _steps(self, *steps: list[Any]) -> list[Any]:
+        answer = self._client._send(_Request("POST", f"/v1/txn/{self.id}", {"ops": list(steps)}))
+        return list(_txn_answer(answer)["results"])
+
+    def get(self, key: str) -> str | None:
+        got = self._steps(_TxnSteps.get(key))[0]
+        return None if got is None else str(got)
+
+    def put(self, key: str, value: str) -> None:
+        self._steps(_TxnSteps.put(key, value))
+
+    def delete(self, key: str) -> None:
+        self._steps(_TxnSteps.delete(key))
+
+    def scan(
+        self, start: str = "", end: str | None = None, limit: int = 100
+    ) -> list[tuple[str, str]]:
+        rows = self._steps(_TxnSteps.scan(start, end, limit))[0]
+        return [(str(k), str(v)) for k, v in rows]
+
+    def commit(self) -> int:
+        """Commit; raises SerializationFailureError if it had to abort (retry it whole)."""
+        answer = self._client._send(
+            _Request("POST", f"/v1/txn/{self.id}/commit", None), retry=False
+        )
+        self.commit_ts = int(_txn_answer(answer)["commit_ts"])
+        self._client._seen(self.commit_ts)
+        return self.commit_ts
+
+    def abort(self) -> None:
+        self._client._send(_Request("POST", f"/v1/txn/{self.id}/abort", None), retry=False)
+
+
 class AsyncClient:
     """asyncio client (aiohttp). Use `async with AsyncClient([...]) as c:`."""
 
@@ -129,6 +219,7 @@ class AsyncClient:
         self._retry = retry or RetryPolicy()
         self._timeout = aiohttp.ClientTimeout(total=timeout_s)
         self._session: aiohttp.ClientSession | None = None
+        self._seen_ts = 0
 
     async def __aenter__(self) -> AsyncClient:
         return self
@@ -141,11 +232,11 @@ class AsyncClient:
             await self._session.close()
             self._session = None
 
-    async def _send(self, req: _Request) -> _Answer:
+    async def _send(self, req: _Request, *, retry: bool = True) -> _Answer:
         plan = self._plan
         if self._session is None:
             self._session = aiohttp.ClientSession(timeout=self._timeout)
-        delays = self._retry.delays(plan.rng)
+        delays = self._retry.delays(plan.rng) if retry else iter(())
         while True:
             url = plan.current + req.path
             answer: _Answer | None = None
@@ -198,6 +289,80 @@ class AsyncClient:
     async def cluster(self) -> dict[str, Any]:
         return (await self._send(_Request("GET", "/v1/cluster", None))).body
 
+    async def begin(
+        self, isolation: str = "serializable", *, timeout_s: float = 10.0
+    ) -> AsyncTransaction:
+        """Begin an interactive transaction (commit or abort it; see `run_transaction`)."""
+        body = _txn_begin_body(isolation, timeout_s, self._seen_ts)
+        begun = _txn_answer(await self._send(_Request("POST", "/v1/txn", body)))
+        self._seen_ts = max(self._seen_ts, int(begun["read_ts"]))
+        return AsyncTransaction(self, str(begun["txn"]))
+
+    async def run_transaction(
+        self,
+        fn: Callable[[AsyncTransaction], Awaitable[_T]],
+        *,
+        isolation: str = "serializable",
+        attempts_max: int = 20,
+    ) -> _T:
+        """Run `fn` in a transaction and commit, again on a serialization failure (back-off
+        with full jitter), at most `attempts_max` times."""
+        delays = RetryPolicy(attempts_max=attempts_max, backoff_min_s=0.005).delays(self._plan.rng)
+        while True:
+            tx = await self.begin(isolation)
+            try:
+                out = await fn(tx)
+                await tx.commit()
+                return out
+            except SerializationFailureError:
+                delay = next(delays, None)
+                if delay is None:
+                    raise
+                await asyncio.sleep(delay)
+            except BaseException:
+                with contextlib.suppress(QuorumError):
+                    await tx.abort()
+                raise
+
+
+class AsyncTransaction:
+    """`Transaction` for `AsyncClient`."""
+
+    def __init__(self, client: AsyncClient, txn_id: str) -> None:
+        self._client = client
+        self.id = txn_id
+        self.commit_ts = 0
+
+    async def steps(self, *steps: list[Any]) -> list[Any]:
+        """Several operations in one request (["get", k], ["put", k, v], ...)."""
+        req = _Request("POST", f"/v1/txn/{self.id}", {"ops": list(steps)})
+        return list(_txn_answer(await self._client._send(req))["results"])
+
+    async def get(self, key: str) -> str | None:
+        got = (await self.steps(_TxnSteps.get(key)))[0]
+        return None if got is None else str(got)
+
+    async def put(self, key: str, value: str) -> None:
+        await self.steps(_TxnSteps.put(key, value))
+
+    async def delete(self, key: str) -> None:
+        await self.steps(_TxnSteps.delete(key))
+
+    async def scan(
+        self, start: str = "", end: str | None = None, limit: int = 100
+    ) -> list[tuple[str, str]]:
+        rows = (await self.steps(_TxnSteps.scan(start, end, limit)))[0]
+        return [(str(k), str(v)) for k, v in rows]
+
+    async def commit(self) -> int:
+        req = _Request("POST", f"/v1/txn/{self.id}/commit", None)
+        self.commit_ts = int(_txn_answer(await self._client._send(req, retry=False))["commit_ts"])
+        self._client._seen_ts = max(self._client._seen_ts, self.commit_ts)
+        return self.commit_ts
+
+    async def abort(self) -> None:
+        await self._client._send(_Request("POST", f"/v1/txn/{self.id}/abort", None), retry=False)
+
 
 class Client:
     """Blocking client (standard library HTTP); same semantics as `AsyncClient`."""
@@ -213,6 +378,7 @@ class Client:
         self._plan = _Plan(endpoints, seed)
         self._retry = retry or RetryPolicy()
         self._timeout_s = timeout_s
+        self._seen_ts = 0
 
     def _once(self, req: _Request) -> _Answer:
         u = urllib.parse.urlsplit(self._plan.current)
@@ -230,9 +396,11 @@ class Client:
         finally:
             conn.close()
 
-    def _send(self, req: _Request) -> _Answer:
+    def _send(self, req: _Request, *, retry: bool = True) -> _Answer:
+        """Send until answered (`retry=False`: an unavailable node is an error at once,
+        for requests that must not be repeated blindly, like a commit)."""
         plan = self._plan
-        delays = self._retry.delays(plan.rng)
+        delays = self._retry.delays(plan.rng) if retry else iter(())
         while True:
             url = plan.current + req.path
             answer: _Answer | None = None
@@ -276,6 +444,49 @@ class Client:
 
     def cluster(self) -> dict[str, Any]:
         return self._send(_Request("GET", "/v1/cluster", None)).body
+
+    # -- transactions ----------------------------------------------------------------------
+
+    def _seen(self, ts: int) -> None:
+        self._seen_ts = max(self._seen_ts, ts)
+
+    @contextlib.contextmanager
+    def transaction(
+        self, isolation: str = "serializable", *, timeout_s: float = 10.0
+    ) -> Iterator[Transaction]:
+        """`with client.transaction() as tx:` commits when the block ends, aborts if it
+        raises. Its snapshot includes everything this client saw committed."""
+        body = _txn_begin_body(isolation, timeout_s, self._seen_ts)
+        begun = _txn_answer(self._send(_Request("POST", "/v1/txn", body)))
+        self._seen(int(begun["read_ts"]))
+        tx = Transaction(self, str(begun["txn"]))
+        try:
+            yield tx
+        except BaseException:
+            with contextlib.suppress(QuorumError):
+                tx.abort()
+            raise
+        tx.commit()
+
+    def run_transaction(
+        self,
+        fn: Callable[[Transaction], _T],
+        *,
+        isolation: str = "serializable",
+        attempts_max: int = 20,
+    ) -> _T:
+        """Run `fn` in a transaction, again on a serialization failure (back-off with full
+        jitter), at most `attempts_max` times; returns what `fn` returned."""
+        delays = RetryPolicy(attempts_max=attempts_max, backoff_min_s=0.005).delays(self._plan.rng)
+        while True:
+            try:
+                with self.transaction(isolation) as tx:
+                    return fn(tx)
+            except SerializationFailureError:
+                delay = next(delays, None)
+                if delay is None:
+                    raise
+                time.sleep(delay)
 
 
 def _put_body(
