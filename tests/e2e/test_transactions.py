@@ -18,7 +18,7 @@ from typing import Any
 import pytest
 
 from quorumdb.kv.client import Client, ClientError, RetryPolicy, SerializationFailureError
-from tests.e2e.harness import Cluster
+from tests.e2e.harness import Cluster, run_cli
 
 RETRY = RetryPolicy(attempts_max=30, backoff_min_s=0.01, backoff_max_s=0.2)
 
@@ -232,3 +232,16 @@ def test_read_uncommitted_needs_the_engine_switch(tmp_path: Path) -> None:
             pass
     finally:
         c.stop()
+
+
+def test_cli_runs_a_scripted_transaction(txn_cluster: Cluster) -> None:
+    endpoints = txn_cluster.url(2).removeprefix("http://")
+    proc = run_cli("txn", "--endpoints", endpoints, "put cli/a 1", "put cli/b 2", "scan cli/ cli0")
+    assert proc.returncode == 0, proc.stderr
+    lines = [json.loads(line) for line in proc.stdout.splitlines()]
+    assert lines[2]["result"] == [["cli/a", "1"], ["cli/b", "2"]]
+    assert lines[-1] == {"committed": True}
+    bad = run_cli("txn", "--endpoints", endpoints, "frob x")
+    assert bad.returncode == 2 and "bad operation" in bad.stderr and "Traceback" not in bad.stderr
+    wrong = run_cli("txn", "--endpoints", endpoints, "--isolation", "chaos", "get x")
+    assert wrong.returncode == 2 and "Traceback" not in wrong.stderr

@@ -28,7 +28,16 @@ def cli(ctx: click.Context, debug: bool) -> None:
 
 
 def _register() -> None:
-    from quorumdb.cli import admin_cmd, check_cmd, cluster_cmd, demo_cmd, kafka_cmd, kv_cmd, sim_cmd
+    from quorumdb.cli import (
+        admin_cmd,
+        check_cmd,
+        cluster_cmd,
+        demo_cmd,
+        kafka_cmd,
+        kv_cmd,
+        sim_cmd,
+        txn_cmd,
+    )
 
     cli.add_command(check_cmd.check)
     cli.add_command(sim_cmd.sim)
@@ -36,6 +45,7 @@ def _register() -> None:
     for command in (cluster_cmd.node, cluster_cmd.up, cluster_cmd.down, cluster_cmd.status):
         cli.add_command(command)
     cli.add_command(kv_cmd.kv)
+    cli.add_command(txn_cmd.txn)
     cli.add_command(admin_cmd.cluster)
     cli.add_command(kafka_cmd.topic)
     cli.add_command(kafka_cmd.group)
