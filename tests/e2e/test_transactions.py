@@ -245,3 +245,16 @@ def test_cli_runs_a_scripted_transaction(txn_cluster: Cluster) -> None:
     assert bad.returncode == 2 and "bad operation" in bad.stderr and "Traceback" not in bad.stderr
     wrong = run_cli("txn", "--endpoints", endpoints, "--isolation", "chaos", "get x")
     assert wrong.returncode == 2 and "Traceback" not in wrong.stderr
+
+
+def test_a_transaction_sees_every_commit_answered_before_it_began(txn_cluster: Cluster) -> None:
+    """Strict serializability: commits on node 1, transactions begun right after on node 2
+    and 3 by other clients (no shared timestamps) see each one (commit wait, one host)."""
+    writer = _client(txn_cluster, 1)
+    readers = [_client(txn_cluster, 2), _client(txn_cluster, 3)]
+    for i in range(40):
+        with writer.transaction("serializable") as tx:
+            tx.put("rt/x", str(i))
+            tx.put("rt/y", str(i))
+        with readers[i % 2].transaction("snapshot") as tx:
+            assert (tx.get("rt/x"), tx.get("rt/y")) == (str(i), str(i)), f"round {i}"

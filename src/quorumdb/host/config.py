@@ -78,6 +78,10 @@ class NodeConfig:
     # True only with --unsafe-read-uncommitted (labs): transactions may ask for read
     # uncommitted, whose writes apply at once (dirty writes and reads).
     unsafe_read_uncommitted: bool = False
+    # The most the nodes' wall clocks may disagree by: a transaction's commit is answered
+    # only after every clock has passed its timestamp (commit wait), which makes
+    # transactions strictly serializable. 0: all nodes on one host (one clock).
+    max_clock_offset_ms: int = 0
     snapshot_entries: int = 10_000
     # Or this many bytes of entry data applied since the last snapshot, whichever comes
     # first: a Kafka partition's entries are whole record batches, up to megabytes each.
@@ -98,6 +102,10 @@ class NodeConfig:
             )
         if self.snapshot_entries < 1 or self.snapshot_bytes < 1:
             raise UserError("snapshot_entries and snapshot_bytes must be >= 1")
+        if not 0 <= self.max_clock_offset_ms <= 60_000:
+            raise UserError(
+                f"max_clock_offset_ms must be in 0..60000, got {self.max_clock_offset_ms}"
+            )
         if not 1 <= self.shards <= 256:
             raise UserError(f"shards must be in 1..256, got {self.shards}")
         if (
@@ -141,6 +149,7 @@ _INT_KEYS = (
     "snapshot_bytes",
     "num_partitions",
     "default_replication_factor",
+    "max_clock_offset_ms",
 )
 _BOOL_KEYS = (
     "lease_reads",
@@ -219,6 +228,7 @@ def render_config(config: NodeConfig) -> str:
         f"fsync = {str(config.fsync).lower()}",
         f"unsafe_read_uncommitted = {str(config.unsafe_read_uncommitted).lower()}",
         f"snapshot_entries = {config.snapshot_entries}",
+        f"max_clock_offset_ms = {config.max_clock_offset_ms}",
         f"snapshot_bytes = {config.snapshot_bytes}",
         f"num_partitions = {config.num_partitions}",
         f"auto_create_topics_enable = {str(config.auto_create_topics_enable).lower()}",

@@ -111,11 +111,15 @@ class NodeKV:
         self.controller_observers: list[ControllerObserver] = []
         # The planted bug: shards apply a retried command again (no session check).
         self._dedupe = PlantedBug.SESSION_CHECK_DROPPED not in planted_bugs
-        self.host = NodeHost(config, node_log, env, self, planted_bugs=planted_bugs)
-        # The node's hybrid logical clock: single writes and transactions are stamped by it.
+        # The node's hybrid logical clock: single writes and transactions are stamped by it,
+        # and it moves past every timestamp its shards apply.
         self.hlc = HLC(env.clock.wall_ms)
+        self.host = NodeHost(config, node_log, env, self, planted_bugs=planted_bugs)
         self.transactions = TxnCoordinator(
-            self, self.hlc, allow_read_uncommitted=config.unsafe_read_uncommitted
+            self,
+            self.hlc,
+            allow_read_uncommitted=config.unsafe_read_uncommitted,
+            max_clock_offset_ms=config.max_clock_offset_ms,
         )
 
     # -- host.state_machine.NodeStateMachines ------------------------------------------------
@@ -124,7 +128,7 @@ class NodeKV:
         return ControllerKV(on_member_record, self.controller_observers)
 
     def open_shard(self, group_id: int) -> KVStateMachine:
-        return KVStateMachine(dedupe=self._dedupe)
+        return KVStateMachine(dedupe=self._dedupe, on_ts=self.hlc.update)
 
     def store_of(self, g: Group) -> VersionStore:
         """Shard `g`'s versions and intents on this node (replaced when a snapshot is

@@ -63,7 +63,7 @@ _decode_image = msgspec.msgpack.Decoder(_Image).decode
 
 
 class KVStateMachine:
-    __slots__ = ("applied", "dedupe", "group", "observer", "records", "sessions", "store")
+    __slots__ = ("applied", "dedupe", "observer", "on_ts", "records", "sessions", "store")
 
     # In memory, and applying only answers clients: the host may apply it mid-flight.
     applies_midflight = True
@@ -73,15 +73,16 @@ class KVStateMachine:
         observer: Callable[[Command, Result], None] | None = None,
         *,
         dedupe: bool = True,
-        group: int = 0,
         gc_window: int = GC_WINDOW,
+        on_ts: Callable[[int], None] | None = None,
     ) -> None:
         """`dedupe=False` is the planted bug `SESSION_CHECK_DROPPED` (tests only): a command
         retried with the same (client, seq) applies again instead of being answered from
-        its session. `gc_window`: how far below the newest timestamp versions are kept."""
+        its session. `gc_window`: how far below the newest timestamp versions are kept.
+        `on_ts` sees every timestamp an entry applies at (the node's HLC follows the log)."""
         self.observer = observer
         self.dedupe = dedupe
-        self.group = group
+        self.on_ts = on_ts
         self.store = VersionStore(gc_window)
         self.records: dict[int, TxnRecord] = {}
         self.sessions: OrderedDict[int, tuple[int, Result]] = OrderedDict()
@@ -95,6 +96,8 @@ class KVStateMachine:
             return None
         if self.observer is not None:
             self.observer(cmd, result)
+        if self.on_ts is not None:
+            self.on_ts(result.ts)
         return (cmd.client, cmd.seq), result
 
     def apply(self, index: int, cmd: Command) -> Result | None:

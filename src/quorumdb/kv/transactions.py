@@ -36,7 +36,7 @@ from quorumdb.host.group import Group
 from quorumdb.host.node_host import CONTROLLER_GROUP
 from quorumdb.host.pending import Pending, spawn
 from quorumdb.kv.commands import Command, CommandKind, Isolation, Outcome, Result, TxnOp
-from quorumdb.kv.hlc import HLC, LOGICAL_BITS
+from quorumdb.kv.hlc import HLC, LOGICAL_BITS, physical_ms
 from quorumdb.kv.mvcc import Version
 from quorumdb.kv.txn_errors import (
     CommitOutcomeUnknownError,
@@ -113,8 +113,16 @@ class _Outcome:
 class TxnCoordinator:
     """The transactions begun on one node, and the node's share of recovering others'."""
 
-    def __init__(self, kv: NodeKV, hlc: HLC, *, allow_read_uncommitted: bool = False) -> None:
+    def __init__(
+        self,
+        kv: NodeKV,
+        hlc: HLC,
+        *,
+        allow_read_uncommitted: bool = False,
+        max_clock_offset_ms: int = 0,
+    ) -> None:
         self.kv = kv
+        self.max_clock_offset_ms = max_clock_offset_ms
         self.host = kv.host
         self.hlc = hlc
         self.allow_read_uncommitted = allow_read_uncommitted
@@ -330,8 +338,19 @@ class TxnCoordinator:
             if txn.state == TxnState.OPEN:
                 self._end(txn, TxnState.ABORTED, f"failed: {exc}")
             raise
+        await self._commit_wait(ts)
         self._end(txn, TxnState.COMMITTED, "committed", ts)
         return ts
+
+    async def _commit_wait(self, ts: int) -> None:
+        """Answer a commit only once every node's clock has passed its timestamp (Spanner's
+        commit wait): a transaction that begins anywhere after the answer then reads at a
+        timestamp above it (strict serializability), if the nodes' clocks disagree by at
+        most `max_clock_offset_ms` (0 on one host: the wait is under a millisecond)."""
+        target_ms = physical_ms(ts) + self.max_clock_offset_ms
+        clock = self.host.env.clock
+        while (behind_ms := target_ms - clock.wall_ms()) >= 0:
+            await self._sleep((behind_ms + 1) / 1000)
 
     def _op(self, txn: Transaction, **fields: Any) -> TxnOp:
         return TxnOp(id=txn.id, isolation=txn.isolation, read_ts=txn.read_ts, **fields)
