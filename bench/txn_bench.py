@@ -1,7 +1,8 @@
 """Transaction benchmark: interactive 4-operation transactions on a 3-node cluster (fsync on).
 
 Each transaction reads two accounts and writes both back (get a, get b, put a, put b: a
-transfer), as four HTTP requests (begin; the two reads; the two writes; commit) from one of
+transfer), as two HTTP requests (begin with the two reads; the two writes with the commit:
+the client sends the transaction's steps with its begin and its commit) from one of
 32 concurrent asyncio clients, for a fixed time per cell. Cells: isolation level (read
 committed, snapshot, serializable) x keys on one shard (one-phase commit) or on two shards
 (two-phase commit, with a replicated transaction record) x uniform or zipfian (s = 1.1)
@@ -100,11 +101,12 @@ async def _worker(  # noqa: PLR0917
             if a == b:
                 continue
             started = time.perf_counter()
-            tx = await client.begin(level)
             try:
-                va, vb = await tx.steps(["get", a], ["get", b])
-                await tx.steps(["put", a, str(int(va or 0) - 1)], ["put", b, str(int(vb or 0) + 1)])
-                await tx.commit()
+                tx = await client.begin(level, ["get", a], ["get", b])
+                va, vb = tx.results
+                await tx.commit(
+                    ["put", a, str(int(va or 0) - 1)], ["put", b, str(int(vb or 0) + 1)]
+                )
             except SerializationFailureError:
                 out["aborts"].append(1)
                 continue

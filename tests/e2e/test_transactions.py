@@ -8,6 +8,7 @@ over the shards, so the commits are cross-shard (two-phase) as well as one-phase
 
 from __future__ import annotations
 
+import asyncio
 import json
 import threading
 import urllib.error
@@ -17,7 +18,13 @@ from typing import Any
 
 import pytest
 
-from quorumdb.kv.client import Client, ClientError, RetryPolicy, SerializationFailureError
+from quorumdb.kv.client import (
+    AsyncClient,
+    Client,
+    ClientError,
+    RetryPolicy,
+    SerializationFailureError,
+)
 from tests.e2e.harness import Cluster, run_cli
 
 RETRY = RetryPolicy(attempts_max=30, backoff_min_s=0.01, backoff_max_s=0.2)
@@ -258,3 +265,20 @@ def test_a_transaction_sees_every_commit_answered_before_it_began(txn_cluster: C
             tx.put("rt/y", str(i))
         with readers[i % 2].transaction("snapshot") as tx:
             assert (tx.get("rt/x"), tx.get("rt/y")) == (str(i), str(i)), f"round {i}"
+
+
+def test_async_client_sends_steps_with_begin_and_commit(txn_cluster: Cluster) -> None:
+    async def go() -> tuple[list[Any], list[Any], str | None]:
+        async with AsyncClient(txn_cluster.urls, retry=RETRY) as client:
+            await client.put("async/a", "1")
+            tx = await client.begin("snapshot", ["get", "async/a"], ["get", "async/b"])
+            begun = tx.results
+            await tx.commit(["put", "async/b", "2"], ["get", "async/b"])
+            check = await client.begin("snapshot", ["get", "async/b"])
+            await check.commit()
+            return begun, tx.results, check.results[0]
+
+    begun, committed, seen = asyncio.run(go())
+    assert begun == ["1", None]
+    assert committed == [None, "2"]
+    assert seen == "2"

@@ -149,8 +149,9 @@ ROUTES = (
     _Route(
         "POST",
         "/v1/txn/{id}/commit",
-        "Commit: all writes become visible at once, or none",
+        "Commit (after running `ops`, if given): all writes become visible at once, or none",
         (("id", "path", "the transaction id"),),
+        body='{"ops"?: [op...]}',
         responses=(
             (200, "committed, with its commit timestamp"),
             (409, "serialization failure (code 40001): aborted, retry the transaction"),
@@ -602,7 +603,16 @@ async def _txn_steps_handler(request: _Request) -> Reply:
 
 
 async def _txn_commit(request: _Request) -> Reply:
-    return _json(await request.service.txn_commit(request.param))
+    """Commit, after running the body's `ops` if it has some (one round trip for the last
+    steps and the commit)."""
+    body = request.body.strip()
+    steps = _txn_steps(_json_body(request).get("ops", [])) if body and body != b"null" else []
+    service = request.service
+    answer: dict[str, Any] = {}
+    if steps:
+        answer["results"] = await service.txn_steps(request.param, steps)
+    answer.update(await service.txn_commit(request.param))
+    return _json(answer)
 
 
 async def _txn_abort(request: _Request) -> Reply:

@@ -290,13 +290,19 @@ class AsyncClient:
         return (await self._send(_Request("GET", "/v1/cluster", None))).body
 
     async def begin(
-        self, isolation: str = "serializable", *, timeout_s: float = 10.0
+        self, isolation: str = "serializable", *steps: list[Any], timeout_s: float = 10.0
     ) -> AsyncTransaction:
-        """Begin an interactive transaction (commit or abort it; see `run_transaction`)."""
+        """Begin an interactive transaction (commit or abort it; see `run_transaction`),
+        running `steps` (["get", k], ...) in the same request: their answers are in the
+        transaction's `results`."""
         body = _txn_begin_body(isolation, timeout_s, self._seen_ts)
+        if steps:
+            body["ops"] = list(steps)
         begun = _txn_answer(await self._send(_Request("POST", "/v1/txn", body)))
         self._seen_ts = max(self._seen_ts, int(begun["read_ts"]))
-        return AsyncTransaction(self, str(begun["txn"]))
+        tx = AsyncTransaction(self, str(begun["txn"]))
+        tx.results = list(begun.get("results", []))
+        return tx
 
     async def run_transaction(
         self,
@@ -332,6 +338,7 @@ class AsyncTransaction:
         self._client = client
         self.id = txn_id
         self.commit_ts = 0
+        self.results: list[Any] = []  # the answers of the steps sent with begin or commit
 
     async def steps(self, *steps: list[Any]) -> list[Any]:
         """Several operations in one request (["get", k], ["put", k, v], ...)."""
@@ -354,9 +361,14 @@ class AsyncTransaction:
         rows = (await self.steps(_TxnSteps.scan(start, end, limit)))[0]
         return [(str(k), str(v)) for k, v in rows]
 
-    async def commit(self) -> int:
-        req = _Request("POST", f"/v1/txn/{self.id}/commit", None)
-        self.commit_ts = int(_txn_answer(await self._client._send(req, retry=False))["commit_ts"])
+    async def commit(self, *steps: list[Any]) -> int:
+        """Run `steps` (their answers in `results`), then commit, in one request."""
+        body = {"ops": list(steps)} if steps else None
+        req = _Request("POST", f"/v1/txn/{self.id}/commit", body)
+        answer = _txn_answer(await self._client._send(req, retry=False))
+        if steps:
+            self.results = list(answer.get("results", []))
+        self.commit_ts = int(answer["commit_ts"])
         self._client._seen_ts = max(self._client._seen_ts, self.commit_ts)
         return self.commit_ts
 
