@@ -111,12 +111,17 @@ def test_records_decide_once_and_expire_for_pushers() -> None:
     s.txn(CommandKind.TXN_BEGIN, TxnOp(id=6, participants=[1], deadline=100))
     committed = s.txn(CommandKind.TXN_END, TxnOp(id=6, commit=True), ts=70)
     assert (committed.outcome, committed.ts) == (Outcome.OK, 70)
-    push = s.txn(CommandKind.TXN_END, early_push.__class__(id=6, if_expired=True), ts=500)
+    push = s.txn(CommandKind.TXN_END, TxnOp(id=6, if_expired=True), ts=500)
     assert (push.outcome, push.ts) == (Outcome.OK, 70), "a pusher learns the commit"
-    # A record never begun (or forgotten) cannot commit any more.
-    unknown = s.txn(CommandKind.TXN_END, TxnOp(id=77, if_expired=True), ts=10)
-    assert unknown.outcome == Outcome.ABORTED
-    assert s.txn(CommandKind.TXN_END, TxnOp(id=77, commit=True), ts=11).outcome == Outcome.ABORTED
+    # A forgotten record: a pusher learns so; it cannot commit any more.
+    assert s.txn(CommandKind.TXN_FORGET, TxnOp(id=6)).outcome == Outcome.OK
+    forgotten = s.txn(CommandKind.TXN_END, TxnOp(id=6, if_expired=True), ts=600)
+    assert forgotten.outcome == Outcome.NOT_FOUND
+    assert s.txn(CommandKind.TXN_END, TxnOp(id=6, commit=True), ts=601).outcome == Outcome.ABORTED
+    assert 6 not in s.sm.records, "a push leaves no record behind"
+    # A pending record's answer carries no timestamp (clocks must not jump to its deadline).
+    s.txn(CommandKind.TXN_BEGIN, TxnOp(id=8, participants=[1], deadline=10**15))
+    assert s.txn(CommandKind.TXN_END, TxnOp(id=8, if_expired=True)).ts == 0
 
 
 def test_snapshot_keeps_versions_intents_and_records() -> None:

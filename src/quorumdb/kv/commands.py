@@ -79,7 +79,7 @@ class Command(msgspec.Struct, frozen=True, array_like=True, gc=False):
 
 class Outcome(IntEnum):
     OK = 0
-    NOT_FOUND = 1  # delete of an absent key
+    NOT_FOUND = 1  # delete of an absent key; a push of a forgotten transaction record
     CAS_FAILED = 2  # the key's revision was not the expected one
     CONFLICT = 3  # another transaction's intent or read lock is in the way (`blocker`)
     SERIALIZATION_FAILURE = 4  # validation failed: abort and retry (SQLSTATE 40001)

@@ -249,10 +249,13 @@ class TxnCoordinator:
             if intent is None or intent.txn == txn.id or intent.min_ts > ts:
                 return store.read_at(key, ts)
             outcome = await self._outcome(intent.txn, intent.record_group, g)
-            if store.intents.get(key) is intent:  # not resolved here yet: decide from it
+            if outcome is None:  # forgotten: catch up, and clear the intent if an orphan
+                await self._clear_forgotten(g, intent.txn)
+            elif store.intents.get(key) is intent:  # not resolved here yet: decide from it
                 if outcome.committed and outcome.ts <= ts:
                     return (intent.value, 0, outcome.ts)
                 return store.read_at(key, ts)
+            store = self.kv.store_of(g)
 
     async def _closed(self, g: Group, ts: int) -> None:
         """Wait until this node's replica of `g` has closed `ts` (one `CLOSE` in flight per
@@ -438,8 +441,8 @@ class TxnCoordinator:
             await self._finish(txn.id, anchor.group_id, participants, if_expired=False)
             raise SerializationFailureError("aborted by a transaction that found it expired")
         self.hlc.update(decided.ts)
-        await self._resolve_all(txn.id, participants, commit=True, ts=decided.ts)
-        self._forget(txn.id, anchor.group_id)
+        if await self._resolve_all(txn.id, participants, commit=True, ts=decided.ts):
+            self._forget(txn.id, anchor.group_id)
         return decided.ts
 
     async def _finish(
@@ -453,26 +456,32 @@ class TxnCoordinator:
             decided = await self._propose(
                 self.host.groups[record_group], _txn_cmd(CommandKind.TXN_END, end, self.hlc.now())
             )
-            if decided.outcome == Outcome.PENDING:
-                return
+            if decided.outcome in (Outcome.PENDING, Outcome.NOT_FOUND):
+                return  # not expired yet; or already resolved and forgotten
             committed = decided.outcome == Outcome.OK
-            await self._resolve_all(txn_id, participants, commit=committed, ts=decided.ts)
-            self._forget(txn_id, record_group)
+            if await self._resolve_all(txn_id, participants, commit=committed, ts=decided.ts):
+                self._forget(txn_id, record_group)
         except ServiceUnavailableError:
             pass  # the record's leader will finish it (`recover`)
 
     async def _resolve_all(
         self, txn_id: int, participants: list[int], *, commit: bool, ts: int
-    ) -> None:
+    ) -> bool:
+        """Resolve the intents on every participant; whether all of them were. Only then
+        may the record be forgotten (a reader that finds no record relies on it)."""
         op = TxnOp(id=txn_id, commit=commit)
         futs = [
             self._propose(self.host.groups[gid], _txn_cmd(CommandKind.TXN_RESOLVE, op, ts))
             for gid in participants
         ]
+        resolved = True
         for fut in futs:
             # On failure, readers resolve through the record and recovery resolves it later.
-            with contextlib.suppress(ServiceUnavailableError):
+            try:
                 await fut
+            except ServiceUnavailableError:
+                resolved = False
+        return resolved
 
     def _forget(self, txn_id: int, record_group: int) -> None:
         op = TxnOp(id=txn_id)
@@ -481,9 +490,10 @@ class TxnCoordinator:
 
     # -- meeting others' transactions --------------------------------------------------------------
 
-    async def _outcome(self, txn_id: int, record_group: int, where: Group) -> _Outcome:
+    async def _outcome(self, txn_id: int, record_group: int, where: Group) -> _Outcome | None:
         """Whether `txn_id` committed (and at what timestamp): from this node's replica of its
-        record while it is decided, else by a push, which aborts it once expired."""
+        record while it is decided, else by a push, which aborts it once expired. None: the
+        record was forgotten (resolved everywhere; see `_clear_forgotten`)."""
         polls = 0
         while True:
             record = self.kv.records_of(self.host.groups[record_group]).get(txn_id)
@@ -501,6 +511,8 @@ class TxnCoordinator:
             if decided.outcome == Outcome.PENDING:
                 await self._sleep(0.05)
                 continue
+            if decided.outcome == Outcome.NOT_FOUND:
+                return None
             outcome = _Outcome(decided.outcome == Outcome.OK, decided.ts)
             break
         # Help: resolve the intent here so that the next reader need not ask.
@@ -509,11 +521,21 @@ class TxnCoordinator:
         help_.add_done_callback(lambda _: None)
         return outcome
 
+    async def _clear_forgotten(self, g: Group, txn_id: int) -> None:
+        """`txn_id`'s record is gone, so its resolutions were all applied before: catch this
+        replica of `g` up past them; what `txn_id` still holds here then is an orphan (a
+        prepare applied after its transaction aborted without it), dropped here."""
+        await self._closed(g, self.hlc.now())
+        if txn_id in self.kv.store_of(g).held:
+            op = TxnOp(id=txn_id, commit=False)
+            await self._propose(g, _txn_cmd(CommandKind.TXN_RESOLVE, op, 0))
+
     async def _resolve_blocker(self, result: Result, g: Group) -> None:
         if result.blocker_group == 0:  # a one-phase transaction never blocks; be safe
             await self._sleep(_POLL_S)
             return
-        await self._outcome(result.blocker, result.blocker_group, g)
+        if await self._outcome(result.blocker, result.blocker_group, g) is None:
+            await self._clear_forgotten(g, result.blocker)
 
     # -- recovery ------------------------------------------------------------------------------
 

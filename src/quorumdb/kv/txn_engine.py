@@ -143,9 +143,11 @@ def _begin(records: dict[int, TxnRecord], op: TxnOp) -> Result:
 def _end(records: dict[int, TxnRecord], ts: int, op: TxnOp) -> Result:
     rec = records.get(op.id)
     if rec is None:
-        # Never begun here, or forgotten after resolving: it cannot commit any more.
-        records[op.id] = TxnRecord(RecordStatus.ABORTED, [], op.deadline)
-        return Result(outcome=Outcome.ABORTED, revision=0)
+        # An intent is laid only after its record began, so no record here means it was
+        # forgotten: decided and resolved everywhere. It cannot commit any more; a pusher
+        # learns NOT_FOUND (what it met is stale in its replica, or an orphan: a prepare
+        # that applied after the abort it never heard of).
+        return Result(outcome=Outcome.ABORTED if op.commit else Outcome.NOT_FOUND, revision=0)
     if rec.status == RecordStatus.PENDING:
         if op.commit:
             rec.status = RecordStatus.COMMITTED
@@ -160,7 +162,7 @@ def _record_result(rec: TxnRecord) -> Result:
         return Result(outcome=Outcome.OK, revision=0, ts=rec.commit_ts)
     if rec.status == RecordStatus.ABORTED:
         return Result(outcome=Outcome.ABORTED, revision=0)
-    return Result(outcome=Outcome.PENDING, revision=0, ts=rec.deadline)
+    return Result(outcome=Outcome.PENDING, revision=0)
 
 
 def conflict_result(who: Intent | int, store: VersionStore) -> Result:
