@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import json
 import threading
+import time
 import urllib.error
 import urllib.request
 from pathlib import Path
@@ -216,6 +217,18 @@ def test_bad_transaction_requests_get_clear_4xx(txn_cluster: Cluster) -> None:
     assert _post(f"{url}/v1/txn/{txn}/commit", None)[0] == 410
     assert _post(f"{url}/v1/txn/1.ffff", {"ops": []})[0] == 404
     assert _post(f"{url}/v1/txn/garbage", {"ops": []})[0] == 404
+    # Expired: a transaction past its timeout takes no more operations.
+    status, short = _post(url + "/v1/txn", {"timeout_ms": 1})
+    time.sleep(0.05)
+    assert _post(f"{url}/v1/txn/{short['txn']}", {"ops": [["get", "k"]]})[0] == 410
+    # Oversized: too many operations in a request, too many keys in a transaction.
+    status, big = _post(url + "/v1/txn", {})
+    too_many = [["put", f"big/{i}", "v"] for i in range(10_001)]
+    assert _post(f"{url}/v1/txn/{big['txn']}", {"ops": too_many})[0] == 413
+    for n in range(3):
+        chunk = [["put", f"big/{n}/{i}", "v"] for i in range(4_000)]
+        last = _post(f"{url}/v1/txn/{big['txn']}", {"ops": chunk})
+    assert last[0] == 413 and "10000 keys" in last[1]["error"]
     # Begun on node 1: node 2 points there.
     status, body = _post(txn_cluster.url(2) + f"/v1/txn/{txn}", {"ops": []})
     assert status == 421 and body["leader"] == url
