@@ -222,7 +222,10 @@ class TxnCoordinator:
             if gid == CONTROLLER_GROUP or gid > self.host.config.shards:
                 continue
             await self._closed(g, ts)
-            for key in list(self.kv.store_of(g).keys_in(start, end)):
+            store = self.kv.store_of(g)
+            # A key being inserted by a transaction still committing has only an intent.
+            pending = [k for k in store.intents if k >= start and (end is None or k < end)]
+            for key in sorted({*store.keys_in(start, end), *pending}):
                 v = await self._read(txn, g, key, ts)
                 if v is not None and v[0] is not None:
                     rows[key] = v[0]
