@@ -13,8 +13,12 @@ answers or on the loop's timers, never on wall time: the run stays a function of
   failure is a `fail` (it did not commit); an unknown outcome, or no answer in time (the node
   crashed, paused, or lost its quorum), is `info`; either way the client backs off and goes on;
 - an auditor reads every account at snapshot isolation now and then;
-- after the heal, once every transfer has ended, a final audit (its snapshot at least the
-  newest commit timestamp seen, as a client passes `seen_ts`) must succeed in the budget.
+- after the heal, once every transfer has ended, a final audit must succeed in the budget.
+
+Every transaction begins with `seen_ts`, the newest commit timestamp any answer carried (a
+client's causality token): the nodes' clocks may disagree by more than the commit wait
+covers (`max_clock_offset_ms` is 0 here), and without it a snapshot taken after the accounts
+were created could predate them (stale, not torn: the checker would blame the wrong thing).
 
 The history goes to `check.bank.check_bank`: its violations are the run's (checker `bank`);
 a final audit that never succeeds is a liveness violation.
@@ -179,7 +183,7 @@ class BankWorkload:
                 await self._sleep(50_000)
                 continue
             where, coord = picked
-            txn = coord.begin(Isolation.SERIALIZABLE)
+            txn = coord.begin(Isolation.SERIALIZABLE, seen_ts=self.seen_ts)
             try:
                 reads = await self._read_all(coord, txn, self.accounts)
                 present = [k for k, v in reads.items() if v is not None]
@@ -215,7 +219,7 @@ class BankWorkload:
         src, dst = self.rng.sample(self.accounts, 2)
         amount = self.rng.randint(1, self.opts.max_amount)
         name = self._name("t")
-        txn = coord.begin(Isolation.SERIALIZABLE)
+        txn = coord.begin(Isolation.SERIALIZABLE, seen_ts=self.seen_ts)
         self.loop.trace(f"bank {name} at {where}: {src} -> {dst}")
         self.open += 1
         try:
@@ -277,7 +281,7 @@ class BankWorkload:
             return False
         where, coord = picked
         name = self._name("final-a" if final else "a")
-        txn = coord.begin(Isolation.SNAPSHOT, seen_ts=self.seen_ts if final else 0)
+        txn = coord.begin(Isolation.SNAPSHOT, seen_ts=self.seen_ts)
         try:
             reads = await self._read_all(coord, txn, self.accounts)
             await self._commit(coord, txn)
