@@ -438,8 +438,8 @@ class TxnCoordinator:
             await self._finish(txn.id, anchor.group_id, participants, if_expired=False)
             raise SerializationFailureError("aborted by a transaction that found it expired")
         self.hlc.update(decided.ts)
-        await self._resolve_all(txn.id, participants, commit=True, ts=decided.ts)
-        self._forget(txn.id, anchor.group_id)
+        if await self._resolve_all(txn.id, participants, commit=True, ts=decided.ts):
+            self._forget(txn.id, anchor.group_id)
         return decided.ts
 
     async def _finish(
@@ -456,23 +456,32 @@ class TxnCoordinator:
             if decided.outcome == Outcome.PENDING:
                 return
             committed = decided.outcome == Outcome.OK
-            await self._resolve_all(txn_id, participants, commit=committed, ts=decided.ts)
-            self._forget(txn_id, record_group)
+            if await self._resolve_all(txn_id, participants, commit=committed, ts=decided.ts):
+                self._forget(txn_id, record_group)
         except ServiceUnavailableError:
             pass  # the record's leader will finish it (`recover`)
 
     async def _resolve_all(
         self, txn_id: int, participants: list[int], *, commit: bool, ts: int
-    ) -> None:
+    ) -> bool:
+        """Resolve the intents on every participant; True if every one was resolved.
+
+        Only then may the record be forgotten: a record missing is read as ABORTED (`TXN_END`
+        on a missing record), so an intent left behind by a failed resolve would be dropped
+        by the next reader that pushes, even though its transaction committed."""
         op = TxnOp(id=txn_id, commit=commit)
         futs = [
             self._propose(self.host.groups[gid], _txn_cmd(CommandKind.TXN_RESOLVE, op, ts))
             for gid in participants
         ]
+        resolved = True
         for fut in futs:
             # On failure, readers resolve through the record and recovery resolves it later.
-            with contextlib.suppress(ServiceUnavailableError):
+            try:
                 await fut
+            except ServiceUnavailableError:
+                resolved = False
+        return resolved
 
     def _forget(self, txn_id: int, record_group: int) -> None:
         op = TxnOp(id=txn_id)

@@ -61,7 +61,7 @@ class BankWorkloadOptions:
     audit_think_us: tuple[int, int] = (50_000, 200_000)
 
 
-class _TimedOut(Exception):
+class _TimedOutError(Exception):
     """No answer in time (the workload's own deadline, as a client's socket timeout)."""
 
 
@@ -128,7 +128,8 @@ class BankWorkload:
         return p
 
     def _within(self, p: Pending[_T], us: int) -> Pending[_T]:
-        """`p`'s answer, or `_TimedOut` if none comes in `us` (a crashed node never answers)."""
+        """`p`'s answer, or `_TimedOutError` if none comes in `us` (a crashed node never
+        answers)."""
         out: Pending[_T] = Pending()
 
         def answered(p: Pending[_T]) -> None:
@@ -139,7 +140,7 @@ class BankWorkload:
                 out.set_result(p.result())
 
         p.add_done_callback(answered)
-        self.loop.after(us, lambda: out.set_exception(_TimedOut(f"no answer in {us} us")))
+        self.loop.after(us, lambda: out.set_exception(_TimedOutError(f"no answer in {us} us")))
         return out
 
     def _draw(self, bounds: tuple[int, int]) -> int:
@@ -196,7 +197,7 @@ class BankWorkload:
                 await self._commit(coord, txn)
                 self.initialised = True
                 self.loop.trace(f"bank init at {where} ({'found' if present else 'wrote'})")
-            except (QuorumError, _TimedOut) as exc:
+            except (QuorumError, _TimedOutError) as exc:
                 self.loop.trace(f"bank init at {where}: {type(exc).__name__}")
                 coord.abort(txn)
                 await self._sleep(self._draw(_BACKOFF_US))
@@ -225,7 +226,7 @@ class BankWorkload:
         try:
             try:
                 reads = await self._read_all(coord, txn, [src, dst])
-            except (QuorumError, _TimedOut):
+            except (QuorumError, _TimedOutError):
                 coord.abort(txn)  # nothing was sent: it simply did not happen
                 self.stats["aborted_early"] += 1
                 return True
@@ -249,7 +250,7 @@ class BankWorkload:
             await self._commit(coord, txn)
         except SerializationFailureError:
             return TransferOutcome.FAIL
-        except (CommitOutcomeUnknownError, _TimedOut):
+        except (CommitOutcomeUnknownError, _TimedOutError):
             return TransferOutcome.INFO
         except ServiceUnavailableError:
             # A one-shard commit whose proposal timed out may still apply: unknown, not failed.
@@ -285,7 +286,7 @@ class BankWorkload:
         try:
             reads = await self._read_all(coord, txn, self.accounts)
             await self._commit(coord, txn)
-        except (QuorumError, _TimedOut) as exc:
+        except (QuorumError, _TimedOutError) as exc:
             coord.abort(txn)
             self.loop.trace(f"bank audit {name} at {where}: {type(exc).__name__}")
             return False
