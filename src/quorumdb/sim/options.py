@@ -90,6 +90,7 @@ class SimOptions:
     keys: int = 3
     think_us: tuple[int, int] = (1_000, 20_000)  # between a client's operations (uniform)
     kafka: bool = False  # a Kafka topic with producers and consumers (`sim.kafka_workload`)
+    bank: bool = False  # bank transfers in serializable transactions (`sim.bank_workload`)
     planted_bugs: frozenset[PlantedBug] = field(default_factory=frozenset)
 
     def describe(self) -> str:
@@ -104,6 +105,8 @@ class SimOptions:
         )
         if self.kafka:
             s += " kafka"
+        if self.bank:
+            s += " bank"
         if self.hunt_leader:
             s += " hunt_leader"
         if self.planted_bugs:
@@ -184,4 +187,5 @@ def swarm_options(
     # campaigns in groups that have not taken it in yet and can keep them from electing
     # anyone: membership changes need pre-vote (the default; see the README's limits).
     pre_vote = rng.random() < 0.8 or FaultKind.MEMBERSHIP in enabled
-    return replace(opts, pre_vote=pre_vote)
+    opts = replace(opts, pre_vote=pre_vote)
+    return replace(opts, bank=rng.random() < 0.3)

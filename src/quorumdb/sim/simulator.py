@@ -45,6 +45,7 @@ from quorumdb.host.pending import Pending
 from quorumdb.kv.commands import Command, CommandKind
 from quorumdb.kv.node_kv import kv_state, node_kv
 from quorumdb.raft import Entry, ProposalDroppedError, Ready
+from quorumdb.sim.bank_workload import BankWorkload
 from quorumdb.sim.clock import NodeClock
 from quorumdb.sim.host_node import HostNode, midflight_applied, sim_member
 from quorumdb.sim.kafka_workload import KafkaWorkload
@@ -151,6 +152,17 @@ class Simulation:
                 running=lambda: self.running,
             )
             if opts.kafka
+            else None
+        )
+        self.bank = (
+            BankWorkload(
+                loop=self.loop,
+                nodes=self.nodes,
+                rng=random.Random(f"{opts.seed}-bank"),
+                violate=self._violate,
+                running=lambda: self.running,
+            )
+            if opts.bank
             else None
         )
 
@@ -293,6 +305,8 @@ class Simulation:
         host.after_apply.append(
             lambda g, rd, lead_before: self._after_apply(node.id, g, rd, lead_before)
         )
+        if self.bank is not None:
+            self.bank.attach(node)
 
     def _watch(self, node_id: int, g: Group) -> None:
         checker = self.checkers.setdefault(g.group_id, RaftSafetyChecker())
@@ -475,6 +489,8 @@ class Simulation:
             self._schedule_client(c, _draw(self.rng, (50_000, 100_000)))
         if self.kafka is not None:
             self.kafka.start()
+        if self.bank is not None:
+            self.bank.start()
         self.loop.after(300_000, self.nemesis.start)
         self.loop.run_until(opts.fault_phase_us, stop=lambda: bool(self.violations))
         if self.violations or self._exhausted():
@@ -483,6 +499,8 @@ class Simulation:
         self._check_liveness()
         if self.kafka is not None and not self.violations:
             self.kafka.finish()
+        if self.bank is not None and not self.violations:
+            self.bank.finish()
         if not self.violations:
             self._converge()
         self._exhausted()
@@ -605,6 +623,12 @@ class Simulation:
         if result.verdict == Verdict.NOT_LINEARIZABLE:
             self._violate("linearizability", f"the KV history is not linearizable:\n{result}")
 
+    def _bank_stats(self) -> dict[str, int]:
+        bank = self.bank
+        if bank is None:
+            return {}
+        return {**{f"bank_{k}": v for k, v in bank.stats.items()}, "bank_audits": len(bank.audits)}
+
     def _result(self) -> SimResult:
         ops = {"ok": 0, "fail": 0, "info": 0}
         for e in self.history:
@@ -624,6 +648,7 @@ class Simulation:
             "midflight_applied": midflight,
             "membership_changes": self.membership.changes,
             "kafka_acked": self.kafka.acked if self.kafka is not None else 0,
+            **self._bank_stats(),
             **{f"nemesis_{k}": v for k, v in sorted(self.nemesis.counts.items())},
         }
         return SimResult(
