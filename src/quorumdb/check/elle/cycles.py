@@ -277,8 +277,7 @@ def classify(kinds: Sequence[EdgeKind]) -> Kind:
 def _anomaly(
     component: _Component, cycle: _Cycle, txns: Sequence[Txn], explainer: Explainer
 ) -> Anomaly:
-    vertices, kinds = cycle
-    assert len(vertices) == len(kinds) + 1 and vertices[0] == vertices[-1], cycle
+    vertices, kinds = _rotated(component, cycle)
     walk = [txns[component.members[v]] for v in vertices]
     ops = tuple(dict.fromkeys(walk[:-1]))
     names = {txn.id: f"T{n + 1}" for n, txn in enumerate(ops)}
@@ -301,6 +300,15 @@ def _anomaly(
         key=None,
         explanation=" ".join(chain),
     )
+
+
+def _rotated(component: _Component, cycle: _Cycle) -> _Cycle:
+    """The same cycle, starting at its earliest-invoked transaction (a canonical form)."""
+    vertices, kinds = cycle
+    assert len(vertices) == len(kinds) + 1 and vertices[0] == vertices[-1], cycle
+    start = min(range(len(kinds)), key=lambda n: component.members[vertices[n]])
+    body = vertices[start:-1] + vertices[:start]
+    return [*body, body[0]], kinds[start:] + kinds[:start]
 
 
 def _short(key: object) -> str:

@@ -13,9 +13,10 @@ sequential or linearizable):
 
 Edges: wr from the writer of the value a read returned; ww from the writer of v to the writer
 of w for each inferred v < w; rw from each reader of v to the writer of w for each inferred
-v < w, and from each reader of nil to the writer of every version with no other inferred
-predecessor. An edge from v to a later but not next version stands for a path of one rw (or
-ww) edge and ww edges through the versions between, so a cycle keeps its class.
+v < w (whoever wrote v: the readers saw it, the writer of w read it first), and from each
+reader of nil to the writer of every version with no other inferred predecessor. An edge
+from v to a later but not next version stands for a path of one rw (or ww) edge and ww
+edges through the versions between, so a cycle keeps its class.
 
 Reads are external when the transaction has not written the key yet; a read after its own
 write must return that write, and a repeated read must repeat (else: ``internal``). A
@@ -249,11 +250,12 @@ class _Index:
                 if value is None:
                     continue
                 source = writer.get(value)
-                if source is None or not committed[source] or value in intermediate:
-                    continue
+                if source is not None and (not committed[source] or value in intermediate):
+                    source = None  # not a version anyone installed: no ww edge from it
                 for w in after:
                     target = writer[w]
-                    add(source, target, _WW)
+                    if source is not None:
+                        add(source, target, _WW)
                     for r in readers.get(value, ()):
                         add(r, target, _RW)
         for k, readers in self.readers.items():
