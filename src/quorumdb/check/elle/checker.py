@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 
+from quorumdb.check._gc import paused_gc
 from quorumdb.check.elle.cycles import DEFAULT_MAX_SEARCH_STEPS, find_cycles
 from quorumdb.check.elle.history import (
     ElleHistory,
@@ -51,8 +52,12 @@ def check_elle(
         ValueError: an unknown model or isolation level, or a model that contradicts the
             history's.
     """
-    parsed = _history(history, model)
     level = Isolation.parse(isolation)
+    with paused_gc():  # the indexes and the graph: many small objects, no cycles among them
+        return _check(_history(history, model), level, max_search_steps)
+
+
+def _check(parsed: ElleHistory, level: Isolation, max_search_steps: int) -> ElleResult:
     if parsed.model is Model.LIST_APPEND:
         inference = infer_list_append(parsed)
     else:
