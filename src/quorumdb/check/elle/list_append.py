@@ -195,7 +195,7 @@ class _Index:
     def add_edges(self) -> None:
         """ww, wr and rw edges between committed transactions."""
         graph = self.graph
-        add = graph.add
+        succ = graph.succ  # graph.add, inlined: this loop runs once per micro-op
         committed = graph.committed
         order, pos, writer, readers = self.order, self.pos, self.writer, self.readers
         ok = Outcome.OK
@@ -210,19 +210,22 @@ class _Index:
                     previous = _previous(order.get(k, empty), pos.get(k), cast(int, v))
                     if previous is not None:
                         w = writer[k].get(previous)
-                        if w is not None and committed[w]:
-                            add(w, tid, _WW)
+                        if w is not None and w != tid and committed[w]:
+                            edges = succ[w]
+                            edges[tid] = edges.get(tid, 0) | _WW
                     of_key = readers.get(k)
                     if of_key is not None:
                         for r in of_key.get(previous, empty):
-                            add(r, tid, _RW)
-                elif is_ok and v:
-                    seen = cast("tuple[int, ...]", v)
+                            if r != tid:
+                                edges = succ[r]
+                                edges[tid] = edges.get(tid, 0) | _RW
+                elif is_ok and isinstance(v, tuple) and v:
                     by_element = writer.get(k)
                     if by_element is not None:
-                        w = by_element.get(seen[-1])
-                        if w is not None and committed[w]:
-                            add(w, tid, _WR)
+                        w = by_element.get(v[-1])
+                        if w is not None and w != tid and committed[w]:
+                            edges = succ[w]
+                            edges[tid] = edges.get(tid, 0) | _WR
 
 
 def _previous(order: tuple[int, ...], pos: dict[int, int] | None, e: int) -> int | None:
@@ -239,8 +242,11 @@ def _internal_and_lost_updates(txns: Sequence[Txn], anomalies: list[Anomaly]) ->
     lost: dict[tuple[Key, tuple[int, ...]], list[int]] = {}
     ok = Outcome.OK
     for txn in txns:
-        if txn.outcome is not ok or len(txn.mops) < 2:
+        mops = txn.mops
+        if txn.outcome is not ok or len(mops) < 2:
             continue
+        if len({k for _, k, _ in mops}) == len(mops):
+            continue  # both need a key touched twice
         problem = _internal(txn)
         if problem is not None:
             anomalies.append(problem)

@@ -145,7 +145,22 @@ class _Index:
         if value is None:
             return
         w = self.writer.get(k, {}).get(value)
+        if (
+            w is not None
+            and w != tid
+            and value not in self.intermediate.get(k, ())
+            and self.txns[w].outcome is not Outcome.FAIL
+        ):
+            self.wr.append((w, tid))
+            return
+        self._bad_read(txn, n, k, value=value, writer=w, anomalies=anomalies)
+
+    def _bad_read(
+        self, txn: Txn, n: int, k: Key, *, value: int, writer: int | None, anomalies: list[Anomaly]
+    ) -> None:
+        """A read of a value nobody wrote, its own later write, a failed or intermediate one."""
         txns = self.txns
+        w = writer
         shown = f"{_key(k)} = {value}"
         if w is None:
             anomalies.append(
@@ -153,7 +168,7 @@ class _Index:
                     Kind.GARBAGE_READ, (txn,), k, f"T1 read {shown}, a value no transaction wrote"
                 )
             )
-        elif w == tid:
+        elif w == txn.id:
             anomalies.append(
                 _anomaly(
                     Kind.INTERNAL,
@@ -169,7 +184,7 @@ class _Index:
                     Kind.G1A, (txn, txns[w]), k, f"T1 read {shown}, written by T2, which failed"
                 )
             )
-        elif value in self.intermediate.get(k, ()):
+        else:
             anomalies.append(
                 _anomaly(
                     Kind.G1B,
@@ -179,8 +194,6 @@ class _Index:
                     "intermediate state",
                 )
             )
-        else:
-            self.wr.append((w, tid))
 
     def cyclic_versions(self, anomalies: list[Anomaly]) -> None:
         """Keys whose inferred version order has a cycle (and each key's first versions)."""
@@ -238,8 +251,10 @@ class _Index:
         graph = self.graph
         add = graph.add
         committed = graph.committed
+        succ = graph.succ
         for w, r in self.wr:
-            add(w, r, _WR)
+            edges = succ[w]
+            edges[r] = edges.get(r, 0) | _WR
         for k, later in self.later.items():
             if k in self.cyclic:
                 continue
