@@ -10,6 +10,7 @@ cycle; and a cyclic version order of registers is made of reads, so it brings a 
 
 from __future__ import annotations
 
+import itertools
 import json
 import random
 
@@ -87,7 +88,7 @@ def test_a_planted_anomaly_is_found_and_nothing_else(
             # A cycle: consecutive steps chain, and the last returns to the first.
             steps = anomaly.cycle
             assert steps[-1].target == steps[0].source
-            assert all(a.target == b.source for a, b in zip(steps, steps[1:], strict=False))
+            assert all(a.target == b.source for a, b in itertools.pairwise(steps))
 
 
 @pytest.mark.parametrize(
@@ -99,9 +100,7 @@ def test_each_level_forbids_what_it_should(
     model: str, events: list[dict[str, object]], weakest: str
 ) -> None:
     """Valid below the weakest level that forbids the class, invalid from it up."""
-    verdicts = {
-        level: check_elle(events, model=model, isolation=level).valid for level in LEVELS
-    }
+    verdicts = {level: check_elle(events, model=model, isolation=level).valid for level in LEVELS}
     cut = LEVELS.index(weakest)
     assert verdicts == {level: n < cut for n, level in enumerate(LEVELS)}
 
@@ -109,7 +108,7 @@ def test_each_level_forbids_what_it_should(
 def test_the_levels_nest() -> None:
     """Every level forbids at least what the weaker ones do (Adya's hierarchy)."""
     levels = list(Isolation)
-    for weaker, stronger in zip(levels, levels[1:], strict=False):
+    for weaker, stronger in itertools.pairwise(levels):
         assert forbidden_kinds(weaker) < forbidden_kinds(stronger)
     assert Kind.G2_ITEM not in forbidden_kinds(Isolation.SNAPSHOT_ISOLATION)
     assert Kind.LOST_UPDATE in forbidden_kinds(Isolation.SNAPSHOT_ISOLATION)
@@ -210,4 +209,4 @@ def test_text_lists_forbidden_anomalies_then_allowed_ones() -> None:
     assert "forbidden: duplicate-elements; also found (allowed): G2-item" in lines[0]
     assert text.index("duplicate-elements:") < text.index("G2-item (allowed at this level):")
     assert "T1 -rw(y)-> T2 -rw(x)-> T1" in text
-    assert "  - T1 read the initial (empty) state of \"y\", which T2 changed by appending 1" in text
+    assert '  - T1 read the initial (empty) state of "y", which T2 changed by appending 1' in text

@@ -120,12 +120,16 @@ BAD = {
         "event 2: an ok completion needs a 'value'",
     ),
     "completion disagrees": (
-        _jsonl([pair(1, txn("ax1"))[0], {"process": 1, "type": "ok", "value": [["append", "x", 2]]}]),
+        _jsonl(
+            [pair(1, txn("ax1"))[0], {"process": 1, "type": "ok", "value": [["append", "x", 2]]}]
+        ),
         'event 2: micro-op 1 ["append", "x", 2] does not match ["append", "x", 1] of its '
         "invoke (event 1)",
     ),
     "completion has fewer micro-ops": (
-        _jsonl([pair(1, txn("ax1ry"))[0], {"process": 1, "type": "ok", "value": [["append", "x", 1]]}]),
+        _jsonl(
+            [pair(1, txn("ax1ry"))[0], {"process": 1, "type": "ok", "value": [["append", "x", 1]]}]
+        ),
         "event 2: the completion has 1 micro-ops, its invoke (event 1) has 2",
     ),
     "list read of a non-list": (
@@ -158,7 +162,10 @@ def test_bad_input_names_the_event(text: str, message: str) -> None:
 def test_register_histories_have_their_own_micro_ops() -> None:
     with pytest.raises(ElleHistoryError, match='unknown micro-op "append" for model rw-register'):
         parse_elle_history(_jsonl(pair(1, txn("ax1"))), "rw-register")
-    bad_read = [pair(1, [["r", "x", None]])[0], {"process": 1, "type": "ok", "value": [["r", "x", [1]]]}]
+    bad_read = [
+        pair(1, [["r", "x", None]])[0],
+        {"process": 1, "type": "ok", "value": [["r", "x", [1]]]},
+    ]
     with pytest.raises(ElleHistoryError, match="a register read returns an integer or null"):
         elle_history_from_events(bad_read, "rw-register")
     with pytest.raises(ElleHistoryError, match="which event 1 already writes"):
