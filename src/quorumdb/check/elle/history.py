@@ -178,6 +178,7 @@ class _Open:
 
 
 _TYPES = frozenset({"invoke", "ok", "fail", "info"})
+_INT = frozenset({int})
 _OUTCOMES = {"ok": Outcome.OK, "fail": Outcome.FAIL, "info": Outcome.INFO}
 
 
@@ -346,9 +347,8 @@ class _Builder:
                     f"got {_show(value)}"
                 )
             return ("r", key, value)
-        if not isinstance(value, list) or not all(
-            isinstance(e, int) and not isinstance(e, bool) for e in value
-        ):
+        # type(e) is int, so booleans are refused; map(type) keeps the loop in C.
+        if not isinstance(value, list) or not set(map(type, value)) <= _INT:
             raise ElleHistoryError(
                 f"{where}: micro-op {n + 1}: a list read returns a list of integers or null, "
                 f"got {_show(value)}"

@@ -140,7 +140,7 @@ class _Index:
                 anomalies.append(_incompatible(txns, k, incompatible, holder, longest))
                 union = {e for _, seen in reads for e in seen}
                 self.also_observed[k] = union
-                observed = sorted(union, key=lambda e: (e not in self.pos[k], str(e)))
+                observed = sorted(union)
             for e in observed:
                 w = writer.get(e)
                 if w is None or txns[w].outcome is Outcome.FAIL:
