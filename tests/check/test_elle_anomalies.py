@@ -210,3 +210,36 @@ def test_text_lists_forbidden_anomalies_then_allowed_ones() -> None:
     assert text.index("duplicate-elements:") < text.index("G2-item (allowed at this level):")
     assert "T1 -rw(y)-> T2 -rw(x)-> T1" in text
     assert '  - T1 read the initial (empty) state of "y", which T2 changed by appending 1' in text
+
+
+def test_many_readers_of_one_version_cost_linear_edges_and_still_close_cycles() -> None:
+    """A store answering every read with the initial state while blind writes go on: 2,000
+    readers of nil and 2,000 writers would be 4 million rw edges; through a hub they are a
+    few thousand, and the cycles through them are found and told as plain rw edges."""
+    events: list[dict[str, object]] = []
+    for n in range(2000):
+        events += pair(0, [["w", "x", n + 1]])
+    for _ in range(2000):
+        events += pair(1, [["r", "x", None]])
+    assert check_elle(events, model="rw-register", isolation="serializable").valid
+    result = check_elle(events, model="rw-register", isolation="strict-serializable")
+    assert result.edge_count < 20_000
+    (anomaly,) = result.anomalies
+    assert anomaly.kind is Kind.G_SINGLE_REALTIME
+    assert anomaly.explanation == "T1 -realtime-> T2 -rw(x)-> T1"
+    assert anomaly.cycle[1].explanation == (
+        'T2 read the initial (nil) state of "x", which T1 overwrote with 2000'
+    )
+
+
+def test_readers_that_also_write_do_not_reach_themselves_through_a_hub() -> None:
+    """Six transactions each read x = nil and then write x: a lost update, and each misses
+    the others' writes (G2-item), but no transaction depends on itself."""
+    events: list[dict[str, object]] = []
+    for n in range(6):
+        events += pair(n, [["r", "x", None], ["w", "x", n + 1]])
+    result = check_elle(events, model="rw-register", isolation="serializable")
+    assert {a.kind.value for a in result.anomalies} == {"lost-update", "G2-item"}
+    (cycle,) = [a for a in result.anomalies if a.cycle]
+    assert len(cycle.ops) == 2
+    assert all(step.source != step.target for step in cycle.cycle)

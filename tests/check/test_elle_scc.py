@@ -10,6 +10,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from quorumdb.check.elle.cycles import classify
+from quorumdb.check.elle.graph import DepGraph
 from quorumdb.check.elle.levels import EdgeKind, Kind
 from quorumdb.check.elle.scc import shortest_path, strongly_connected_components
 
@@ -97,3 +98,39 @@ def test_classification_follows_elle() -> None:
     assert classify([rw, wr, rw]) is Kind.G2_ITEM  # the last and first rw are adjacent
     assert classify([rw, EdgeKind.PROCESS]) is Kind.G_SINGLE_PROCESS
     assert classify([ww, EdgeKind.PROCESS, EdgeKind.REALTIME]) is Kind.G0_REALTIME
+
+
+def test_fan_out_through_hubs_reaches_exactly_the_other_targets() -> None:
+    """`DepGraph.add_all`: from every source to every target but itself, through hubs when
+    there are many, in a linear number of edges (brute force over random cases)."""
+    rng = random.Random(3)
+    for _ in range(300):
+        n = 12
+        graph = DepGraph(n)
+        sources = rng.sample(range(n), rng.randint(0, 8))
+        targets = rng.sample(range(n), rng.randint(0, 8))
+        graph.add_all(sources, targets, int(EdgeKind.RW))
+        for v in range(n):
+            expected = {t for t in targets if t != v} if v in sources else set()
+            assert _through_hubs(graph, v) == expected
+    big = DepGraph(4000)
+    readers, writers = list(range(2000)), list(range(1000, 3000))  # 1,000 do both
+    big.add_all(readers, writers, int(EdgeKind.RW))
+    assert big.edge_count() < 10 * 4000  # not 2000 * 2000
+    assert _through_hubs(big, 1500) == set(writers) - {1500}
+
+
+def _through_hubs(graph: DepGraph, v: int) -> set[int]:
+    out: set[int] = set()
+    seen: set[int] = set()
+    stack = list(graph.succ[v])
+    while stack:
+        w = stack.pop()
+        if w in seen:
+            continue
+        seen.add(w)
+        if graph.is_hub(w):
+            stack.extend(graph.succ[w])
+        else:
+            out.add(w)
+    return out

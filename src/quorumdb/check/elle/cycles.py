@@ -18,6 +18,9 @@ for edge by edge (one BFS per rw edge), which is the only part that is not linea
 after a budget of edge visits (deterministic: no clock), and then the G-nonadjacent stands
 (the level verdicts do not change: snapshot isolation forbids both).
 
+Hubs (see `DepGraph`) are searched through like any vertex, with rw edges only, and
+removed from each witness before it is classified: reader -rw-> hub -> writer is one rw edge.
+
 With strict serializability the process and real-time edges join the graph. Each search
 runs first over the data edges, then with process edges, then with real-time ones, so a
 cycle is reported with the fewest order edges it needs, named ``-process`` or ``-realtime``
@@ -29,7 +32,7 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from itertools import pairwise
 
-from quorumdb.check.elle.graph import DepGraph, Explainer
+from quorumdb.check.elle.graph import HUB, DepGraph, Explainer
 from quorumdb.check.elle.history import Txn
 from quorumdb.check.elle.levels import VARIANTS, EdgeKind, Kind
 from quorumdb.check.elle.order import explain_order
@@ -48,6 +51,9 @@ _PRIORITY = (EdgeKind.WW, EdgeKind.WR, EdgeKind.PROCESS, EdgeKind.REALTIME, Edge
 
 _Cycle = tuple[list[int], list[EdgeKind]]
 """Vertices ``[v0, v1, ..., v0]`` (local ids) and the kind of each edge between them."""
+
+_Walk = tuple[list[int], list[int]]
+"""A cycle as searched: hubs may be among its vertices and `HUB` among its edge kinds."""
 
 
 def find_cycles(
@@ -82,6 +88,7 @@ class _Component:
 
     def __init__(self, graph: DepGraph, members: list[int]) -> None:
         self.members = members
+        self.hub = [graph.is_hub(v) for v in members]
         local = {v: i for i, v in enumerate(members)}
         self.edges: list[list[tuple[int, int]]] = [
             [(local[w], kinds) for w, kinds in graph.succ[v].items() if w in local] for v in members
@@ -91,6 +98,8 @@ class _Component:
 
     def succ(self, mask: int) -> list[list[int]]:
         """Successor lists over the edges with a kind in ``mask``."""
+        if mask & _RW:
+            mask |= HUB  # a path through a hub is an rw edge
         found = self._succ.get(mask)
         if found is None:
             found = [[j for j, kinds in out if kinds & mask] for out in self.edges]
@@ -99,6 +108,8 @@ class _Component:
 
     def components(self, mask: int) -> Components:
         """Strongly connected components of the subgraph of ``mask`` edges."""
+        if mask & _RW:
+            mask |= HUB
         found = self._components.get(mask)
         if found is None:
             found = strongly_connected_components(self.succ(mask))
@@ -148,31 +159,37 @@ class _Component:
                 if kinds & _WR and of[i] == of[j]:
                     path = shortest_path(succ.__getitem__, j, i)
                     assert path is not None, "a component holds a path back"
-                    return self._close(i, EdgeKind.WR, path, mask)
+                    return self._collapsed(self._close(i, _WR, path, mask))
         return None
 
     def _si(self, variant: int, budget: list[int]) -> _Cycle | None:
         """A cycle whose rw edges are never adjacent, preferably with exactly one."""
         a = _WW | _WR | variant
         product: list[list[int]] = []
-        for out in self.edges:
+        for i, out in enumerate(self.edges):
+            if self.hub[i]:
+                # Reached by an rw edge, so "last edge rw" holds through it.
+                product.append([])
+                product.append([2 * j + 1 for j, _ in out])
+                continue
             after_a = [2 * j for j, kinds in out if kinds & a]
             product.append([*after_a, *(2 * j + 1 for j, kinds in out if kinds & _RW)])
             product.append(after_a)
         components = strongly_connected_components(product)
+        hub = self.hub
         for group in components.cyclic():
-            start = next((state for state in group if state & 1), None)
+            start = next((state for state in group if state & 1 and not hub[state // 2]), None)
             if start is None:
                 continue
             states = shortest_path(product.__getitem__, start, start)
             assert states is not None, "a component holds a path back"
             vertices = [state // 2 for state in states]
             kinds = [
-                EdgeKind.RW if after & 1 else self._label(before, after // 2, a)
+                HUB if hub[before] else _RW if after & 1 else self._label(before, after // 2, a)
                 for before, after in zip(vertices, states[1:], strict=False)
             ]
-            cycle = _shortened((vertices, kinds))
-            if kinds.count(EdgeKind.RW) == 1:
+            cycle = _shortened(self._collapsed((vertices, kinds)))
+            if cycle[1].count(EdgeKind.RW) == 1:
                 return cycle
             return self._single(variant, budget) or cycle
         return None
@@ -184,46 +201,77 @@ class _Component:
         succ = self.succ(a)
         same: list[tuple[int, int]] = []
         across: list[tuple[int, int]] = []
+        hub = self.hub
+        through_hubs: list[tuple[int, int]] = []
         for i, out in enumerate(self.edges):
+            if hub[i]:
+                continue
             for j, kinds in out:
                 if kinds & _RW:
-                    if of[i] == of[j]:
+                    if hub[j]:
+                        through_hubs.append((i, j))
+                    elif of[i] == of[j]:
                         same.append((i, j))
                     elif of[j] > of[i]:
                         # j's component can only reach components numbered lower than it.
                         across.append((i, j))
-        for i, j in [*same, *across]:
+        hub_out = [[j for j, _ in out] if hub[v] else [] for v, out in enumerate(self.edges)]
+        for i, j in [*same, *across, *through_hubs]:
             if budget[0] <= 0:
                 return None
             floor = of[i]
 
             def forward(v: int, floor: int = floor) -> list[int]:
+                if hub[v]:
+                    return hub_out[v]
                 return [w for w in succ[v] if of[w] >= floor]
 
             path = shortest_path(forward, j, i, budget=budget)
             if path is not None:
-                return self._close(i, EdgeKind.RW, path, a)
+                return self._collapsed(self._close(i, _RW, path, a))
         return None
 
     def _any(self, variant: int) -> _Cycle:
         mask = _DATA | variant
         group = self.components(mask).cyclic()[0]
-        return self._closed(mask, group[0])
+        return self._closed(mask, next(v for v in group if not self.hub[v]))
 
     def _closed(self, mask: int, start: int) -> _Cycle:
         path = shortest_path(self.succ(mask).__getitem__, start, start)
         assert path is not None, "a vertex of a cyclic component lies on a cycle"
         kinds = [self._label(u, v, mask) for u, v in pairwise(path)]
-        return path, kinds
+        return self._collapsed((path, kinds))
 
-    def _close(self, i: int, kind: EdgeKind, path: list[int], mask: int) -> _Cycle:
+    def _close(self, i: int, kind: int, path: list[int], mask: int) -> _Walk:
         """The cycle ``i -kind-> path[0] ... path[-1] == i``."""
         kinds = [kind, *(self._label(u, v, mask) for u, v in pairwise(path))]
         return [i, *path], kinds
 
-    def _label(self, u: int, v: int, mask: int) -> EdgeKind:
+    def _label(self, u: int, v: int, mask: int) -> int:
+        if self.hub[u]:
+            return HUB
         kinds = next(k for w, k in self.edges[u] if w == v) & mask
         return next(kind for kind in _PRIORITY if kinds & kind)
+
+    def _collapsed(self, walk: _Walk) -> _Cycle:
+        """The cycle without its hubs: reader -rw-> hub ... -hub-> writer is reader -rw->
+        writer."""
+        vertices, kinds = walk
+        hub = self.hub
+        if not any(hub[v] for v in vertices):
+            return vertices, [EdgeKind(k) for k in kinds]
+        start = next(n for n, v in enumerate(vertices) if not hub[v])
+        ring = vertices[start:-1] + vertices[:start]
+        ring_kinds = kinds[start:] + kinds[:start]
+        out_vertices = [ring[0]]
+        out_kinds: list[EdgeKind] = []
+        for v, kind in zip(ring[1:] + ring[:1], ring_kinds, strict=True):
+            if kind != HUB:
+                out_kinds.append(EdgeKind(kind))
+            if not hub[v]:
+                out_vertices.append(v)
+        assert len(out_vertices) == len(out_kinds) + 1, (vertices, kinds)
+        return out_vertices, out_kinds
 
 
 def _shortened(cycle: _Cycle) -> _Cycle:

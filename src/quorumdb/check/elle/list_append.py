@@ -200,6 +200,7 @@ class _Index:
         order, pos, writer, readers = self.order, self.pos, self.writer, self.readers
         ok = Outcome.OK
         empty: tuple[int, ...] = ()
+        unread: dict[Key, dict[int, None]] = {}  # appenders of elements no read observed
         for txn in self.txns:
             tid = txn.id
             if not committed[tid]:
@@ -207,14 +208,18 @@ class _Index:
             is_ok = txn.outcome is ok
             for f, k, v in txn.mops:
                 if f == "append":
-                    previous = _previous(order.get(k, empty), pos.get(k), cast(int, v))
+                    of_pos = pos.get(k)
+                    read = of_pos is not None and v in of_pos
+                    if not read:
+                        unread.setdefault(k, {})[tid] = None
+                    previous = _previous(order.get(k, empty), of_pos, cast(int, v))
                     if previous is not None:
                         w = writer[k].get(previous)
                         if w is not None and w != tid and committed[w]:
                             edges = succ[w]
                             edges[tid] = edges.get(tid, 0) | _WW
                     of_key = readers.get(k)
-                    if of_key is not None:
+                    if of_key is not None and read:
                         for r in of_key.get(previous, empty):
                             if r != tid:
                                 edges = succ[r]
@@ -226,6 +231,12 @@ class _Index:
                         if w is not None and w != tid and committed[w]:
                             edges = succ[w]
                             edges[tid] = edges.get(tid, 0) | _WR
+        # Unread appends all follow the last element read: its readers precede every one.
+        for k, appenders in unread.items():
+            of_key = readers.get(k)
+            if of_key is not None:
+                last = order[k][-1] if order.get(k) else None
+                graph.add_all(of_key.get(last, empty), list(appenders), _RW)
 
 
 def _previous(order: tuple[int, ...], pos: dict[int, int] | None, e: int) -> int | None:

@@ -267,21 +267,17 @@ class _Index:
                 source = writer.get(value)
                 if source is not None and (not committed[source] or value in intermediate):
                     source = None  # not a version anyone installed: no ww edge from it
-                for w in after:
-                    target = writer[w]
-                    if source is not None:
+                targets = [writer[w] for w in after]
+                if source is not None:
+                    for target in targets:
                         add(source, target, _WW)
-                    for r in readers.get(value, ()):
-                        add(r, target, _RW)
+                graph.add_all(readers.get(value, ()), targets, _RW)
         for k, readers in self.readers.items():
             initial = readers.get(None)
             if not initial or k in self.cyclic:
                 continue
             writer = self.writer.get(k, {})
-            for value in self.minimal.get(k, ()):
-                target = writer[value]
-                for r in initial:
-                    add(r, target, _RW)
+            graph.add_all(initial, [writer[value] for value in self.minimal.get(k, ())], _RW)
 
 
 def _lost_update(txns: Sequence[Txn], ids: list[int], k: Key, value: int | None) -> Anomaly:
