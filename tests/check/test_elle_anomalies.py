@@ -243,3 +243,22 @@ def test_readers_that_also_write_do_not_reach_themselves_through_a_hub() -> None
     (cycle,) = [a for a in result.anomalies if a.cycle]
     assert len(cycle.ops) == 2
     assert all(step.source != step.target for step in cycle.cycle)
+
+
+def test_an_aborted_element_is_reported_once_with_its_first_reader_and_count() -> None:
+    """One G1a per element a failed transaction appended, naming the first read that held it
+    and how many did; the same whether the key's reads agree (one pass) or not (a scan)."""
+    agreeing = history(("fail", "ax1"), "ax2", "ry", "rx1", "rx12", "rx12")
+    disagreeing = history(("fail", "ax1"), "ax2", "ax3", "ry", "rx1", "rx12", "rx13")
+    for events, reads in ((agreeing, 3), (disagreeing, 3)):
+        result = check_elle(events, model="list-append", isolation="read-committed")
+        (g1a,) = [a for a in result.anomalies if a.kind is Kind.G1A]
+        assert g1a.ops[0].mops == (("r", "x", (1,)),)
+        assert g1a.ops[1].outcome.value == "fail"
+        assert g1a.explanation == (
+            f'T1 read "x" = [1], which holds 1, appended by T2, which failed ({reads} reads saw it)'
+        )
+    garbage = check_elle(history("ax2", "rx92", "rx929"), model="list-append")
+    assert [a.explanation for a in garbage.anomalies if a.kind is Kind.GARBAGE_READ] == [
+        'T1 read "x" = [9, 2], which holds 9, an element no transaction appended (2 reads saw it)'
+    ]

@@ -141,19 +141,24 @@ class _Index:
                 union = {e for _, seen in reads for e in seen}
                 self.also_observed[k] = union
                 observed = sorted(union)
-            for e in observed:
-                w = writer.get(e)
-                if w is None or txns[w].outcome is Outcome.FAIL:
-                    anomalies.append(self._bad_element(k, e, reads, w))
+            bad = [
+                (e, w)
+                for e in observed
+                if (w := writer.get(e)) is None or txns[w].outcome is Outcome.FAIL
+            ]
+            if bad:
+                clean = not incompatible and len(order) == len(longest)
+                sightings = _Sightings(reads, order, prefixes=clean)
+                for e, w in bad:
+                    anomalies.append(self._bad_element(k, e, sightings.of(e), w))
 
     def _bad_element(
-        self, k: Key, e: int, reads: list[tuple[int, tuple[int, ...]]], w: int | None
+        self, k: Key, e: int, sighting: tuple[int, tuple[int, ...], int], w: int | None
     ) -> Anomaly:
-        saw = [tid for tid, seen in reads if e in seen]
+        first_reader, first, count = sighting
         txns = self.txns
-        reader = txns[saw[0]]
-        others = f" ({len(saw)} reads saw it)" if len(saw) > 1 else ""
-        first = next(seen for tid, seen in reads if tid == saw[0] and e in seen)
+        reader = txns[first_reader]
+        others = f" ({count} reads saw it)" if count > 1 else ""
         if w is None:
             return Anomaly(
                 kind=Kind.GARBAGE_READ,
@@ -237,6 +242,43 @@ class _Index:
             if of_key is not None:
                 last = order[k][-1] if order.get(k) else None
                 graph.add_all(of_key.get(last, empty), list(appenders), _RW)
+
+
+class _Sightings:
+    """Which reads of a key hold a given element: the first (reader, read) and how many.
+
+    When every read is a prefix of the order, a read holds the element at position p iff it
+    is longer than p, so one pass over the reads answers for every element; otherwise each
+    question scans the reads.
+    """
+
+    def __init__(
+        self, reads: list[tuple[int, tuple[int, ...]]], order: tuple[int, ...], *, prefixes: bool
+    ) -> None:
+        self.reads = reads
+        self.prefixes = prefixes
+        self.pos = {e: i for i, e in enumerate(order)}
+        self.first: list[int] = []  # first[p]: index of the first read longer than p
+        longer = [0] * (len(order) + 1)  # longer[p]: reads of length exactly p
+        if prefixes:
+            for n, (_, seen) in enumerate(reads):
+                while len(self.first) < min(len(seen), len(order)):
+                    self.first.append(n)
+                longer[min(len(seen), len(order))] += 1
+            total = 0
+            self.count = [0] * len(order)
+            for p in range(len(order) - 1, -1, -1):
+                total += longer[p + 1]
+                self.count[p] = total
+
+    def of(self, e: int) -> tuple[int, tuple[int, ...], int]:
+        """(first reader's txn id, its read, number of reads) for element ``e``."""
+        if self.prefixes:
+            p = self.pos[e]
+            tid, seen = self.reads[self.first[p]]
+            return tid, seen, self.count[p]
+        saw = [(tid, seen) for tid, seen in self.reads if e in seen]
+        return saw[0][0], saw[0][1], len(saw)
 
 
 def _previous(order: tuple[int, ...], pos: dict[int, int] | None, e: int) -> int | None:
