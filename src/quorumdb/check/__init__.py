@@ -1,10 +1,26 @@
-"""Checkers: pure functions over recorded histories (register linearizability, Kafka delivery).
+"""Checkers: pure functions over recorded histories (register linearizability, Kafka delivery,
+transactional isolation anomalies, Elle style: `quorumdb.check.elle`).
 
 They import nothing else from quorumdb and no I/O, clock or randomness, so the simulator, the
 real-process nemesis runs and histories recorded by other tools are checked alike; reading
 files is the caller's job (see ``quorumdb check``).
 """
 
+from quorumdb.check.elle import Anomaly as ElleAnomaly
+from quorumdb.check.elle import (
+    ElleHistory,
+    ElleHistoryError,
+    ElleResult,
+    Isolation,
+    Model,
+    check_elle,
+    elle_history_from_events,
+    elle_summary_line,
+    elle_to_json,
+    parse_elle_history,
+    render_elle,
+)
+from quorumdb.check.elle import Kind as ElleAnomalyKind
 from quorumdb.check.history import (
     Function,
     History,
@@ -49,14 +65,21 @@ __all__ = [
     "AnomalyKind",
     "Counterexample",
     "DeliveryResult",
+    "ElleAnomaly",
+    "ElleAnomalyKind",
+    "ElleHistory",
+    "ElleHistoryError",
+    "ElleResult",
     "Finding",
     "Function",
     "History",
     "HistoryError",
+    "Isolation",
     "KafkaHistory",
     "KafkaHistoryError",
     "KeyResult",
     "LinearizabilityResult",
+    "Model",
     "Operation",
     "Outcome",
     "PartitionResult",
@@ -64,15 +87,21 @@ __all__ = [
     "SightingSource",
     "Verdict",
     "check_delivery",
+    "check_elle",
     "check_linearizable",
     "delivery_summary_line",
     "delivery_to_json",
+    "elle_history_from_events",
+    "elle_summary_line",
+    "elle_to_json",
     "history_from_events",
     "kafka_history_from_events",
+    "parse_elle_history",
     "parse_history",
     "parse_kafka_history",
     "render_counterexample",
     "render_delivery",
+    "render_elle",
     "result_to_json",
     "summary_line",
 ]

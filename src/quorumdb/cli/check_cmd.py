@@ -16,23 +16,30 @@ import click
 
 from quorumdb.check import (
     DEFAULT_MAX_STATES,
+    ElleHistoryError,
     HistoryError,
+    Isolation,
     KafkaHistoryError,
     LinearizabilityResult,
+    Model,
     Verdict,
     check_delivery,
+    check_elle,
     check_linearizable,
     delivery_to_json,
+    elle_to_json,
+    parse_elle_history,
     parse_history,
     parse_kafka_history,
     render_counterexample,
     render_delivery,
+    render_elle,
     result_to_json,
     summary_line,
 )
 from quorumdb.errors import UserError
 
-__all__ = ["DeliveryExitStatus", "ExitStatus", "OutputFormat", "check"]
+__all__ = ["DeliveryExitStatus", "ElleExitStatus", "ExitStatus", "OutputFormat", "check"]
 
 _STDIN = "-"
 _COUNTEREXAMPLES_SHOWN = 5
@@ -62,6 +69,14 @@ class DeliveryExitStatus(IntEnum):
     BAD_INPUT = 2
 
 
+class ElleExitStatus(IntEnum):
+    """Exit statuses of `quorumdb check elle` (also in its --help)."""
+
+    VALID = 0
+    ANOMALIES = 1
+    BAD_INPUT = 2
+
+
 _EXIT_STATUS = {
     Verdict.LINEARIZABLE: ExitStatus.LINEARIZABLE,
     Verdict.NOT_LINEARIZABLE: ExitStatus.NOT_LINEARIZABLE,
@@ -71,7 +86,7 @@ _EXIT_STATUS = {
 
 @click.group()
 def check() -> None:
-    """Check recorded histories (linearizability, Kafka delivery)."""
+    """Check recorded histories (linearizability, Kafka delivery, transaction isolation)."""
 
 
 @check.command("linearizable")
@@ -176,6 +191,75 @@ def kafka(history: str, output_format: str) -> None:
         click.echo(render_delivery(result))
     if not result.ok:
         raise SystemExit(DeliveryExitStatus.ANOMALIES)
+
+
+@check.command("elle")
+@click.argument("history", metavar="HISTORY")
+@click.option(
+    "--model",
+    type=click.Choice([m.value for m in Model]),
+    help='(required) list-append: keys are lists, ["append", k, int] and ["r", k, [ints]]; '
+    'rw-register: keys are registers, ["w", k, int] and ["r", k, int].',
+)
+@click.option(
+    "--isolation",
+    type=click.Choice([*(level.value for level in Isolation), "snapshot"]),
+    default=Isolation.SERIALIZABLE.value,
+    show_default=True,
+    help="The level to judge by; strict-serializable adds process and real-time order.",
+)
+@click.option(
+    "--format",
+    "output_format",
+    type=click.Choice([f.value for f in OutputFormat]),
+    default=OutputFormat.TEXT.value,
+    show_default=True,
+    help="text: a summary line and each anomaly with its cycle; json: one JSON object.",
+)
+def elle(history: str, model: str | None, isolation: str, output_format: str) -> None:
+    """Check the transactions in HISTORY for isolation anomalies, Elle style ("-": stdin).
+
+    HISTORY is a JSON array or JSON lines of events in real-time order, Jepsen style:
+    {"process": 1, "type": "invoke"|"ok"|"fail"|"info", "f": "txn", "value": [...],
+    "time": 123}, where the value is the transaction's micro-operations [f, key, value]
+    (reads null in the invoke, filled in the ok completion) and "time" is optional. Written
+    values must be unique per key. The full format is in the docstring of
+    quorumdb.check.elle.history.
+
+    Dependencies (ww, wr, rw) are inferred from what reads returned, cycles found and
+    classified: G0, G1c, G-single, G-nonadjacent, G2-item (with -process and -realtime
+    variants at strict-serializable); also G1a, G1b, lost-update, incompatible-order,
+    duplicate-elements, internal, garbage-read and cyclic-versions. Each level forbids some
+    of them (read-uncommitted: G0; read-committed: G1 too; snapshot-isolation: G-single,
+    G-nonadjacent and lost-update too; serializable: G2-item too; strict-serializable: any
+    cycle through real-time or process order too).
+
+    \b
+    Exit status:
+      0  no anomaly the level forbids (allowed ones may be listed)
+      1  anomalies the level forbids (each with its transactions and cycle)
+      2  bad input: missing or unreadable file, malformed history
+    """
+    if model is None:
+        # click's own message for a missing choice spans three lines; errors are one line.
+        choices = " or ".join(m.value for m in Model)
+        raise click.UsageError(f"Missing option '--model' ({choices})")
+    text = _read(history)
+    try:
+        parsed = parse_elle_history(text, model)
+    except ElleHistoryError as exc:
+        raise UserError(
+            f"{_name(history)}: {exc}",
+            hint="see 'quorumdb check elle --help' for the format",
+            exit_status=ElleExitStatus.BAD_INPUT,
+        ) from None
+    result = check_elle(parsed, isolation=isolation)
+    if OutputFormat(output_format) is OutputFormat.JSON:
+        click.echo(json.dumps(elle_to_json(result), indent=2))
+    else:
+        click.echo(render_elle(result))
+    if not result.valid:
+        raise SystemExit(ElleExitStatus.ANOMALIES)
 
 
 def _read(history: str) -> str:
