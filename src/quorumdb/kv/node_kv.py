@@ -34,6 +34,7 @@ from quorumdb.kv.mvcc import VersionStore
 from quorumdb.kv.sessions import SessionPool
 from quorumdb.kv.state_machine import KVStateMachine
 from quorumdb.kv.transactions import TxnCoordinator
+from quorumdb.kv.txn_engine import Checks
 from quorumdb.kv.txn_records import TxnRecord
 from quorumdb.raft import PlantedBug
 
@@ -111,6 +112,7 @@ class NodeKV:
         self.controller_observers: list[ControllerObserver] = []
         # The planted bug: shards apply a retried command again (no session check).
         self._dedupe = PlantedBug.SESSION_CHECK_DROPPED not in planted_bugs
+        self._checks = Checks(writes=PlantedBug.TXN_WRITE_CHECK_SKIPPED not in planted_bugs)
         # The node's hybrid logical clock: single writes and transactions are stamped by it,
         # and it moves past every timestamp its shards apply.
         self.hlc = HLC(env.clock.wall_ms)
@@ -120,6 +122,7 @@ class NodeKV:
             self.hlc,
             allow_read_uncommitted=config.unsafe_read_uncommitted,
             max_clock_offset_ms=config.max_clock_offset_ms,
+            commit_before_record=PlantedBug.TXN_COMMIT_BEFORE_RECORD in planted_bugs,
         )
 
     # -- host.state_machine.NodeStateMachines ------------------------------------------------
@@ -128,7 +131,7 @@ class NodeKV:
         return ControllerKV(on_member_record, self.controller_observers)
 
     def open_shard(self, group_id: int) -> KVStateMachine:
-        return KVStateMachine(dedupe=self._dedupe, on_ts=self.hlc.update)
+        return KVStateMachine(dedupe=self._dedupe, on_ts=self.hlc.update, checks=self._checks)
 
     def store_of(self, g: Group) -> VersionStore:
         """Shard `g`'s versions and intents on this node (replaced when a snapshot is

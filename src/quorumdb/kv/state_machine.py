@@ -23,7 +23,7 @@ import msgspec
 from quorumdb.kv.commands import Command, CommandKind, Outcome, Result, decode_command
 from quorumdb.kv.hlc import LOGICAL_BITS
 from quorumdb.kv.mvcc import TxnLocks, VersionStore
-from quorumdb.kv.txn_engine import apply_txn_command, conflict_result
+from quorumdb.kv.txn_engine import ALL_CHECKS, Checks, apply_txn_command, conflict_result
 from quorumdb.kv.txn_records import TxnRecord
 
 __all__ = ["GC_WINDOW", "SESSIONS_MAX", "KVStateMachine"]
@@ -63,7 +63,16 @@ _decode_image = msgspec.msgpack.Decoder(_Image).decode
 
 
 class KVStateMachine:
-    __slots__ = ("applied", "dedupe", "observer", "on_ts", "records", "sessions", "store")
+    __slots__ = (
+        "applied",
+        "checks",
+        "dedupe",
+        "observer",
+        "on_ts",
+        "records",
+        "sessions",
+        "store",
+    )
 
     # In memory, and applying only answers clients: the host may apply it mid-flight.
     applies_midflight = True
@@ -75,14 +84,17 @@ class KVStateMachine:
         dedupe: bool = True,
         gc_window: int = GC_WINDOW,
         on_ts: Callable[[int], None] | None = None,
+        checks: Checks = ALL_CHECKS,
     ) -> None:
         """`dedupe=False` is the planted bug `SESSION_CHECK_DROPPED` (tests only): a command
         retried with the same (client, seq) applies again instead of being answered from
         its session. `gc_window`: how far below the newest timestamp versions are kept.
-        `on_ts` sees every timestamp an entry applies at (the node's HLC follows the log)."""
+        `on_ts` sees every timestamp an entry applies at (the node's HLC follows the log).
+        `checks`: transaction validations (fewer only for planted bugs)."""
         self.observer = observer
         self.dedupe = dedupe
         self.on_ts = on_ts
+        self.checks = checks
         self.store = VersionStore(gc_window)
         self.records: dict[int, TxnRecord] = {}
         self.sessions: OrderedDict[int, tuple[int, Result]] = OrderedDict()
@@ -132,7 +144,7 @@ class KVStateMachine:
             if kind == CommandKind.CLOSE:
                 store.max_ts = max(store.max_ts, cmd.ts)
                 return Result(outcome=Outcome.OK, revision=0, ts=store.max_ts)
-            return apply_txn_command(store, self.records, index, cmd)
+            return apply_txn_command(store, self.records, index, cmd, self.checks)
         key = cmd.key
         who = store.blocker(key, 0, writing=True) if store.held else None
         if who is not None:

@@ -120,8 +120,12 @@ class TxnCoordinator:
         *,
         allow_read_uncommitted: bool = False,
         max_clock_offset_ms: int = 0,
+        commit_before_record: bool = False,
     ) -> None:
+        """`commit_before_record` is the planted bug `TXN_COMMIT_BEFORE_RECORD` (tests only):
+        participants are told to commit before the record decides."""
         self.kv = kv
+        self.commit_before_record = commit_before_record
         self.max_clock_offset_ms = max_clock_offset_ms
         self.host = kv.host
         self.hlc = hlc
@@ -436,6 +440,8 @@ class TxnCoordinator:
                 raise unavailable
             raise SerializationFailureError(failure)
         end = self._op(txn, commit=True)
+        if self.commit_before_record:  # the planted bug: resolve first, decide after
+            await self._resolve_all(txn.id, participants, commit=True, ts=commit_ts)
         try:
             decided = await self._propose(anchor, _txn_cmd(CommandKind.TXN_END, end, commit_ts))
         except ServiceUnavailableError as exc:

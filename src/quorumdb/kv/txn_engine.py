@@ -23,24 +23,41 @@ Everything here is deterministic: each replica computes the same results from th
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 from quorumdb.kv.commands import Command, CommandKind, Isolation, Outcome, Result, TxnOp
 from quorumdb.kv.mvcc import Intent, TxnLocks, VersionStore
 from quorumdb.kv.txn_records import RecordStatus, TxnRecord
 
-__all__ = ["apply_txn_command", "conflict_result"]
+__all__ = ["ALL_CHECKS", "Checks", "apply_txn_command", "conflict_result"]
+
+
+@dataclass(frozen=True, slots=True)
+class Checks:
+    """Which validations run (all, except under the planted bugs of the simulator's tests)."""
+
+    writes: bool = True  # first committer wins (snapshot and serializable)
+    reads: bool = True  # serializable: reads and scans validated and locked
+
+
+ALL_CHECKS = Checks()
 
 
 def apply_txn_command(
-    store: VersionStore, records: dict[int, TxnRecord], index: int, cmd: Command
+    store: VersionStore,
+    records: dict[int, TxnRecord],
+    index: int,
+    cmd: Command,
+    checks: Checks = ALL_CHECKS,
 ) -> Result:
     """Apply a `TXN_*` command at log `index`; the result answers its proposer."""
     op = cmd.txn
     assert op is not None, f"{cmd.kind.name} without a transaction"
     kind = cmd.kind
     if kind == CommandKind.TXN_ONE_PHASE:
-        return _one_phase(store, index, cmd.ts, op)
+        return _one_phase(store, index, cmd.ts, op, checks)
     if kind == CommandKind.TXN_PREPARE:
-        return _prepare(store, op)
+        return _prepare(store, op, checks)
     if kind == CommandKind.TXN_RESOLVE:
         return _resolve(store, index, cmd.ts, op)
     if kind == CommandKind.TXN_BEGIN:
@@ -54,18 +71,18 @@ def apply_txn_command(
     return Result(outcome=Outcome.OK, revision=0)
 
 
-def _validate(store: VersionStore, op: TxnOp) -> Result | None:
+def _validate(store: VersionStore, op: TxnOp, checks: Checks) -> Result | None:
     """Why `op` may not commit here (None: it may)."""
     if op.read_ts < store.low_watermark() and op.isolation >= Isolation.SNAPSHOT:
         return _failure("the transaction is older than the garbage-collection window")
-    check_writes = op.isolation >= Isolation.SNAPSHOT
+    check_writes = op.isolation >= Isolation.SNAPSHOT and checks.writes
     for key, _ in op.writes:
         who = store.blocker(key, op.id, writing=True)
         if who is not None:
             return conflict_result(who, store)
         if check_writes and store.changed_after(key, op.read_ts):
             return _failure(f"write-write conflict on {key!r} (first committer wins)")
-    if op.isolation == Isolation.SERIALIZABLE:
+    if op.isolation == Isolation.SERIALIZABLE and checks.reads:
         for key in op.reads:
             who = store.blocker(key, op.id, writing=False)
             if who is not None:
@@ -81,8 +98,8 @@ def _validate(store: VersionStore, op: TxnOp) -> Result | None:
     return None
 
 
-def _one_phase(store: VersionStore, index: int, ts: int, op: TxnOp) -> Result:
-    failed = _validate(store, op)
+def _one_phase(store: VersionStore, index: int, ts: int, op: TxnOp, checks: Checks) -> Result:
+    failed = _validate(store, op, checks)
     if failed is not None:
         return failed
     ts = max(ts, store.max_ts + 1)
@@ -91,18 +108,18 @@ def _one_phase(store: VersionStore, index: int, ts: int, op: TxnOp) -> Result:
     return Result(outcome=Outcome.OK, revision=index, ts=ts)
 
 
-def _prepare(store: VersionStore, op: TxnOp) -> Result:
+def _prepare(store: VersionStore, op: TxnOp, checks: Checks) -> Result:
     held = store.held.get(op.id)
     if held is not None:  # already prepared here (a retry): the same answer
         intent = store.intents.get(held.writes[0]) if held.writes else None
         return Result(
             outcome=Outcome.OK, revision=0, ts=intent.min_ts if intent else store.max_ts + 1
         )
-    failed = _validate(store, op)
+    failed = _validate(store, op, checks)
     if failed is not None:
         return failed
     min_ts = store.max_ts + 1
-    serializable = op.isolation == Isolation.SERIALIZABLE
+    serializable = op.isolation == Isolation.SERIALIZABLE and checks.reads
     locks = TxnLocks(
         record_group=op.record_group,
         writes=[k for k, _ in op.writes],

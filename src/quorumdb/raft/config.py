@@ -30,6 +30,11 @@ class PlantedBug(Enum):
     MIDFLIGHT_BEFORE_DURABLE = "midflight-before-durable"  # apply mid-flight before local fsync
     KAFKA_ABOVE_COMMIT = "kafka-above-commit"  # a fetch sees records above the commit index
     SESSION_CHECK_DROPPED = "session-check-dropped"  # a retried KV write applies twice
+    # Transactions: a commit skips the check that its written keys did not change since its
+    # snapshot (lost updates at snapshot isolation), or ...
+    TXN_WRITE_CHECK_SKIPPED = "txn-skip-write-check"
+    # ... a coordinator resolves intents as committed before the record says so (atomicity).
+    TXN_COMMIT_BEFORE_RECORD = "txn-commit-before-record"
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
