@@ -71,12 +71,20 @@ class VersionStore:
 
     # -- versions ------------------------------------------------------------------------------
 
-    def write(self, key: bytes, value: bytes | None, revision: int, ts: int) -> None:
-        """Install a version (ts above the key's newest); keeps the one it replaces if a
-        reader above the watermark may still need it."""
-        current = self.latest.get(key)
+    def write(
+        self,
+        key: bytes,
+        value: bytes | None,
+        revision: int,
+        ts: int,
+        current: Version | None,
+    ) -> None:
+        """Install a version (ts above the key's newest) over `current`, the key's newest
+        version (the caller has looked it up); keep `current` while a reader above the
+        watermark may still need it."""
         self.latest[key] = (value, revision, ts)
-        self.max_ts = max(self.max_ts, ts)
+        if ts > self.max_ts:  # noqa: PLR1730  (cheaper than max() on the put's hot path)
+            self.max_ts = ts
         if current is None:
             bisect.insort(self.keys, key)
             return
@@ -90,12 +98,13 @@ class VersionStore:
             return
         versions.append(current)
         # versions[i] is needed while the version after it is above the watermark.
-        drop = 0
+        if versions[1][2] > low:  # (ascending: the common case, nothing to drop)
+            return
+        drop = 1
         n = len(versions)
         while drop < n - 1 and versions[drop + 1][2] <= low:
             drop += 1
-        if drop:
-            del versions[:drop]
+        del versions[:drop]
 
     def newest_ts(self, key: bytes) -> int:
         v = self.latest.get(key)

@@ -33,6 +33,10 @@ SESSIONS_MAX = 100_000
 # transaction may stay open (`kv.transactions.TXN_TIMEOUT_MAX_S`).
 GC_WINDOW = 30_000 << LOGICAL_BITS
 
+# Enum members read once (a class attribute lookup per use costs on the put's hot path).
+_OK, _CONFLICT = Outcome.OK, Outcome.CONFLICT
+_DELETE, _CAS = CommandKind.DELETE, CommandKind.CAS
+
 
 class _Image(msgspec.Struct, array_like=True):
     applied: int
@@ -125,7 +129,7 @@ class KVStateMachine:
                 if cmd.seq < seen[0]:
                     return None
         result = self._execute(index, cmd)
-        if cmd.client and result.outcome != Outcome.CONFLICT:
+        if cmd.client and result.outcome != _CONFLICT:
             # A CONFLICT changed nothing: the retry (same seq) must execute, not replay it.
             self.sessions[cmd.client] = (cmd.seq, result)
             self.sessions.move_to_end(cmd.client)
@@ -140,28 +144,31 @@ class KVStateMachine:
     def _execute(self, index: int, cmd: Command) -> Result:
         kind = cmd.kind
         store = self.store
-        if kind > CommandKind.CAS:
+        if kind > _CAS:
             if kind == CommandKind.CLOSE:
                 store.max_ts = max(store.max_ts, cmd.ts)
                 return Result(outcome=Outcome.OK, revision=0, ts=store.max_ts)
             return apply_txn_command(store, self.records, index, cmd, self.checks)
         key = cmd.key
-        who = store.blocker(key, 0, writing=True) if store.held else None
-        if who is not None:
-            return conflict_result(who, store)
+        if store.held:
+            who = store.blocker(key, 0, writing=True)
+            if who is not None:
+                return conflict_result(who, store)
         current = store.latest.get(key)
         rev = 0 if current is None or current[0] is None else current[1]
-        if kind == CommandKind.DELETE:
+        # Stamped above everything the shard has (plain comparisons: the put's hot path).
+        ts = cmd.ts
+        if ts <= store.max_ts:
+            ts = store.max_ts + 1
+        if kind == _DELETE:
             if rev == 0:
                 return Result(outcome=Outcome.NOT_FOUND, revision=0)
-            ts = max(cmd.ts, store.max_ts + 1)
-            store.write(key, None, index, ts)
+            store.write(key, None, index, ts, current)
             return Result(outcome=Outcome.OK, revision=0, previous_revision=rev, ts=ts)
-        if kind == CommandKind.CAS and rev != cmd.expected_revision:
+        if kind == _CAS and rev != cmd.expected_revision:
             return Result(outcome=Outcome.CAS_FAILED, revision=rev)
-        ts = max(cmd.ts, store.max_ts + 1)
-        store.write(key, cmd.value, index, ts)
-        return Result(outcome=Outcome.OK, revision=index, previous_revision=rev, ts=ts)
+        store.write(key, cmd.value, index, ts, current)
+        return Result(outcome=_OK, revision=index, previous_revision=rev, ts=ts)
 
     # -- reads -------------------------------------------------------------------------------
 

@@ -104,7 +104,7 @@ def _one_phase(store: VersionStore, index: int, ts: int, op: TxnOp, checks: Chec
         return failed
     ts = max(ts, store.max_ts + 1)
     for key, value in op.writes:
-        store.write(key, value, index, ts)
+        store.write(key, value, index, ts, store.latest.get(key))
     return Result(outcome=Outcome.OK, revision=index, ts=ts)
 
 
@@ -137,7 +137,9 @@ def _resolve(store: VersionStore, index: int, ts: int, op: TxnOp) -> Result:
         return Result(outcome=Outcome.OK, revision=0)
     if op.commit:
         for key, intent in intents.items():
-            store.write(key, intent.value, index, max(ts, store.newest_ts(key) + 1))
+            current = store.latest.get(key)
+            stamp = ts if current is None or current[2] < ts else current[2] + 1
+            store.write(key, intent.value, index, stamp, current)
         store.max_ts = max(store.max_ts, ts)
     return Result(outcome=Outcome.OK, revision=index, ts=ts)
 
