@@ -42,6 +42,8 @@ EXPECTED: dict[PlantedBug, tuple[frozenset[str], int]] = {
     PlantedBug.TXN_WRITE_CHECK_SKIPPED: (frozenset({"bank"}), 18),
     # Participants commit, then the record is aborted (a pusher, a crash): half transfers.
     PlantedBug.TXN_COMMIT_BEFORE_RECORD: (frozenset({"bank"}), 6),
+    # List-append (30% of seeds) reads keys it does not write: Elle names the G2-item cycle.
+    PlantedBug.TXN_READ_CHECK_SKIPPED: (frozenset({"elle"}), 16),
 }
 
 

@@ -112,7 +112,10 @@ class NodeKV:
         self.controller_observers: list[ControllerObserver] = []
         # The planted bug: shards apply a retried command again (no session check).
         self._dedupe = PlantedBug.SESSION_CHECK_DROPPED not in planted_bugs
-        self._checks = Checks(writes=PlantedBug.TXN_WRITE_CHECK_SKIPPED not in planted_bugs)
+        self._checks = Checks(
+            writes=PlantedBug.TXN_WRITE_CHECK_SKIPPED not in planted_bugs,
+            reads=PlantedBug.TXN_READ_CHECK_SKIPPED not in planted_bugs,
+        )
         # The node's hybrid logical clock: single writes and transactions are stamped by it,
         # and it moves past every timestamp its shards apply.
         self.hlc = HLC(env.clock.wall_ms)

@@ -33,6 +33,8 @@ class PlantedBug(Enum):
     # Transactions: a commit skips the check that its written keys did not change since its
     # snapshot (lost updates at snapshot isolation), or ...
     TXN_WRITE_CHECK_SKIPPED = "txn-skip-write-check"
+    # ... serializable commits neither validate nor lock what they read (write skew), or ...
+    TXN_READ_CHECK_SKIPPED = "txn-no-rw-tracking"
     # ... a coordinator resolves intents as committed before the record says so (atomicity).
     TXN_COMMIT_BEFORE_RECORD = "txn-commit-before-record"
 

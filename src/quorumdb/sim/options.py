@@ -91,6 +91,9 @@ class SimOptions:
     think_us: tuple[int, int] = (1_000, 20_000)  # between a client's operations (uniform)
     kafka: bool = False  # a Kafka topic with producers and consumers (`sim.kafka_workload`)
     bank: bool = False  # bank transfers in serializable transactions (`sim.bank_workload`)
+    list_append: bool = (
+        False  # list-append transactions, checked by Elle (`sim.list_append_workload`)
+    )
     planted_bugs: frozenset[PlantedBug] = field(default_factory=frozenset)
 
     def describe(self) -> str:
@@ -107,6 +110,8 @@ class SimOptions:
             s += " kafka"
         if self.bank:
             s += " bank"
+        if self.list_append:
+            s += " list_append"
         if self.hunt_leader:
             s += " hunt_leader"
         if self.planted_bugs:
@@ -188,4 +193,5 @@ def swarm_options(
     # anyone: membership changes need pre-vote (the default; see the README's limits).
     pre_vote = rng.random() < 0.8 or FaultKind.MEMBERSHIP in enabled
     opts = replace(opts, pre_vote=pre_vote)
-    return replace(opts, bank=rng.random() < 0.3)
+    opts = replace(opts, bank=rng.random() < 0.3)
+    return replace(opts, list_append=rng.random() < 0.3)

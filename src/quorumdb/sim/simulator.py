@@ -49,6 +49,7 @@ from quorumdb.sim.bank_workload import BankWorkload
 from quorumdb.sim.clock import NodeClock
 from quorumdb.sim.host_node import HostNode, midflight_applied, sim_member
 from quorumdb.sim.kafka_workload import KafkaWorkload
+from quorumdb.sim.list_append_workload import ListAppendWorkload
 from quorumdb.sim.loop import EventLoop
 from quorumdb.sim.membership import Membership
 from quorumdb.sim.nemesis import Nemesis
@@ -79,6 +80,7 @@ class SimResult:
     history: list[dict[str, Any]]
     trace_lines: list[str] | None
     stats: dict[str, int] = field(default_factory=dict)
+    elle_history: list[dict[str, Any]] = field(default_factory=list)  # list-append txns
 
     @property
     def ok(self) -> bool:
@@ -163,6 +165,17 @@ class Simulation:
                 running=lambda: self.running,
             )
             if opts.bank
+            else None
+        )
+        self.list_append = (
+            ListAppendWorkload(
+                loop=self.loop,
+                nodes=self.nodes,
+                rng=random.Random(f"{opts.seed}-list-append"),
+                violate=self._violate,
+                running=lambda: self.running,
+            )
+            if opts.list_append
             else None
         )
 
@@ -307,6 +320,8 @@ class Simulation:
         )
         if self.bank is not None:
             self.bank.attach(node)
+        if self.list_append is not None:
+            self.list_append.attach(node)
 
     def _watch(self, node_id: int, g: Group) -> None:
         checker = self.checkers.setdefault(g.group_id, RaftSafetyChecker())
@@ -491,6 +506,8 @@ class Simulation:
             self.kafka.start()
         if self.bank is not None:
             self.bank.start()
+        if self.list_append is not None:
+            self.list_append.start()
         self.loop.after(300_000, self.nemesis.start)
         self.loop.run_until(opts.fault_phase_us, stop=lambda: bool(self.violations))
         if self.violations or self._exhausted():
@@ -501,6 +518,8 @@ class Simulation:
             self.kafka.finish()
         if self.bank is not None and not self.violations:
             self.bank.finish()
+        if self.list_append is not None and not self.violations:
+            self.list_append.finish()
         if not self.violations:
             self._converge()
         self._exhausted()
@@ -629,6 +648,12 @@ class Simulation:
             return {}
         return {**{f"bank_{k}": v for k, v in bank.stats.items()}, "bank_audits": len(bank.audits)}
 
+    def _list_append_stats(self) -> dict[str, int]:
+        la = self.list_append
+        if la is None:
+            return {}
+        return {**{f"la_{k}": v for k, v in la.stats.items()}, "la_events": len(la.history)}
+
     def _result(self) -> SimResult:
         ops = {"ok": 0, "fail": 0, "info": 0}
         for e in self.history:
@@ -649,6 +674,7 @@ class Simulation:
             "membership_changes": self.membership.changes,
             "kafka_acked": self.kafka.acked if self.kafka is not None else 0,
             **self._bank_stats(),
+            **self._list_append_stats(),
             **{f"nemesis_{k}": v for k, v in sorted(self.nemesis.counts.items())},
         }
         return SimResult(
@@ -660,6 +686,7 @@ class Simulation:
             history=self.history,
             trace_lines=self.loop.lines,
             stats=stats,
+            elle_history=self.list_append.history if self.list_append is not None else [],
         )
 
 

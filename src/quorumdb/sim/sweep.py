@@ -2,7 +2,9 @@
 
 A failing seed is re-run with its trace kept (the run is deterministic, so the replay is the
 same run) and written to `<out>/seed-<N>/`: `trace.txt`, `history.json` (Jepsen format, for
-`quorumdb check linearizable`), and `violations.txt`, which also names the replay command.
+`quorumdb check linearizable`), in list-append seeds `elle-history.json` (for `quorumdb check
+elle --model list-append --isolation serializable`), and `violations.txt`, which also names
+the replay command.
 """
 
 from __future__ import annotations
@@ -117,6 +119,9 @@ def write_failure(result: SimResult, out_dir: Path, replay: str) -> Path:
     folder = out_dir / f"seed-{result.seed}"
     folder.mkdir(parents=True, exist_ok=True)
     (folder / "history.json").write_text(json.dumps(result.history, indent=0) + "\n")
+    if result.elle_history:
+        elle = "".join(json.dumps(e) + "\n" for e in result.elle_history)  # JSON lines
+        (folder / "elle-history.json").write_text(elle)
     lines = result.trace_lines or []
     (folder / "trace.txt").write_text("\n".join(lines) + "\n")
     summary = [
