@@ -21,7 +21,7 @@ from rich.table import Table
 
 from quorumdb.errors import UserError
 from quorumdb.raft import PlantedBug
-from quorumdb.sim.options import FaultKind, swarm_options
+from quorumdb.sim.options import WORKLOADS, FaultKind, parse_workloads, swarm_options
 from quorumdb.sim.simulator import run
 from quorumdb.sim.sweep import (
     SeedOutcome,
@@ -43,6 +43,9 @@ _BUG_HELP = "TEST ONLY: plant a known Raft bug (repeatable): " + ", ".join(
 )
 
 
+_WORKLOAD_HELP = "Run this workload in every seed (repeatable): " + ", ".join(WORKLOADS)
+
+
 def _parse(
     faults: str | None, bugs: tuple[str, ...]
 ) -> tuple[frozenset[FaultKind], frozenset[PlantedBug]]:
@@ -50,6 +53,13 @@ def _parse(
         return parse_faults(faults), parse_bugs(bugs)
     except ValueError as exc:
         raise UserError(str(exc), hint="see 'quorumdb sim --help'") from None
+
+
+def _workloads(names: tuple[str, ...]) -> frozenset[str]:
+    try:
+        return parse_workloads(names)
+    except ValueError as exc:
+        raise UserError(str(exc), hint="see 'quorumdb sim run --help'") from None
 
 
 @click.group()
@@ -61,6 +71,7 @@ def sim() -> None:
 @click.option("--seed", type=click.IntRange(min=0), required=True, help="The run's seed.")
 @click.option("--faults", default=None, help=_FAULT_HELP)
 @click.option("--bug", "bugs", multiple=True, help=_BUG_HELP)
+@click.option("--workload", "workloads", multiple=True, help=_WORKLOAD_HELP)
 @click.option("--trace", "show_trace", is_flag=True, help="Print the full event trace.")
 @click.option(
     "--out",
@@ -69,13 +80,19 @@ def sim() -> None:
     show_default=True,
     help="Where a failing run writes its trace and history.",
 )
-def run_cmd(
-    seed: int, faults: str | None, bugs: tuple[str, ...], show_trace: bool, out: Path
+def run_cmd(  # noqa: PLR0917  (click passes options positionally)
+    seed: int,
+    faults: str | None,
+    bugs: tuple[str, ...],
+    workloads: tuple[str, ...],
+    show_trace: bool,
+    out: Path,
 ) -> None:
     """Run one seed and print what happened; replaying a seed gives the same trace digest."""
     allowed, planted = _parse(faults, bugs)
+    forced = _workloads(workloads)
     console = Console()
-    opts = swarm_options(seed, allowed=allowed, planted_bugs=planted)
+    opts = swarm_options(seed, allowed=allowed, planted_bugs=planted, workloads=forced)
     started = time.perf_counter()
     result = run(opts, keep_trace=True)
     elapsed = time.perf_counter() - started
@@ -93,7 +110,7 @@ def run_cmd(
     if result.ok:
         console.print(f"[green]seed {seed}: OK[/green] (0 violations, live after heal)")
         return
-    replay = replay_command(seed, allowed, planted)
+    replay = replay_command(seed, allowed, planted, forced)
     folder = write_failure(result, out, replay)
     console.print(f"[red]seed {seed}: {len(result.violations)} violation(s)[/red]")
     for violation in result.violations[:5]:
@@ -109,6 +126,7 @@ def run_cmd(
 @click.option("--seeds", "seed_spec", required=True, help="Seeds to run, e.g. 1-1000 or 1-5,9.")
 @click.option("--faults", default=None, help=_FAULT_HELP)
 @click.option("--bug", "bugs", multiple=True, help=_BUG_HELP)
+@click.option("--workload", "workloads", multiple=True, help=_WORKLOAD_HELP)
 @click.option(
     "--jobs",
     type=click.IntRange(min=1, max=256),
@@ -129,6 +147,7 @@ def sweep_cmd(  # noqa: PLR0917  (click passes options positionally)
     seed_spec: str,
     faults: str | None,
     bugs: tuple[str, ...],
+    workloads: tuple[str, ...],
     jobs: int | None,
     stop_on_failure: bool,
     out: Path,
@@ -139,6 +158,7 @@ def sweep_cmd(  # noqa: PLR0917  (click passes options positionally)
     except ValueError as exc:
         raise UserError(str(exc), hint="e.g. --seeds 1-1000") from None
     allowed, planted = _parse(faults, bugs)
+    forced = _workloads(workloads)
     workers = jobs or os.cpu_count() or 1
     console = Console()
     started = time.perf_counter()
@@ -163,6 +183,7 @@ def sweep_cmd(  # noqa: PLR0917  (click passes options positionally)
             seeds,
             [allowed] * len(seeds),
             [planted] * len(seeds),
+            [forced] * len(seeds),
             chunksize=max(1, min(8, len(seeds) // (workers * 4) or 1)),
         )
         for outcome in results:
@@ -180,8 +201,9 @@ def sweep_cmd(  # noqa: PLR0917  (click passes options positionally)
     if not failures:
         return
     for f in failures[:20]:
-        replay = replay_command(f.seed, allowed, planted)
-        result = run(swarm_options(f.seed, allowed=allowed, planted_bugs=planted), keep_trace=True)
+        replay = replay_command(f.seed, allowed, planted, forced)
+        options = swarm_options(f.seed, allowed=allowed, planted_bugs=planted, workloads=forced)
+        result = run(options, keep_trace=True)
         folder = write_failure(result, out, replay)
         console.print(f"[red]seed {f.seed}[/red] caught by {', '.join(f.caught_by)}: ", end="")
         console.print(f.first_violation.splitlines()[0][:200], markup=False, highlight=False)

@@ -13,7 +13,16 @@ from enum import Enum
 
 from quorumdb.raft import PlantedBug
 
-__all__ = ["ALL_FAULTS", "US_PER_MS", "US_PER_S", "FaultKind", "SimOptions", "swarm_options"]
+__all__ = [
+    "ALL_FAULTS",
+    "US_PER_MS",
+    "US_PER_S",
+    "WORKLOADS",
+    "FaultKind",
+    "SimOptions",
+    "parse_workloads",
+    "swarm_options",
+]
 
 US_PER_MS = 1_000
 US_PER_S = 1_000_000
@@ -124,8 +133,10 @@ def swarm_options(
     *,
     allowed: frozenset[FaultKind] = ALL_FAULTS,
     planted_bugs: frozenset[PlantedBug] = frozenset(),
+    workloads: frozenset[str] = frozenset(),
 ) -> SimOptions:
-    """Draw a fault mix and intensities from `seed` (restricted to `allowed`)."""
+    """Draw a fault mix and intensities from `seed` (restricted to `allowed`); the
+    `workloads` named (of `WORKLOADS`) run whatever the draw says (soaks of one workload)."""
     rng = random.Random(f"swarm-{seed}")
     kinds = sorted(allowed, key=lambda f: f.value)
     enabled = frozenset(f for f in kinds if rng.random() < 0.6)
@@ -194,4 +205,21 @@ def swarm_options(
     pre_vote = rng.random() < 0.8 or FaultKind.MEMBERSHIP in enabled
     opts = replace(opts, pre_vote=pre_vote)
     opts = replace(opts, bank=rng.random() < 0.3)
-    return replace(opts, list_append=rng.random() < 0.3)
+    opts = replace(opts, list_append=rng.random() < 0.3)
+    return replace(
+        opts,
+        kafka=opts.kafka or "kafka" in workloads,
+        bank=opts.bank or "bank" in workloads,
+        list_append=opts.list_append or "list-append" in workloads,
+    )
+
+
+# `--workload` names (each forces its option on).
+WORKLOADS = ("kafka", "bank", "list-append")
+
+
+def parse_workloads(names: tuple[str, ...]) -> frozenset[str]:
+    unknown = [n for n in names if n not in WORKLOADS]
+    if unknown:
+        raise ValueError(f"unknown workload {unknown[0]!r} (known: {', '.join(WORKLOADS)})")
+    return frozenset(names)

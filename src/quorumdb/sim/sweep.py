@@ -91,9 +91,14 @@ class SeedOutcome:
     options: str
 
 
-def run_seed(seed: int, faults: frozenset[FaultKind], bugs: frozenset[PlantedBug]) -> SeedOutcome:
+def run_seed(
+    seed: int,
+    faults: frozenset[FaultKind],
+    bugs: frozenset[PlantedBug],
+    workloads: frozenset[str] = frozenset(),
+) -> SeedOutcome:
     """Run one swarm seed (a top-level function, so process pools can call it)."""
-    r = run(swarm_options(seed, allowed=faults, planted_bugs=bugs))
+    r = run(swarm_options(seed, allowed=faults, planted_bugs=bugs, workloads=workloads))
     return SeedOutcome(
         seed=seed,
         ok=r.ok,
@@ -105,12 +110,19 @@ def run_seed(seed: int, faults: frozenset[FaultKind], bugs: frozenset[PlantedBug
     )
 
 
-def replay_command(seed: int, faults: frozenset[FaultKind], bugs: frozenset[PlantedBug]) -> str:
+def replay_command(
+    seed: int,
+    faults: frozenset[FaultKind],
+    bugs: frozenset[PlantedBug],
+    workloads: frozenset[str] = frozenset(),
+) -> str:
     cmd = f"quorumdb sim run --seed {seed}"
     if faults != ALL_FAULTS:
         cmd += " --faults " + (",".join(sorted(f.value for f in faults)) or "none")
     for b in sorted(bugs, key=lambda b: b.value):
         cmd += f" --bug {b.value}"
+    for w in sorted(workloads):
+        cmd += f" --workload {w}"
     return cmd
 
 
