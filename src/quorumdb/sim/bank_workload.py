@@ -27,23 +27,19 @@ a final audit that never succeeds is a liveness violation.
 from __future__ import annotations
 
 import random
-from collections.abc import Callable, Coroutine
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, TypeVar
 
 from quorumdb.check.bank import Audit, Transfer, TransferOutcome, check_bank
 from quorumdb.errors import QuorumError, ServiceUnavailableError
-from quorumdb.host.pending import Pending, spawn
 from quorumdb.kv.commands import Isolation
-from quorumdb.kv.node_kv import node_kv
 from quorumdb.kv.transactions import Transaction, TxnCoordinator
 from quorumdb.kv.txn_errors import CommitOutcomeUnknownError, SerializationFailureError
 from quorumdb.sim.host_node import HostNode
 from quorumdb.sim.loop import EventLoop
+from quorumdb.sim.txn_clients import TimedOutError, TxnClients
 
 __all__ = ["BankWorkload", "BankWorkloadOptions"]
-
-_T = TypeVar("_T")
 
 _INITIAL = 100
 _STEP_US = 1_000_000  # a read or commit unanswered for this long is given up
@@ -61,12 +57,10 @@ class BankWorkloadOptions:
     audit_think_us: tuple[int, int] = (50_000, 200_000)
 
 
-class _TimedOutError(Exception):
-    """No answer in time (the workload's own deadline, as a client's socket timeout)."""
-
-
-class BankWorkload:
+class BankWorkload(TxnClients):
     """The bank side of a `sim.simulator.Simulation` (see the module docstring)."""
+
+    checker = "bank"
 
     def __init__(
         self,
@@ -78,74 +72,18 @@ class BankWorkload:
         running: Callable[[], bool],
         opts: BankWorkloadOptions | None = None,
     ) -> None:
-        """What it needs of the simulation: its event loop, its nodes, a seeded `rng` of its
-        own, where violations go (checker, message), and whether clients still run (False
-        once the heal began)."""
-        self.loop = loop
-        self.nodes = nodes
-        self.rng = rng
-        self.violate = violate
-        self.running = running
+        """See `TxnClients`; `opts`: the workload's own settings."""
+        super().__init__(loop=loop, nodes=nodes, rng=rng, violate=violate, running=running)
         self.opts = opts or BankWorkloadOptions()
         self.accounts = [f"acct/{i}" for i in range(self.opts.accounts)]
         self.initialised = False
         self.transfers: list[Transfer] = []
         self.audits: list[Audit] = []
         self.final: Audit | None = None
-        self.open = 0  # transfers begun and not yet ended
-        self.seen_ts = 0  # the newest commit timestamp any answer carried
         self._names = 0
         self.stats = {"committed": 0, "failed": 0, "unknown": 0, "aborted_early": 0}
 
-    # -- nodes -------------------------------------------------------------------------------
-
-    def attach(self, node: HostNode) -> None:
-        """A node (re)started: its coordinator recovers expired records, as the runtime's."""
-        assert node.host is not None
-        node_kv(node.host).transactions.start_recovery()
-
-    def _pick(self) -> tuple[str, TxnCoordinator] | None:
-        up = [n for _, n in sorted(self.nodes.items()) if n.host is not None]
-        if not up:
-            return None
-        node = self.rng.choice(up)
-        assert node.host is not None
-        return f"n{node.id}#{node.incarnation}", node_kv(node.host).transactions
-
-    # -- plumbing ----------------------------------------------------------------------------
-
-    def _go(self, coro: Coroutine[Pending[Any], None, None]) -> None:
-        def ended(p: Pending[None]) -> None:
-            err = p.exception()
-            if err is not None:
-                self.violate("bank", f"bank: the workload failed: {type(err).__name__}: {err}")
-
-        spawn(coro).add_done_callback(ended)
-
-    def _sleep(self, us: int) -> Pending[None]:
-        p: Pending[None] = Pending()
-        self.loop.after(us, p.set_result, None)
-        return p
-
-    def _within(self, p: Pending[_T], us: int) -> Pending[_T]:
-        """`p`'s answer, or `_TimedOutError` if none comes in `us` (a crashed node never
-        answers)."""
-        out: Pending[_T] = Pending()
-
-        def answered(p: Pending[_T]) -> None:
-            err = p.exception()
-            if err is not None:
-                out.set_exception(err)
-            else:
-                out.set_result(p.result())
-
-        p.add_done_callback(answered)
-        self.loop.after(us, lambda: out.set_exception(_TimedOutError(f"no answer in {us} us")))
-        return out
-
-    def _draw(self, bounds: tuple[int, int]) -> int:
-        lo, hi = bounds
-        return lo if hi <= lo else self.rng.randrange(lo, hi)
+    # -- helpers -----------------------------------------------------------------------------
 
     def _name(self, prefix: str) -> str:
         self._names += 1
@@ -197,7 +135,7 @@ class BankWorkload:
                 await self._commit(coord, txn)
                 self.initialised = True
                 self.loop.trace(f"bank init at {where} ({'found' if present else 'wrote'})")
-            except (QuorumError, _TimedOutError) as exc:
+            except (QuorumError, TimedOutError) as exc:
                 self.loop.trace(f"bank init at {where}: {type(exc).__name__}")
                 coord.abort(txn)
                 await self._sleep(self._draw(_BACKOFF_US))
@@ -229,7 +167,7 @@ class BankWorkload:
         try:
             try:
                 reads = await self._read_all(coord, txn, [src, dst])
-            except (QuorumError, _TimedOutError):
+            except (QuorumError, TimedOutError):
                 coord.abort(txn)  # nothing was sent: it simply did not happen
                 self.stats["aborted_early"] += 1
                 return True
@@ -253,7 +191,7 @@ class BankWorkload:
             await self._commit(coord, txn)
         except SerializationFailureError:
             return TransferOutcome.FAIL
-        except (CommitOutcomeUnknownError, _TimedOutError):
+        except (CommitOutcomeUnknownError, TimedOutError):
             return TransferOutcome.INFO
         except ServiceUnavailableError:
             # A one-shard commit whose proposal timed out may still apply: unknown, not failed.
@@ -289,7 +227,7 @@ class BankWorkload:
         try:
             reads = await self._read_all(coord, txn, self.accounts)
             await self._commit(coord, txn)
-        except (QuorumError, _TimedOutError) as exc:
+        except (QuorumError, TimedOutError) as exc:
             coord.abort(txn)
             self.loop.trace(f"bank audit {name} at {where}: {type(exc).__name__}")
             return False

@@ -31,23 +31,20 @@ failure artifacts (`elle-history.json`, for `quorumdb check elle`).
 from __future__ import annotations
 
 import random
-from collections.abc import Callable, Coroutine
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, TypeVar
+from typing import Any
 
 from quorumdb.check.elle import ElleHistoryError, check_elle, render_elle
 from quorumdb.errors import QuorumError, ServiceUnavailableError
-from quorumdb.host.pending import Pending, spawn
 from quorumdb.kv.commands import Isolation
-from quorumdb.kv.node_kv import node_kv
 from quorumdb.kv.transactions import Transaction, TxnCoordinator
 from quorumdb.kv.txn_errors import CommitOutcomeUnknownError, SerializationFailureError
 from quorumdb.sim.host_node import HostNode
 from quorumdb.sim.loop import EventLoop
+from quorumdb.sim.txn_clients import TimedOutError, TxnClients
 
 __all__ = ["ListAppendOptions", "ListAppendWorkload"]
-
-_T = TypeVar("_T")
 
 _STEP_US = 1_000_000  # a read unanswered for this long is given up
 _COMMIT_US = 3_000_000  # above the commit deadline: a commit may wait out a blocker
@@ -67,12 +64,10 @@ class ListAppendOptions:
     think_us: tuple[int, int] = (1_000, 10_000)
 
 
-class _TimedOutError(Exception):
-    """No answer in time (the workload's own deadline, as a client's socket timeout)."""
-
-
-class ListAppendWorkload:
+class ListAppendWorkload(TxnClients):
     """The list-append side of a `sim.simulator.Simulation` (see the module docstring)."""
+
+    checker = "elle"
 
     def __init__(
         self,
@@ -84,73 +79,17 @@ class ListAppendWorkload:
         running: Callable[[], bool],
         opts: ListAppendOptions | None = None,
     ) -> None:
-        """What it needs of the simulation: its event loop, its nodes, a seeded `rng` of its
-        own, where violations go (checker, message), and whether clients still
-        run (False once the heal began)."""
-        self.loop = loop
-        self.nodes = nodes
-        self.rng = rng
-        self.violate = violate
-        self.running = running
+        """See `TxnClients`; `opts`: the workload's own settings."""
+        super().__init__(loop=loop, nodes=nodes, rng=rng, violate=violate, running=running)
         self.opts = opts or ListAppendOptions()
         self.keys = [f"la/{i}" for i in range(self.opts.keys)]
         self.history: list[dict[str, Any]] = []
         self.final_done = False
-        self.open = 0  # transactions begun and not yet ended
-        self.seen_ts = 0  # the newest commit timestamp any answer carried
         self._element = 0
         self._processes = 0
         self.stats = {"committed": 0, "failed": 0, "unknown": 0, "aborted_early": 0}
 
-    # -- nodes -------------------------------------------------------------------------------
-
-    def attach(self, node: HostNode) -> None:
-        """A node (re)started: its coordinator recovers expired records, as the runtime's."""
-        assert node.host is not None
-        node_kv(node.host).transactions.start_recovery()
-
-    def _pick(self) -> tuple[str, TxnCoordinator] | None:
-        up = [n for _, n in sorted(self.nodes.items()) if n.host is not None]
-        if not up:
-            return None
-        node = self.rng.choice(up)
-        assert node.host is not None
-        return f"n{node.id}#{node.incarnation}", node_kv(node.host).transactions
-
-    # -- plumbing ----------------------------------------------------------------------------
-
-    def _go(self, coro: Coroutine[Pending[Any], None, None]) -> None:
-        def ended(p: Pending[None]) -> None:
-            err = p.exception()
-            if err is not None:
-                self.violate("elle", f"elle: the workload failed: {type(err).__name__}: {err}")
-
-        spawn(coro).add_done_callback(ended)
-
-    def _sleep(self, us: int) -> Pending[None]:
-        p: Pending[None] = Pending()
-        self.loop.after(us, p.set_result, None)
-        return p
-
-    def _within(self, p: Pending[_T], us: int) -> Pending[_T]:
-        """`p`'s answer, or `_TimedOutError` if none comes in `us` (a crashed node never
-        answers)."""
-        out: Pending[_T] = Pending()
-
-        def answered(p: Pending[_T]) -> None:
-            err = p.exception()
-            if err is not None:
-                out.set_exception(err)
-            else:
-                out.set_result(p.result())
-
-        p.add_done_callback(answered)
-        self.loop.after(us, lambda: out.set_exception(_TimedOutError(f"no answer in {us} us")))
-        return out
-
-    def _draw(self, bounds: tuple[int, int]) -> int:
-        lo, hi = bounds
-        return lo if hi <= lo else self.rng.randrange(lo, hi)
+    # -- helpers -----------------------------------------------------------------------------
 
     def _new_process(self) -> int:
         self._processes += 1
@@ -205,7 +144,7 @@ class ListAppendWorkload:
             ts = await self._within(coord.commit(txn), _COMMIT_US)
         except SerializationFailureError:
             return "fail"
-        except (CommitOutcomeUnknownError, _TimedOutError):
+        except (CommitOutcomeUnknownError, TimedOutError):
             return "info"
         except ServiceUnavailableError:
             # A one-shard commit whose proposal timed out may still apply: unknown, not failed.
@@ -227,7 +166,7 @@ class ListAppendWorkload:
         try:
             try:
                 done = await self._run(coord, txn, plan)
-            except (QuorumError, _TimedOutError) as exc:
+            except (QuorumError, TimedOutError) as exc:
                 coord.abort(txn)  # nothing was sent: it simply did not happen
                 self.loop.trace(f"list-append p{process} at {where}: {type(exc).__name__}")
                 self.stats["aborted_early"] += 1
