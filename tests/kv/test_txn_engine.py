@@ -82,7 +82,7 @@ def test_serializable_validates_reads_and_ranges() -> None:
     assert s.txn(CommandKind.TXN_ONE_PHASE, snapshot, ts=60).outcome == Outcome.OK
 
 
-def test_intents_block_writers_until_resolved_and_conflicts_are_not_remembered() -> None:
+def test_intents_block_writers_and_a_conflict_is_answered_again_to_copies() -> None:
     s = _Shard()
     prepared = s.txn(
         CommandKind.TXN_PREPARE,
@@ -95,9 +95,16 @@ def test_intents_block_writers_until_resolved_and_conflicts_are_not_remembered()
     s.txn(CommandKind.TXN_RESOLVE, TxnOp(id=9, commit=True), ts=prepared.ts + 5)
     assert s.sm.get(b"k") == (b"txn", s.index)
     assert s.sm.store.read_at(b"k", prepared.ts + 5) is not None
-    # The retry of the CONFLICT (same client and seq) now applies: it was not remembered.
-    retried = s.put(b"k", b"plain", client=42, seq=1)
+    # A copy of the conflicted request (a duplicate, a re-proposal) gets its CONFLICT again
+    # and changes nothing; the retry (same client and seq, the next attempt) applies.
+    copy = s.put(b"k", b"plain", client=42, seq=1)
+    assert copy.outcome == Outcome.CONFLICT and s.sm.get(b"k") == (b"txn", s.index - 1)
+    retried = s.apply(
+        Command(kind=CommandKind.PUT, key=b"k", value=b"plain", client=42, seq=1, attempt=1)
+    )
     assert retried.outcome == Outcome.OK and s.sm.get(b"k") == (b"plain", s.index)
+    late_copy = s.put(b"k", b"other", client=42, seq=1)
+    assert late_copy == retried and s.sm.get(b"k") == (b"plain", s.index - 1)
 
 
 def test_records_decide_once_and_expire_for_pushers() -> None:

@@ -75,6 +75,9 @@ class Command(msgspec.Struct, frozen=True, array_like=True, gc=False):
     seq: int = 0
     ts: int = 0  # the proposer's HLC (0: none; the shard's own order stamps the version)
     txn: TxnOp | None = None
+    # A write retried after a CONFLICT keeps its (client, seq) and counts up `attempt`: the
+    # session answers a copy of an earlier attempt with its CONFLICT, runs a later one.
+    attempt: int = 0
 
 
 class Outcome(IntEnum):
@@ -95,6 +98,7 @@ class Result(msgspec.Struct, frozen=True, array_like=True, gc=False):
     blocker: int = 0  # CONFLICT: the transaction in the way
     blocker_group: int = 0  # CONFLICT: the shard holding that transaction's record
     detail: str = ""  # SERIALIZATION_FAILURE: why
+    attempt: int = 0  # CONFLICT: the command's attempt (see `Command.attempt`)
 
 
 encode_command = msgspec.msgpack.Encoder().encode

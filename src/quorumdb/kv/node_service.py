@@ -18,6 +18,8 @@ import time
 from collections.abc import Awaitable, Callable
 from typing import Any, TypeVar
 
+import msgspec
+
 from quorumdb.aio import wait
 from quorumdb.host.config import parse_address
 from quorumdb.host.group import Group
@@ -115,6 +117,7 @@ class NodeService:
                 self.kv.hlc.update(result.ts)
                 return result
             await wait(self.kv.transactions.resolve_conflict(result, g))
+            cmd = msgspec.structs.replace(cmd, attempt=cmd.attempt + 1)
 
     # -- transactions ----------------------------------------------------------------------------
 

@@ -124,13 +124,16 @@ class KVStateMachine:
             seen = self.sessions.get(cmd.client)
             if seen is not None:
                 if cmd.seq == seen[0]:
-                    self.sessions.move_to_end(cmd.client)
-                    return seen[1]
-                if cmd.seq < seen[0]:
+                    stored = seen[1]
+                    # A copy of the request (a duplicate, a re-proposal) gets the answer it
+                    # had; a retry after a CONFLICT (a later attempt) runs again.
+                    if stored.outcome != _CONFLICT or cmd.attempt <= stored.attempt:
+                        self.sessions.move_to_end(cmd.client)
+                        return stored
+                elif cmd.seq < seen[0]:
                     return None
         result = self._execute(index, cmd)
-        if cmd.client and result.outcome != _CONFLICT:
-            # A CONFLICT changed nothing: the retry (same seq) must execute, not replay it.
+        if cmd.client:
             self.sessions[cmd.client] = (cmd.seq, result)
             self.sessions.move_to_end(cmd.client)
             if len(self.sessions) > SESSIONS_MAX:
@@ -153,7 +156,7 @@ class KVStateMachine:
         if store.held:
             who = store.blocker(key, 0, writing=True)
             if who is not None:
-                return conflict_result(who, store)
+                return conflict_result(who, store, cmd.attempt)
         current = store.latest.get(key)
         rev = 0 if current is None or current[0] is None else current[1]
         # Stamped above everything the shard has (plain comparisons: the put's hot path).

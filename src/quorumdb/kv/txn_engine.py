@@ -184,14 +184,16 @@ def _record_result(rec: TxnRecord) -> Result:
     return Result(outcome=Outcome.PENDING, revision=0)
 
 
-def conflict_result(who: Intent | int, store: VersionStore) -> Result:
+def conflict_result(who: Intent | int, store: VersionStore, attempt: int = 0) -> Result:
+    """A CONFLICT naming `who` (an intent's transaction, or a lock holder's id)."""
     if isinstance(who, Intent):
-        return Result(
-            outcome=Outcome.CONFLICT, revision=0, blocker=who.txn, blocker_group=who.record_group
-        )
-    held = store.held.get(who)
-    group = held.record_group if held is not None else 0
-    return Result(outcome=Outcome.CONFLICT, revision=0, blocker=who, blocker_group=group)
+        txn, group = who.txn, who.record_group
+    else:
+        held = store.held.get(who)
+        txn, group = who, held.record_group if held is not None else 0
+    return Result(
+        outcome=Outcome.CONFLICT, revision=0, blocker=txn, blocker_group=group, attempt=attempt
+    )
 
 
 def _failure(detail: str) -> Result:
