@@ -205,6 +205,9 @@ def test_bad_transaction_requests_get_clear_4xx(txn_cluster: Cluster) -> None:
     assert _post(url + "/v1/txn", {"isolation": "chaos"})[0] == 400
     assert _post(url + "/v1/txn", b"{not json")[0] == 400
     assert _post(url + "/v1/txn", {"timeout_ms": 0})[0] == 400
+    # A timestamp far ahead of the clocks would drag every node's clock along: refused.
+    status, body = _post(url + "/v1/txn", {"seen_ts": (1 << 63) - 1})
+    assert status == 400 and "ahead" in body["error"]
     status, begun = _post(url + "/v1/txn", {"isolation": "snapshot"})
     assert status == 200
     txn = begun["txn"]

@@ -182,6 +182,8 @@ class NodeService:
             g = self.host.shard_of(key)
             if consistency != Consistency.STALE:
                 await self.read_barrier(g)
+                if kv_state(g).store.intents:  # a commit under way: see it through
+                    await wait(self.kv.transactions.settle(g, key, key + b"\0"))
             got = kv_state(g).get(key)
             return None if got is None else ValueRecord(key=key, value=got[0], revision=got[1])
 
@@ -195,6 +197,10 @@ class NodeService:
             shards = [g for gid, g in sorted(groups.items()) if gid != CONTROLLER_GROUP]
             if consistency != Consistency.STALE:
                 await asyncio.gather(*(self.read_barrier(g) for g in shards))
+                settling = [g for g in shards if kv_state(g).store.intents]
+                await asyncio.gather(
+                    *(wait(self.kv.transactions.settle(g, start, end)) for g in settling)
+                )
             rows = [r for g in shards for r in kv_state(g).scan(start, end, limit)]
             rows.sort()
             return [ValueRecord(key=k, value=v, revision=r) for k, v, r in rows[:limit]]

@@ -75,9 +75,14 @@ COMMIT_DEADLINE_S = 2.0  # a PENDING record may be aborted by others after this
 MAX_TXN_KEYS = 10_000
 MAX_TXN_BYTES = 8 << 20
 _RECOVERY_PERIOD_S = 1.0
+_CLOSE_RECHECK_S = 0.05
 _POLL_S = 0.002
 _POLLS_BEFORE_PUSH = 5
 _ONE_PHASE_TRIES = 5
+# A client's `seen_ts` may be ahead of this node's clock by the clock offset and a margin
+# (commit timestamps run a little ahead of the wall clock); further is refused: it would
+# drag every node's clock, and each commit's wait, along with it.
+_SEEN_AHEAD_MS = 5_000
 
 TxnWrite = tuple[bytes, bytes | None]
 
@@ -86,6 +91,7 @@ class TxnState(Enum):
     OPEN = "open"
     COMMITTED = "committed"
     ABORTED = "aborted"
+    UNKNOWN = "of unknown outcome"  # the commit was sent; whether it applied is not known
 
 
 @dataclass(slots=True)
@@ -150,6 +156,12 @@ class TxnCoordinator:
             )
         if not 0 < timeout_s <= TXN_TIMEOUT_MAX_S:
             raise TxnError(f"timeout must be in (0, {TXN_TIMEOUT_MAX_S:g}] seconds")
+        ahead_ms = physical_ms(seen_ts) - self.host.env.clock.wall_ms()
+        if ahead_ms > self.max_clock_offset_ms + _SEEN_AHEAD_MS:
+            raise TxnError(
+                f"seen_ts is {ahead_ms} ms ahead of this node's clock "
+                f"(at most max_clock_offset_ms + {_SEEN_AHEAD_MS} ms)"
+            )
         self.hlc.update(seen_ts)
         self._expire()
         txn_id = self.host.env.rng.getrandbits(62) + 1
@@ -166,7 +178,11 @@ class TxnCoordinator:
         txn = self.txns.get(txn_id)
         if txn is None:
             raise TxnNotFoundError(f"no transaction {txn_id:x} on this node")
-        if txn.state == TxnState.OPEN and self.host.env.clock.monotonic() > txn.expires:
+        if (
+            txn.state == TxnState.OPEN
+            and self.host.env.clock.monotonic() > txn.expires
+            and not txn.busy
+        ):
             self._end(txn, TxnState.ABORTED, "expired")
         if txn.state != TxnState.OPEN:
             raise TxnClosedError(f"transaction {txn_id:x} is {txn.state.value} ({txn.ended_why})")
@@ -202,6 +218,28 @@ class TxnCoordinator:
             yield
         finally:
             txn.busy = False
+
+    def settle(self, g: Group, start: bytes, end: bytes | None) -> Pending[None]:
+        """Resolve every intent on keys in [start, end) of shard `g` (a single key: `end`
+        is `start + b"\0"`) that this node's replica holds, waiting for their records'
+        decisions: a plain read then sees every commit answered before it began."""
+        return spawn(self._settle(g, start, end))
+
+    async def _settle(self, g: Group, start: bytes, end: bytes | None) -> None:
+        while True:
+            store = self.kv.store_of(g)
+            intent = next(
+                (i for k, i in store.intents.items() if k >= start and (end is None or k < end)),
+                None,
+            )
+            if intent is None:
+                return
+            outcome = await self._outcome(intent.txn, intent.record_group, g)
+            if outcome is None:
+                await self._clear_forgotten(g, intent.txn)
+            elif intent.txn in self.kv.store_of(g).held:
+                op = TxnOp(id=intent.txn, commit=outcome.committed)
+                await self._propose(g, _txn_cmd(CommandKind.TXN_RESOLVE, op, outcome.ts))
 
     def resolve_conflict(self, result: Result, g: Group) -> Pending[None]:
         """Wait out (or abort, once expired) the transaction a CONFLICT result names."""
@@ -249,9 +287,10 @@ class TxnCoordinator:
         look past intents whose transactions commit above `ts` or abort."""
         await self._closed(g, ts)
         store = self.kv.store_of(g)
-        if ts < store.low_watermark() and txn.isolation >= Isolation.SNAPSHOT:
-            raise SerializationFailureError("the snapshot is older than the GC window: retry")
         while True:
+            # Again after every wait: the versions below the watermark may be gone meanwhile.
+            if ts < store.low_watermark() and txn.isolation >= Isolation.SNAPSHOT:
+                raise SerializationFailureError("the snapshot is older than the GC window: retry")
             intent = store.intents.get(key)
             if intent is None or intent.txn == txn.id or intent.min_ts > ts:
                 return store.read_at(key, ts)
@@ -276,7 +315,9 @@ class TxnCoordinator:
                 closing = (close_ts, fut)
                 self._closing[g.group_id] = closing
                 fut.add_done_callback(functools.partial(self._closed_done, g.group_id, closing))
-            await closing[1]
+            # A snapshot installed here may cover the CLOSE, which then is never answered:
+            # look at the store again now and then rather than only when it answers.
+            await self._first(closing[1], _CLOSE_RECHECK_S)
             store = self.kv.store_of(g)  # a snapshot may have replaced it
 
     def _closed_done(
@@ -344,9 +385,11 @@ class TxnCoordinator:
             self.stats["serialization_failures"] += 1
             self._end(txn, TxnState.ABORTED, str(exc))
             raise
+        except CommitOutcomeUnknownError as exc:
+            self._end(txn, TxnState.UNKNOWN, str(exc))
+            raise
         except BaseException as exc:
-            if txn.state == TxnState.OPEN:
-                self._end(txn, TxnState.ABORTED, f"failed: {exc}")
+            self._end(txn, TxnState.ABORTED, f"failed: {exc}")
             raise
         await self._commit_wait(ts)
         self._end(txn, TxnState.COMMITTED, "committed", ts)
@@ -359,6 +402,9 @@ class TxnCoordinator:
         most `max_clock_offset_ms` (0 on one host: the wait is under a millisecond)."""
         target_ms = physical_ms(ts) + self.max_clock_offset_ms
         clock = self.host.env.clock
+        # Bounded: a timestamp far ahead of this clock (a node's clock jumped back) must not
+        # hold the answer for that long; real-time order is then only as good as the clocks.
+        target_ms = min(target_ms, clock.wall_ms() + self.max_clock_offset_ms + _SEEN_AHEAD_MS)
         while (behind_ms := target_ms - clock.wall_ms()) >= 0:
             await self._sleep((behind_ms + 1) / 1000)
 
@@ -377,7 +423,11 @@ class TxnCoordinator:
         op = self._op(txn, writes=writes, reads=reads, ranges=ranges)
         for _ in range(_ONE_PHASE_TRIES):
             cmd = Command(kind=CommandKind.TXN_ONE_PHASE, key=b"", ts=self.hlc.now(), txn=op)
-            result = await self._propose(g, cmd)
+            try:
+                result = await self._propose(g, cmd)
+            except ServiceUnavailableError as exc:
+                # The entry may be in the log and apply later: not the same as not applied.
+                raise CommitOutcomeUnknownError(f"the commit's outcome is unknown: {exc}") from None
             if result.outcome == Outcome.OK:
                 self.hlc.update(result.ts)
                 return result.ts
@@ -587,7 +637,7 @@ class TxnCoordinator:
     def _expire(self) -> None:
         now = self.host.env.clock.monotonic()
         for txn in list(self.txns.values()):
-            if txn.state == TxnState.OPEN and now > txn.expires:
+            if txn.state == TxnState.OPEN and now > txn.expires and not txn.busy:
                 self._end(txn, TxnState.ABORTED, "expired")
             elif txn.state != TxnState.OPEN and now > txn.expires + TXN_TIMEOUT_MAX_S:
                 del self.txns[txn.id]
@@ -626,6 +676,21 @@ class TxnCoordinator:
                 out.set_result(p.result())
 
         self.kv.submit_write(g, cmd).add_done_callback(settle)
+        return out
+
+    def _first(self, p: Pending[Any], delay_s: float) -> Pending[None]:
+        """Done when `p` is (its error raised) or after `delay_s`, whichever comes first."""
+        out: Pending[None] = Pending()
+
+        def answered(done: Pending[Any]) -> None:
+            error = done.exception()
+            if error is not None:
+                out.set_exception(error)
+            else:
+                out.set_result(None)
+
+        p.add_done_callback(answered)
+        self.host.env.timers.call_later(delay_s, lambda: out.set_result(None))
         return out
 
     def _sleep(self, delay_s: float) -> Pending[None]:
