@@ -172,3 +172,19 @@ def test_old_versions_are_collected_below_the_watermark() -> None:
     too_old = TxnOp(id=2, isolation=Isolation.SNAPSHOT, read_ts=10, writes=[(b"x", b"1")])
     result = s.txn(CommandKind.TXN_ONE_PHASE, too_old, ts=1_200)
     assert result.outcome == Outcome.SERIALIZATION_FAILURE and "garbage" in result.detail
+
+
+def test_a_restored_state_answers_the_requests_its_sessions_remember() -> None:
+    """A write whose entry a snapshot covered is answered from the restored sessions (the
+    host asks `restored_answer` after installing one) instead of timing out."""
+    s = _Shard()
+    done = s.put(b"k", b"v", client=7, seq=3)
+    s.txn(CommandKind.TXN_PREPARE, TxnOp(id=9, record_group=1, writes=[(b"x", b"1")]))
+    conflicted = s.put(b"x", b"2", client=8, seq=1)
+    copy = KVStateMachine()
+    copy.restore(s.sm.snapshot())
+    assert copy.restored_answer((7, 3)) == done
+    assert copy.restored_answer((7, 2)) is None, "an older request: not this answer"
+    assert copy.restored_answer((5, 1)) is None, "a client the sessions never saw"
+    assert conflicted.outcome == Outcome.CONFLICT
+    assert copy.restored_answer((8, 1)) is None, "a CONFLICT: a later attempt may be waiting"

@@ -222,6 +222,7 @@ class Group:
     def _apply(self, snapshot: Snapshot | None, entries: list[Entry]) -> None:
         if snapshot is not None:
             self.sm.restore(snapshot.data)
+            self._answer_restored()
             self.conf_state = snapshot.metadata.conf_state
             self.snapshot_index = snapshot.metadata.index
             self.bytes_since_snapshot = 0
@@ -229,6 +230,18 @@ class Group:
         self.apply_entries(entries)
         if self.waiting_reads:
             self._serve_reads()
+
+    def _answer_restored(self) -> None:
+        """Answer the writes whose entries the installed snapshot covered (they will not
+        be applied here one by one), as far as the restored state remembers them."""
+        for key, futs in list(self.writes.items()):
+            answer = self.sm.restored_answer(key)
+            if answer is None:
+                continue
+            del self.writes[key]
+            for fut in futs:
+                if not fut.done():
+                    fut.set_result(answer)
 
     def apply_entries(self, entries: list[Entry]) -> None:
         """Apply committed entries in order, answering the writes waiting on them."""

@@ -46,6 +46,12 @@ class ReplicatedStateMachine(Protocol):
 
     def restore(self, image: bytes) -> None: ...
 
+    def restored_answer(self, key: tuple[int, int]) -> Any | None:
+        """After `restore`: the answer to request `key` if the restored state shows that it
+        applied (a session table remembers it), else None. A write whose entry a snapshot
+        covered is answered from it instead of waiting out its timeout."""
+        ...
+
 
 MemberRecordObserver = Callable[[int, bytes | None], None]
 """Called with (node id, its member record) when one applies; None when it was deleted."""

@@ -263,6 +263,11 @@ class PartitionStateMachine:
             )
         )
 
+    def restored_answer(self, key: tuple[int, int]) -> None:
+        """Produce requests are not remembered by the snapshot (a manifest): a covered one
+        times out and the producer retries (its sequence numbers make that safe)."""
+        return None
+
     def restore(self, image: bytes) -> None:
         """Resume from a manifest: ours after a restart (the log holds it all, minus what
         came after it, which the Raft log replays) or a leader's (the log may end short of

@@ -233,6 +233,14 @@ class KVStateMachine:
             )
         )
 
+    def restored_answer(self, key: tuple[int, int]) -> Result | None:
+        """The stored answer of request (client, seq) if its session remembers it (not a
+        CONFLICT: a later attempt of the same request may be the one waiting)."""
+        seen = self.sessions.get(key[0]) if key[0] else None
+        if seen is None or seen[0] != key[1] or seen[1].outcome == _CONFLICT:
+            return None
+        return seen[1]
+
     def restore(self, image: bytes) -> None:
         img = _decode_image(image) if image else _Image(0, [], [], [], [])
         self.applied = img.applied
