@@ -36,6 +36,7 @@ def _register() -> None:
         kafka_cmd,
         kv_cmd,
         sim_cmd,
+        test_cmd,
         txn_cmd,
     )
 
@@ -46,6 +47,7 @@ def _register() -> None:
         cli.add_command(command)
     cli.add_command(kv_cmd.kv)
     cli.add_command(txn_cmd.txn)
+    cli.add_command(test_cmd.test)
     cli.add_command(admin_cmd.cluster)
     cli.add_command(kafka_cmd.topic)
     cli.add_command(kafka_cmd.group)

@@ -1,0 +1,1 @@
+"""Jepsen-style runs on real node processes: `quorumdb test` (faults, a workload, checkers)."""

@@ -1,0 +1,99 @@
+"""The register workload: clients read and write a few keys and record a Jepsen history.
+
+Each client is a Jepsen process doing one operation at a time at a bounded rate: a write of
+a unique value or a linearizable read, on one of a few keys, through `quorumdb.AsyncClient`
+(leader discovery, retries with at-most-once sessions). An operation whose outcome is
+unknown (the client gave up) is recorded as `info`, and the client goes on as a new
+process, as Jepsen requires. `check.linearizable` judges the history per key.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import random
+import time
+from typing import Any
+
+from quorumdb.errors import QuorumError
+from quorumdb.kv.client import AsyncClient, RetryPolicy
+
+__all__ = ["RegisterWorkload"]
+
+_RETRY = RetryPolicy(attempts_max=8, backoff_min_s=0.01, backoff_max_s=0.25)
+
+
+class RegisterWorkload:
+    def __init__(self, urls: list[str], *, clients: int, keys: int, rate: float, seed: int) -> None:
+        """`rate`: operations per second over all clients."""
+        self.urls = urls
+        self.clients = clients
+        self.keys = [f"r{i}" for i in range(keys)]
+        self.interval_s = clients / rate
+        self.seed = seed
+        self.history: list[dict[str, Any]] = []
+        self._next_process = 0
+        self._values = 0
+
+    def _process(self) -> int:
+        self._next_process += 1
+        return self._next_process - 1
+
+    def _event(self, process: int, kind: str, f: str, key: str, value: Any) -> None:
+        self.history.append(
+            {"process": process, "type": kind, "f": f, "key": key, "value": value,
+             "time": time.monotonic_ns()}
+        )  # fmt: skip
+
+    async def run(self, stop_at: float) -> None:
+        await asyncio.gather(*(self._client(i, stop_at) for i in range(self.clients)))
+
+    async def _client(self, n: int, stop_at: float) -> None:
+        rng = random.Random(f"register-{self.seed}-{n}")
+        process = self._process()
+        async with AsyncClient(
+            self.urls, retry=_RETRY, timeout_s=1.0, seed=rng.getrandbits(32)
+        ) as c:
+            while time.monotonic() < stop_at:
+                started = time.monotonic()
+                key = rng.choice(self.keys)
+                if rng.random() < 0.5:
+                    self._values += 1
+                    ok = await self._op(c, process, "write", key, f"v{self._values}")
+                else:
+                    ok = await self._op(c, process, "read", key, None)
+                if not ok:
+                    process = self._process()
+                await asyncio.sleep(max(0.0, self.interval_s - (time.monotonic() - started)))
+
+    async def _op(self, c: AsyncClient, process: int, f: str, key: str, value: str | None) -> bool:
+        """One operation, recorded; False if its outcome is unknown (`info`)."""
+        self._event(process, "invoke", f, key, value)
+        try:
+            if f == "write":
+                assert value is not None
+                await c.put(key, value)
+                result: Any = value
+            else:
+                got = await c.get(key)
+                result = None if got is None else got[0]
+        except (QuorumError, OSError, TimeoutError):
+            self._event(process, "info", f, key, value)
+            return False
+        self._event(process, "ok", f, key, result)
+        return True
+
+    async def final_reads(self) -> None:
+        """After the heal: read every key once more (retrying), so the history ends whole."""
+        process = self._process()
+        retry = RetryPolicy(attempts_max=40, backoff_min_s=0.05, backoff_max_s=0.5)
+        async with AsyncClient(self.urls, retry=retry, timeout_s=2.0) as c:
+            for key in self.keys:
+                if not await self._op(c, process, "read", key, None):
+                    process = self._process()
+
+    def counts(self) -> dict[str, int]:
+        out = {"ok": 0, "info": 0}
+        for e in self.history:
+            if e["type"] in out:
+                out[e["type"]] += 1
+        return out

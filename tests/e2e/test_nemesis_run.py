@@ -1,0 +1,77 @@
+"""`quorumdb test` on real node processes: a short register run under kill -9 and pauses
+ends valid, with its run directory written and every node healed and stopped; bad options
+are one error line and exit 2."""
+
+from __future__ import annotations
+
+import itertools
+import json
+from pathlib import Path
+
+import pytest
+
+from quorumdb.cli.local_cluster import alive
+from quorumdb.nemesis.run import RunOptions, run_test
+from quorumdb.nemesis.schedule import Nemesis, plan
+from tests.e2e.harness import run_cli
+
+
+def test_a_register_run_under_kills_and_pauses_is_linearizable(tmp_path: Path) -> None:
+    out = tmp_path / "run"
+    opts = RunOptions(out=out, nemesis=(Nemesis.KILL, Nemesis.PAUSE), time_s=10.0, rate=60, seed=3)
+    result = run_test(opts)
+    assert result.valid, result.summary
+    assert result.ops["ok"] > 100, result.ops
+    assert len(result.faults) >= 2, result.faults
+    verdict = json.loads((out / "verdict.json").read_text())
+    assert verdict["valid"] is True and verdict["faults"] == len(result.faults)
+    history = json.loads((out / "history.json").read_text())
+    assert sum(1 for e in history if e["type"] == "ok") == result.ops["ok"]
+    faults = [json.loads(line) for line in (out / "faults.jsonl").read_text().splitlines()]
+    assert [f["kind"] for f in faults] == [f["kind"] for f in result.faults]
+    assert not _processes_using(out / "cluster"), "nodes left running after the run"
+
+
+def _processes_using(path: Path) -> list[int]:
+    """Pids whose command line names `path` (the run's node processes)."""
+    found = []
+    for proc in Path("/proc").iterdir():
+        if not proc.name.isdigit():
+            continue
+        try:
+            cmdline = (proc / "cmdline").read_bytes()
+        except OSError:
+            continue
+        if str(path).encode() in cmdline and alive(int(proc.name)):
+            found.append(int(proc.name))
+    return found
+
+
+def test_the_schedule_is_a_function_of_the_seed() -> None:
+    kinds = [Nemesis.KILL, Nemesis.PAUSE]
+    a = plan(7, kinds, [1, 2, 3], 60.0)
+    assert a == plan(7, kinds, [1, 2, 3], 60.0)
+    assert a != plan(8, kinds, [1, 2, 3], 60.0)
+    assert all(f.at_s + f.duration_s <= 59.0 for f in a)
+    assert all(x.at_s + x.duration_s < y.at_s for x, y in itertools.pairwise(a)), (
+        "one fault at a time"
+    )
+    assert plan(7, [], [1, 2, 3], 60.0) == []
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["--workload", "chaos"], "unknown workload"),
+        (["--nemesis", "kill,flood"], "unknown nemesis"),
+        (["--nodes", "2"], "--nodes"),
+        (["--nodes", "12"], "--nodes"),
+        (["--time", "forever"], "--time"),
+        (["--time", "1s"], "5..3600"),
+        (["--rate", "0"], "--rate"),
+    ],
+)
+def test_bad_options_are_one_line_and_exit_2(args: list[str], message: str) -> None:
+    proc = run_cli("test", *args)
+    assert proc.returncode == 2, (proc.stdout, proc.stderr)
+    assert message in proc.stderr and "Traceback" not in proc.stderr
