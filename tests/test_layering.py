@@ -127,7 +127,7 @@ ALLOWED: dict[str, set[str]] = {
         "__init__",
     },
     # Runs on real processes: it starts them as the CLI does and checks with check/.
-    "nemesis": {"cli", "kv", "check", "errors"},
+    "nemesis": {"cli", "kv", "check", "errors", "runtime"},
     "__init__": {"kv"},
 }
 

@@ -69,6 +69,7 @@ def test_the_schedule_is_a_function_of_the_seed() -> None:
         (["--time", "forever"], "--time"),
         (["--time", "1s"], "5..3600"),
         (["--rate", "0"], "--rate"),
+        (["--bug", "no-such-bug"], "unknown planted bug"),
     ],
 )
 def test_bad_options_are_one_line_and_exit_2(args: list[str], message: str) -> None:

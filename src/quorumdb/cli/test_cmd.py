@@ -14,6 +14,7 @@ import click
 from quorumdb.errors import UserError
 from quorumdb.nemesis.run import RunOptions, run_test
 from quorumdb.nemesis.schedule import NEMESES, Nemesis
+from quorumdb.runtime.node import planted_bugs_from_env
 
 __all__ = ["test"]
 
@@ -55,6 +56,12 @@ def _nemeses(raw: str) -> tuple[Nemesis, ...]:
 )
 @click.option("--seed", type=click.IntRange(min=0), default=None, help="Fault schedule seed.")
 @click.option(
+    "--bug",
+    "bugs",
+    multiple=True,
+    help="TEST ONLY: nodes run with this planted bug (repeatable), e.g. stale-local-reads.",
+)
+@click.option(
     "--dir",
     "out",
     type=click.Path(file_okay=False, path_type=Path),
@@ -68,6 +75,7 @@ def test(  # noqa: PLR0917  (click passes options positionally)
     time_: str,
     rate: float,
     seed: int | None,
+    bugs: tuple[str, ...],
     out: Path | None,
 ) -> None:
     """Run a workload on a fresh local cluster under faults, then check its history.
@@ -80,11 +88,19 @@ def test(  # noqa: PLR0917  (click passes options positionally)
     if workload not in _WORKLOADS:
         raise UserError(f"unknown workload {workload!r} (known: {', '.join(_WORKLOADS)})")
     kinds = _nemeses(nemesis)
+    planted_bugs_from_env(",".join(bugs))  # refuse unknown names before starting anything
     seconds = _seconds(time_)
     seed = seed if seed is not None else time.time_ns() % 1_000_000
     out = out or Path("runs") / f"{time.strftime('%Y%m%d-%H%M%S')}-seed{seed}"
     opts = RunOptions(
-        out=out, workload=workload, nemesis=kinds, nodes=nodes, time_s=seconds, rate=rate, seed=seed
+        out=out,
+        workload=workload,
+        nemesis=kinds,
+        nodes=nodes,
+        time_s=seconds,
+        rate=rate,
+        seed=seed,
+        bugs=bugs,
     )
     result = run_test(opts, progress=click.echo)
     verdict = "VALID" if result.valid else "INVALID"

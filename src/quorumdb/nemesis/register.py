@@ -10,6 +10,7 @@ process, as Jepsen requires. `check.linearizable` judges the history per key.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import random
 import time
 from typing import Any
@@ -50,17 +51,29 @@ class RegisterWorkload:
     async def _client(self, n: int, stop_at: float) -> None:
         rng = random.Random(f"register-{self.seed}-{n}")
         process = self._process()
-        async with AsyncClient(
-            self.urls, retry=_RETRY, timeout_s=1.0, seed=rng.getrandbits(32)
-        ) as c:
+        # Each read starts at a random node (a linearizable read is served anywhere, through
+        # ReadIndex; a node just back from a fault gets reads too), writes find the leader.
+        seed = rng.getrandbits(32)
+        async with contextlib.AsyncExitStack() as stack:
+            writer = await stack.enter_async_context(
+                AsyncClient(self.urls, retry=_RETRY, timeout_s=1.0, seed=seed)
+            )
+            readers = [
+                await stack.enter_async_context(
+                    AsyncClient(
+                        self.urls[i:] + self.urls[:i], retry=_RETRY, timeout_s=1.0, seed=seed + i
+                    )
+                )
+                for i in range(len(self.urls))
+            ]
             while time.monotonic() < stop_at:
                 started = time.monotonic()
                 key = rng.choice(self.keys)
                 if rng.random() < 0.5:
                     self._values += 1
-                    ok = await self._op(c, process, "write", key, f"v{self._values}")
+                    ok = await self._op(writer, process, "write", key, f"v{self._values}")
                 else:
-                    ok = await self._op(c, process, "read", key, None)
+                    ok = await self._op(rng.choice(readers), process, "read", key, None)
                 if not ok:
                     process = self._process()
                 await asyncio.sleep(max(0.0, self.interval_s - (time.monotonic() - started)))

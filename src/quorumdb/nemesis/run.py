@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
 import socket
 import time
 from collections.abc import Callable
@@ -24,6 +25,7 @@ from quorumdb.cli.local_cluster import load_cluster, start_cluster, stop_cluster
 from quorumdb.nemesis.processes import ProcessFaults
 from quorumdb.nemesis.register import RegisterWorkload
 from quorumdb.nemesis.schedule import Fault, Nemesis, plan
+from quorumdb.runtime.node import PLANTED_BUGS_ENV
 
 __all__ = ["RunOptions", "RunResult", "run_test"]
 
@@ -39,6 +41,7 @@ class RunOptions:
     clients: int = 4
     keys: int = 3
     seed: int = 0
+    bugs: tuple[str, ...] = ()  # TEST ONLY: planted bugs every node runs with
 
 
 @dataclass(slots=True)
@@ -67,6 +70,19 @@ def _port_free(port: int) -> bool:
 
 
 def run_test(opts: RunOptions, progress: Callable[[str], None] = lambda _: None) -> RunResult:
+    """Run the test; node processes (started and restarted) inherit `opts.bugs`."""
+    saved = os.environ.get(PLANTED_BUGS_ENV)
+    os.environ[PLANTED_BUGS_ENV] = ",".join(opts.bugs)
+    try:
+        return _run(opts, progress)
+    finally:
+        if saved is None:
+            os.environ.pop(PLANTED_BUGS_ENV, None)
+        else:
+            os.environ[PLANTED_BUGS_ENV] = saved
+
+
+def _run(opts: RunOptions, progress: Callable[[str], None]) -> RunResult:
     opts.out.mkdir(parents=True, exist_ok=True)
     cluster_dir = opts.out / "cluster"
     cluster = start_cluster(
@@ -155,6 +171,7 @@ def _write(opts: RunOptions, history: list[dict[str, Any]], verdict: RunResult) 
             "time_s": opts.time_s,
             "rate": opts.rate,
             "seed": opts.seed,
+            "planted_bugs": list(opts.bugs),
         },
     }
     (opts.out / "verdict.json").write_text(json.dumps(doc, indent=2) + "\n")

@@ -18,21 +18,24 @@ import asyncio
 import contextlib
 import functools
 import logging
+import os
 import random
 import time
 from collections.abc import Callable
 
+from quorumdb.errors import UserError
 from quorumdb.host.config import NodeConfig
 from quorumdb.host.env import Env
 from quorumdb.host.persistence import NodeLog
 from quorumdb.kv.api import BODY_BYTES_MAX, dispatch
 from quorumdb.kv.node_kv import NodeKV
 from quorumdb.kv.node_service import NodeService
+from quorumdb.raft import PlantedBug
 from quorumdb.runtime.http import HttpServer
 from quorumdb.runtime.transport import Transport
 from quorumdb.runtime.wire import GroupMessage, ServiceMessage
 
-__all__ = ["Node"]
+__all__ = ["PLANTED_BUGS_ENV", "Node", "planted_bugs_from_env"]
 
 log = logging.getLogger("quorumdb.host")
 
@@ -45,6 +48,22 @@ class _SystemClock:
 
     def wall_ms(self) -> int:
         return int(time.time() * 1000)
+
+
+# TEST ONLY (`quorumdb test --bug`): comma-separated `PlantedBug` values the node runs with,
+# so that a run on real processes can show its checker catching a known mistake.
+PLANTED_BUGS_ENV = "QUORUMDB_PLANTED_BUGS"
+
+
+def planted_bugs_from_env(raw: str) -> frozenset[PlantedBug]:
+    names = [n.strip() for n in raw.split(",") if n.strip()]
+    try:
+        return frozenset(PlantedBug(n) for n in names)
+    except ValueError:
+        known = ", ".join(sorted(b.value for b in PlantedBug))
+        raise UserError(
+            f"{PLANTED_BUGS_ENV}={raw!r}: unknown planted bug (known: {known})"
+        ) from None
 
 
 class _LoopTimers:
@@ -76,7 +95,10 @@ class Node:
             rng=random.Random(),
             wake=self._kick.set,
         )
-        self.kv = NodeKV(config, node_log, env)
+        bugs = planted_bugs_from_env(os.environ.get(PLANTED_BUGS_ENV, ""))
+        if bugs:
+            log.warning("TEST ONLY: planted bugs %s", ", ".join(sorted(b.value for b in bugs)))
+        self.kv = NodeKV(config, node_log, env, planted_bugs=bugs)
         self.host = self.kv.host
         self.service = NodeService(self.host)
         self.host.metrics_hooks.append(self._transport_gauges)
