@@ -16,7 +16,6 @@ import os
 import random
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import tempfile
@@ -31,6 +30,7 @@ from quorumdb.cli.local_cluster import (
     KAFKA_PORT_OFFSET,
     LocalCluster,
     load_cluster,
+    port_free,
     start_node,
     stop_cluster,
     write_state,
@@ -40,15 +40,6 @@ from quorumdb.errors import QuorumError
 QUORUMDB = str(Path(sys.executable).parent / "quorumdb")
 _UP_ATTEMPTS = 5
 _PORT_LOCK_DIR = Path(tempfile.gettempdir()) / "quorumdb-e2e-ports"
-
-
-def _port_free(port: int) -> bool:
-    with socket.socket() as s:
-        try:
-            s.bind(("127.0.0.1", port))
-        except OSError:
-            return False
-    return True
 
 
 def _reserve(base: int) -> IO[bytes] | None:
@@ -79,7 +70,7 @@ def free_base_port(nodes: int = 5) -> tuple[int, IO[bytes]]:
             for offset in (0, 100, KAFKA_PORT_OFFSET)  # HTTP, Raft, Kafka listeners
             for i in range(1, nodes + 1)
         ]
-        if all(_port_free(p) for p in ports):
+        if all(port_free(p) for p in ports):
             return base, lock
         lock.close()
     raise RuntimeError("no free port range found")

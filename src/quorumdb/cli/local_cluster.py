@@ -12,6 +12,7 @@ import contextlib
 import json
 import os
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -236,6 +237,16 @@ def stop_if_stale(cluster_dir: Path) -> None:
     """Clear the state of a cluster whose processes are gone (or partly gone)."""
     if _read_state(cluster_dir) is not None:
         stop_cluster(cluster_dir, grace_s=5.0)
+
+
+def port_free(port: int, host: str = "127.0.0.1") -> bool:
+    """Whether `port` can be bound on `host` now (it may be taken a moment later)."""
+    with socket.socket() as s:
+        try:
+            s.bind((host, port))
+        except OSError:
+            return False
+    return True
 
 
 def alive(pid: int) -> bool:

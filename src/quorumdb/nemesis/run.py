@@ -11,7 +11,6 @@ from __future__ import annotations
 import asyncio
 import json
 import os
-import socket
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -21,7 +20,13 @@ from typing import Any
 from quorumdb.check.history import history_from_events
 from quorumdb.check.linearizable import check_linearizable
 from quorumdb.check.report import summary_line
-from quorumdb.cli.local_cluster import load_cluster, start_cluster, stop_cluster, wait_ready
+from quorumdb.cli.local_cluster import (
+    load_cluster,
+    port_free,
+    start_cluster,
+    stop_cluster,
+    wait_ready,
+)
 from quorumdb.nemesis.processes import ProcessFaults
 from quorumdb.nemesis.register import RegisterWorkload
 from quorumdb.nemesis.schedule import Fault, Nemesis, plan
@@ -55,18 +60,9 @@ class RunResult:
 def _free_base(nodes: int) -> int:
     for base in range(23_000, 32_000, 200):
         ports = [base + off + i for off in (0, 100, 2000) for i in range(1, nodes + 1)]
-        if all(_port_free(p) for p in ports):
+        if all(port_free(p) for p in ports):
             return base
     raise RuntimeError("no free port range on loopback")
-
-
-def _port_free(port: int) -> bool:
-    with socket.socket() as s:
-        try:
-            s.bind(("127.0.0.1", port))
-        except OSError:
-            return False
-    return True
 
 
 def run_test(opts: RunOptions, progress: Callable[[str], None] = lambda _: None) -> RunResult:
