@@ -47,13 +47,14 @@ two-element list, a decreasing ``time``) raises `HistoryError` naming the event 
 
 from __future__ import annotations
 
-import json
 import math
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from enum import StrEnum
 from typing import TypeAlias, TypeVar
 
+from quorumdb.check._json_text import json_type as _json_type
+from quorumdb.check._json_text import show as _show
 from quorumdb.check.json_events import read_json_events
 
 __all__ = [
@@ -270,24 +271,6 @@ def _integer(value: object, name: str, where: str) -> int:
     if isinstance(value, bool) or not isinstance(value, int):
         raise HistoryError(f"{where}: '{name}' must be an integer, got {_show(value)}")
     return value
-
-
-def _json_type(value: object) -> str:
-    if isinstance(value, list):
-        return "an array"
-    if isinstance(value, str):
-        return "a string"
-    if isinstance(value, bool) or value is None:
-        return json.dumps(value)
-    return "a number"
-
-
-def _show(value: object) -> str:
-    try:
-        text = json.dumps(value)
-    except (TypeError, ValueError):
-        text = repr(value)
-    return text if len(text) <= 40 else text[:37] + "..."
 
 
 def _same_value(a: Value | CasInput, b: Value | CasInput) -> bool:

@@ -78,13 +78,14 @@ a repeated send value, ``aborted`` or ``rebalance`` where they do not belong, a 
 
 from __future__ import annotations
 
-import json
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from enum import StrEnum
 from typing import NamedTuple, TypeAlias, TypeVar
 
 from quorumdb.check._gc import paused_gc
+from quorumdb.check._json_text import json_type as _json_type
+from quorumdb.check._json_text import show as _show
 from quorumdb.check.history import EventType, Outcome
 from quorumdb.check.json_events import read_json_events
 
@@ -677,21 +678,3 @@ def _record_value(value: object, where: str) -> RecordValue:
 def _same_value(a: RecordValue, b: RecordValue) -> bool:
     """``1`` and ``"1"`` are different values (no booleans get this far)."""
     return type(a) is type(b) and a == b
-
-
-def _json_type(value: object) -> str:
-    if isinstance(value, list):
-        return "an array"
-    if isinstance(value, str):
-        return "a string"
-    if isinstance(value, bool) or value is None:
-        return json.dumps(value)
-    return "a number"
-
-
-def _show(value: object) -> str:
-    try:
-        text = json.dumps(value)
-    except (TypeError, ValueError):
-        text = repr(value)
-    return text if len(text) <= 40 else text[:37] + "..."

@@ -42,13 +42,14 @@ disagrees with its invoke, a repeated written value, a decreasing time) raises
 
 from __future__ import annotations
 
-import json
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from enum import StrEnum
 from typing import TypeAlias
 
 from quorumdb.check._gc import paused_gc
+from quorumdb.check._json_text import json_type as _json_type
+from quorumdb.check._json_text import show
 from quorumdb.check.history import Outcome
 from quorumdb.check.json_events import read_json_events
 
@@ -411,19 +412,5 @@ def _integer(value: object, name: str, where: str) -> int:
     return value
 
 
-def _json_type(value: object) -> str:
-    if isinstance(value, list):
-        return "an array"
-    if isinstance(value, str):
-        return "a string"
-    if isinstance(value, bool) or value is None:
-        return json.dumps(value)
-    return "a number"
-
-
 def _show(value: object) -> str:
-    try:
-        text = json.dumps(value)
-    except (TypeError, ValueError):
-        text = repr(value)
-    return text if len(text) <= 60 else text[:57] + "..."
+    return show(value, limit=60)
