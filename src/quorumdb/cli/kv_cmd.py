@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any, TypeVar
 
 import click
 
@@ -11,7 +13,9 @@ from quorumdb.cli.cluster_cmd import endpoints_for
 from quorumdb.errors import UserError
 from quorumdb.kv.client import Client, ClientError, UnavailableError
 
-__all__ = ["kv"]
+__all__ = ["client_options", "kv"]
+
+_F = TypeVar("_F", bound=Callable[..., Any])
 
 
 def _client(ctx: click.Context) -> Client:
@@ -28,17 +32,25 @@ def _run(fn: object) -> None:
         raise UserError(str(exc), exit_status=2) from None
 
 
+def client_options(fn: _F) -> _F:
+    """`--endpoints`, `--dir` and `--timeout`: where a client command finds the nodes."""
+    timeout = click.FloatRange(0.1, 600)
+    fn = click.option("--timeout", type=timeout, default=5.0, show_default=True)(fn)
+    fn = click.option(
+        "--dir",
+        "cluster_dir",
+        type=click.Path(file_okay=False, path_type=Path),
+        default=Path(".quorumdb"),
+        show_default=True,
+        help="Local cluster directory (used when --endpoints is not given).",
+    )(fn)
+    return click.option(
+        "--endpoints", default=None, help="Comma-separated host:port of nodes' HTTP APIs."
+    )(fn)
+
+
 @click.group()
-@click.option("--endpoints", default=None, help="Comma-separated host:port of nodes' HTTP APIs.")
-@click.option(
-    "--dir",
-    "cluster_dir",
-    type=click.Path(file_okay=False, path_type=Path),
-    default=Path(".quorumdb"),
-    show_default=True,
-    help="Local cluster directory (used when --endpoints is not given).",
-)
-@click.option("--timeout", type=click.FloatRange(0.1, 600), default=5.0, show_default=True)
+@client_options
 @click.pass_context
 def kv(ctx: click.Context, endpoints: str | None, cluster_dir: Path, timeout: float) -> None:
     """Read and write keys (linearizable by default)."""

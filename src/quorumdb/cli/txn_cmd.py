@@ -16,6 +16,7 @@ from typing import Any
 import click
 
 from quorumdb.cli.cluster_cmd import endpoints_for
+from quorumdb.cli.kv_cmd import client_options
 from quorumdb.errors import UserError
 from quorumdb.kv.client import (
     Client,
@@ -59,16 +60,7 @@ def _parse(op: str) -> Callable[[Transaction], Any]:
     "--isolation", type=click.Choice(_ISOLATIONS), default="serializable", show_default=True
 )
 @click.option("--retry", is_flag=True, help="Run the script again on a serialization failure.")
-@click.option("--endpoints", default=None, help="Comma-separated host:port of nodes' HTTP APIs.")
-@click.option(
-    "--dir",
-    "cluster_dir",
-    type=click.Path(file_okay=False, path_type=Path),
-    default=Path(".quorumdb"),
-    show_default=True,
-    help="Local cluster directory (used when --endpoints is not given).",
-)
-@click.option("--timeout", type=click.FloatRange(0.1, 600), default=5.0, show_default=True)
+@client_options
 def txn(  # noqa: PLR0917  (click passes options positionally)
     ops: tuple[str, ...],
     isolation: str,
