@@ -7,10 +7,13 @@ decoded events and return values, so they stay pure. Their `HistoryError` become
 
 from __future__ import annotations
 
+import functools
 import json
 import sys
+from collections.abc import Callable
 from enum import IntEnum, StrEnum
 from pathlib import Path
+from typing import TypeVar
 
 import click
 
@@ -38,6 +41,8 @@ from quorumdb.check import (
     summary_line,
 )
 from quorumdb.errors import UserError
+
+_T = TypeVar("_T")
 
 __all__ = ["DeliveryExitStatus", "ElleExitStatus", "ExitStatus", "OutputFormat", "check"]
 
@@ -122,15 +127,7 @@ def linearizable(history: str, output_format: str, max_states: int) -> None:
       2  bad input: missing or unreadable file, malformed history
       3  unknown: the search budget (--max-states) ran out before an answer
     """
-    text = _read(history)
-    try:
-        parsed = parse_history(text)
-    except HistoryError as exc:
-        raise UserError(
-            f"{_name(history)}: {exc}",
-            hint="see 'quorumdb check linearizable --help' for the format",
-            exit_status=ExitStatus.BAD_INPUT,
-        ) from None
+    parsed = _load(history, parse_history, HistoryError, "linearizable", ExitStatus.BAD_INPUT)
     result = check_linearizable(parsed, max_states=max_states)
     if OutputFormat(output_format) is OutputFormat.JSON:
         click.echo(json.dumps(result_to_json(result), indent=2))
@@ -175,15 +172,9 @@ def kafka(history: str, output_format: str) -> None:
       1  delivery anomalies found (each with its evidence)
       2  bad input: missing or unreadable file, malformed history
     """
-    text = _read(history)
-    try:
-        parsed = parse_kafka_history(text)
-    except KafkaHistoryError as exc:
-        raise UserError(
-            f"{_name(history)}: {exc}",
-            hint="see 'quorumdb check kafka --help' for the format",
-            exit_status=DeliveryExitStatus.BAD_INPUT,
-        ) from None
+    parsed = _load(
+        history, parse_kafka_history, KafkaHistoryError, "kafka", DeliveryExitStatus.BAD_INPUT
+    )
     result = check_delivery(parsed)
     if OutputFormat(output_format) is OutputFormat.JSON:
         click.echo(json.dumps(delivery_to_json(result), indent=2))
@@ -244,15 +235,13 @@ def elle(history: str, model: str | None, isolation: str, output_format: str) ->
         # click's own message for a missing choice spans three lines; errors are one line.
         choices = " or ".join(m.value for m in Model)
         raise click.UsageError(f"Missing option '--model' ({choices})")
-    text = _read(history)
-    try:
-        parsed = parse_elle_history(text, model)
-    except ElleHistoryError as exc:
-        raise UserError(
-            f"{_name(history)}: {exc}",
-            hint="see 'quorumdb check elle --help' for the format",
-            exit_status=ElleExitStatus.BAD_INPUT,
-        ) from None
+    parsed = _load(
+        history,
+        functools.partial(parse_elle_history, model=model),
+        ElleHistoryError,
+        "elle",
+        ElleExitStatus.BAD_INPUT,
+    )
     result = check_elle(parsed, isolation=isolation)
     if OutputFormat(output_format) is OutputFormat.JSON:
         click.echo(json.dumps(elle_to_json(result), indent=2))
@@ -260,6 +249,25 @@ def elle(history: str, model: str | None, isolation: str, output_format: str) ->
         click.echo(render_elle(result))
     if not result.valid:
         raise SystemExit(ElleExitStatus.ANOMALIES)
+
+
+def _load(
+    history: str,
+    parse: Callable[[str], _T],
+    error: type[Exception],
+    command: str,
+    bad_input: int,
+) -> _T:
+    """Read HISTORY and parse it; a parse error is one line naming the file (`bad_input`)."""
+    text = _read(history)
+    try:
+        return parse(text)
+    except error as exc:
+        raise UserError(
+            f"{_name(history)}: {exc}",
+            hint=f"see 'quorumdb check {command} --help' for the format",
+            exit_status=bad_input,
+        ) from None
 
 
 def _read(history: str) -> str:
