@@ -10,6 +10,7 @@ poll of a condition that names what it waits for.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import fcntl
 import json
 import os
@@ -207,7 +208,7 @@ class Cluster:
             pid = start_node(self.dir, node_id)
         state = self.state
         pids = {**state.pids, node_id: pid}
-        write_state(LocalCluster(dir=self.dir, nodes=state.nodes, pids=pids))
+        write_state(dataclasses.replace(state, pids=pids))
         return pid
 
     def restart(self, node_id: int) -> None:

@@ -25,6 +25,7 @@ def test_a_register_run_under_kills_and_pauses_is_linearizable(tmp_path: Path) -
     assert len(result.faults) >= 2, result.faults
     verdict = json.loads((out / "verdict.json").read_text())
     assert verdict["valid"] is True and verdict["faults"] == len(result.faults)
+    assert verdict["checker"] == "linearizable" and verdict["anomalies"] == []
     history = json.loads((out / "history.json").read_text())
     assert sum(1 for e in history if e["type"] == "ok") == result.ops["ok"]
     faults = [json.loads(line) for line in (out / "faults.jsonl").read_text().splitlines()]
@@ -66,6 +67,8 @@ def test_the_schedule_is_a_function_of_the_seed() -> None:
         (["--nemesis", "kill,flood"], "unknown nemesis"),
         (["--nodes", "2"], "--nodes"),
         (["--nodes", "12"], "--nodes"),
+        (["--nodes", "3", "--faulty", "4"], "more faulty nodes than exist"),
+        (["--net", "carrier-pigeon"], "--net"),
         (["--time", "forever"], "--time"),
         (["--time", "1s"], "5..3600"),
         (["--rate", "0"], "--rate"),

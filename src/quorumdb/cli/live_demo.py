@@ -7,6 +7,7 @@ there, restarts the killed node and shows it catching up. The cluster keeps runn
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import signal
 import threading
@@ -113,9 +114,7 @@ def run_live_demo(cluster_dir: Path, console: Console) -> None:
 
     console.rule(f"[bold]3. restart node {victim}: it recovers from its WAL and catches up[/bold]")
     pid = start_node(cluster_dir, victim)
-    write_state(
-        LocalCluster(dir=cluster_dir, nodes=cluster.nodes, pids={**cluster.pids, victim: pid})
-    )
+    write_state(dataclasses.replace(cluster, pids={**cluster.pids, victim: pid}))
     wait_ready(load_cluster(cluster_dir))
     node = Client([cluster.nodes[victim].http_url], retry=_RETRY, seed=4)
     last = max(

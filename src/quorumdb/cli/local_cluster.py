@@ -9,6 +9,7 @@ until every node answers `/v1/health` and every group has a leader, and records 
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import json
 import os
 import signal
@@ -18,7 +19,7 @@ import sys
 import time
 import urllib.error
 import urllib.request
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -26,6 +27,7 @@ from quorumdb.errors import UserError
 from quorumdb.host.config import Member, NodeConfig, load_config, node_config_from, render_config
 
 __all__ = [
+    "Layout",
     "LocalCluster",
     "add_local_node",
     "alive",
@@ -47,6 +49,7 @@ class LocalCluster:
     dir: Path
     nodes: dict[int, Member]
     pids: dict[int, int]
+    launch: dict[int, list[str]] = field(default_factory=dict)  # see `Layout.launch`
 
     @property
     def http_urls(self) -> list[str]:
@@ -54,6 +57,29 @@ class LocalCluster:
 
 
 KAFKA_PORT_OFFSET = 2091  # base 7000 -> Kafka on 9092, 9093, ...
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Layout:
+    """Where each node listens, how it sees its peers, and how its process is started.
+
+    The default (`members` only) is every node on one host, dialling the others directly.
+    `quorumdb test`'s network modes change it: a fault-injecting proxy per ordered pair gives
+    node i a view in which peer j's Raft address is the proxy's port; a network namespace per
+    node gives each its own address and a `launch` prefix (`ip netns exec NAME`). The prefix
+    is kept in `cluster.json`, so a node restarted after kill -9 comes back the same way.
+    """
+
+    members: dict[int, Member]  # where each node really listens (clients use these)
+    views: dict[int, dict[int, Member]] = field(default_factory=dict)  # node -> its members
+    launch: dict[int, list[str]] = field(default_factory=dict)  # node -> command prefix
+
+    def view(self, node_id: int) -> dict[int, Member]:
+        return self.views.get(node_id, self.members)
+
+
+def default_layout(nodes: int, base_port: int, host: str = "127.0.0.1") -> Layout:
+    return Layout(members=_members(nodes, host, base_port))
 
 
 def _members(n: int, host: str, base_port: int) -> dict[int, Member]:
@@ -82,11 +108,14 @@ def node_command(config_path: Path, extra: list[str] | None = None) -> list[str]
 
 
 def start_node(cluster_dir: Path, node_id: int, extra: list[str] | None = None) -> int:
-    """Start one node process from its config in `cluster_dir`; return its pid."""
+    """Start one node process from its config in `cluster_dir` (with the launch prefix the
+    cluster state records for it, if any); return its pid."""
     node_dir = cluster_dir / f"n{node_id}"
+    state = _read_state(cluster_dir) or {}
+    prefix = [str(a) for a in state.get("launch", {}).get(str(node_id), [])]
     log = (node_dir / "node.log").open("ab")
     proc = subprocess.Popen(
-        node_command(node_dir / "node.toml", extra),
+        [*prefix, *node_command(node_dir / "node.toml", extra)],
         stdout=log,
         stderr=subprocess.STDOUT,
         stdin=subprocess.DEVNULL,
@@ -109,13 +138,17 @@ def start_cluster(
     default_replication_factor: int | None = None,
     auto_create_topics_enable: bool = True,
     host: str = "127.0.0.1",
+    layout: Layout | None = None,
 ) -> LocalCluster:
+    """Write each node's config and start the nodes; `layout` (default: all on `host`,
+    ports from `base_port`) says where they listen and how they see each other."""
     if nodes < 1 or nodes > 9:
         raise UserError(f"--nodes must be in 1..9, got {nodes}")
     existing = _read_state(cluster_dir)
     if existing and any(_alive(pid) for pid in existing.get("pids", {}).values()):
         raise UserError(f"a cluster is already running in {cluster_dir}", hint="quorumdb down")
-    members = _members(nodes, host, base_port)
+    layout = layout or default_layout(nodes, base_port, host)
+    members = layout.members
     pids: dict[int, int] = {}
     for node_id in members:
         node_dir = cluster_dir / f"n{node_id}"
@@ -123,7 +156,7 @@ def start_cluster(
         cfg = NodeConfig(
             node_id=node_id,
             data_dir=(node_dir / "data").resolve(),
-            members=members,
+            members=layout.view(node_id),
             shards=shards,
             fsync=fsync,
             unsafe_read_uncommitted=unsafe_read_uncommitted,
@@ -133,9 +166,11 @@ def start_cluster(
             auto_create_topics_enable=auto_create_topics_enable,
         )
         (node_dir / "node.toml").write_text(render_config(cfg))
+    # The state (with the launch prefixes) is written before the nodes start: start_node reads it.
+    write_state(LocalCluster(dir=cluster_dir, nodes=members, pids={}, launch=layout.launch))
     for node_id in members:
         pids[node_id] = start_node(cluster_dir, node_id)
-    cluster = LocalCluster(dir=cluster_dir, nodes=members, pids=pids)
+    cluster = LocalCluster(dir=cluster_dir, nodes=members, pids=pids, launch=layout.launch)
     write_state(cluster)
     return cluster
 
@@ -164,7 +199,7 @@ def add_local_node(cluster_dir: Path, *, shards: int | None = None) -> tuple[Loc
     )
     (node_dir / "node.toml").write_text(render_config(cfg))
     pids = {**cluster.pids, node_id: start_node(cluster_dir, node_id)}
-    grown = LocalCluster(dir=cluster_dir, nodes=members, pids=pids)
+    grown = dataclasses.replace(cluster, nodes=members, pids=pids)
     write_state(grown)
     return grown, member
 
@@ -178,7 +213,7 @@ def forget_local_node(cluster_dir: Path, node_id: int) -> None:
             os.kill(pid, signal.SIGTERM)
     nodes = {i: m for i, m in cluster.nodes.items() if i != node_id}
     pids = {i: p for i, p in cluster.pids.items() if i != node_id}
-    write_state(LocalCluster(dir=cluster_dir, nodes=nodes, pids=pids))
+    write_state(dataclasses.replace(cluster, nodes=nodes, pids=pids))
 
 
 def write_state(c: LocalCluster) -> None:
@@ -192,6 +227,7 @@ def write_state(c: LocalCluster) -> None:
             for i, m in sorted(c.nodes.items())
         },
         "pids": {str(i): pid for i, pid in sorted(c.pids.items())},
+        "launch": {str(i): prefix for i, prefix in sorted(c.launch.items())},
     }
     # Atomic replace: other processes (tests, a second CLI) may be reading it right now.
     tmp = c.dir / (_STATE + ".tmp")
@@ -230,7 +266,8 @@ def load_cluster(cluster_dir: Path) -> LocalCluster:
             kafka=(kafka_host, int(kafka_port)) if kafka else None,
         )
     pids = {int(k): int(v) for k, v in state.get("pids", {}).items()}
-    return LocalCluster(dir=cluster_dir, nodes=nodes, pids=pids)
+    launch = {int(k): [str(a) for a in v] for k, v in state.get("launch", {}).items()}
+    return LocalCluster(dir=cluster_dir, nodes=nodes, pids=pids, launch=launch)
 
 
 def stop_if_stale(cluster_dir: Path) -> None:

@@ -12,14 +12,13 @@ from pathlib import Path
 import click
 
 from quorumdb.errors import UserError
+from quorumdb.nemesis.network import NET_MODES, resolve_mode
 from quorumdb.nemesis.run import RunOptions, run_test
 from quorumdb.nemesis.schedule import NEMESES, Nemesis
+from quorumdb.nemesis.workloads import WORKLOADS
 from quorumdb.runtime.node import planted_bugs_from_env
 
 __all__ = ["test"]
-
-_WORKLOADS = ("register",)
-_LATER = ("kafka", "bank", "list-append")
 
 
 def _seconds(raw: str) -> float:
@@ -42,7 +41,9 @@ def _nemeses(raw: str) -> tuple[Nemesis, ...]:
 
 
 @click.command("test")
-@click.option("--workload", default="register", show_default=True, help="register")
+@click.option(
+    "--workload", default="register", show_default=True, help=f"One of: {', '.join(WORKLOADS)}."
+)
 @click.option(
     "--nemesis",
     default="kill,pause",
@@ -50,6 +51,19 @@ def _nemeses(raw: str) -> tuple[Nemesis, ...]:
     help=f"Comma-separated faults: {', '.join(NEMESES)} (or none).",
 )
 @click.option("--nodes", type=click.IntRange(3, 9), default=3, show_default=True)
+@click.option(
+    "--faulty",
+    type=click.IntRange(min=1),
+    default=None,
+    help="Most nodes one fault takes away (default: a minority).",
+)
+@click.option(
+    "--net",
+    type=click.Choice(NET_MODES),
+    default="auto",
+    show_default=True,
+    help="Partitions through namespaces (root) or a TCP proxy per node pair; auto picks.",
+)
 @click.option("--time", "time_", default="20s", show_default=True, help="Workload duration.")
 @click.option(
     "--rate", type=click.FloatRange(1, 10_000), default=100, show_default=True, help="Ops/s."
@@ -72,6 +86,8 @@ def test(  # noqa: PLR0917  (click passes options positionally)
     workload: str,
     nemesis: str,
     nodes: int,
+    faulty: int | None,
+    net: str,
     time_: str,
     rate: float,
     seed: int | None,
@@ -83,11 +99,12 @@ def test(  # noqa: PLR0917  (click passes options positionally)
     \b
     Exit status: 0 the history is valid; 1 the checker found an anomaly; 2 bad input.
     """
-    if workload in _LATER:
-        raise UserError(f"workload {workload!r} is not available in `quorumdb test` yet")
-    if workload not in _WORKLOADS:
-        raise UserError(f"unknown workload {workload!r} (known: {', '.join(_WORKLOADS)})")
+    if workload not in WORKLOADS:
+        raise UserError(f"unknown workload {workload!r} (known: {', '.join(WORKLOADS)})")
     kinds = _nemeses(nemesis)
+    if faulty is not None and faulty > nodes:
+        raise UserError(f"--faulty {faulty} is more faulty nodes than exist (--nodes {nodes})")
+    net_mode = resolve_mode(net) if Nemesis.PARTITION in kinds else "none"
     planted_bugs_from_env(",".join(bugs))  # refuse unknown names before starting anything
     seconds = _seconds(time_)
     seed = seed if seed is not None else time.time_ns() % 1_000_000
@@ -97,6 +114,8 @@ def test(  # noqa: PLR0917  (click passes options positionally)
         workload=workload,
         nemesis=kinds,
         nodes=nodes,
+        faulty=faulty,
+        net=net_mode,
         time_s=seconds,
         rate=rate,
         seed=seed,
@@ -106,7 +125,8 @@ def test(  # noqa: PLR0917  (click passes options positionally)
     verdict = "VALID" if result.valid else "INVALID"
     click.echo(f"{verdict}: {result.summary}")
     click.echo(
-        f"ops ok {result.ops['ok']}, info {result.ops['info']}; faults {len(result.faults)}; "
+        f"ops ok {result.ops['ok']}, info {result.ops['info']}, fail {result.ops['fail']}; "
+        f"faults {len(result.faults)}; "
         f"run dir {out} (replay the faults: --seed {seed})"
     )
     if not result.valid:

@@ -6,27 +6,40 @@ its way out whatever happened (normal end, Ctrl-C, error), so no node is left st
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import signal
 import time
 from pathlib import Path
 
-from quorumdb.cli.local_cluster import (
-    LocalCluster,
-    alive,
-    load_cluster,
-    start_node,
-    write_state,
-)
+from quorumdb.cli.local_cluster import alive, load_cluster, start_node, write_state
+from quorumdb.nemesis.schedule import Fault, Nemesis
 
 __all__ = ["ProcessFaults"]
 
 
 class ProcessFaults:
+    kinds = frozenset({Nemesis.KILL, Nemesis.PAUSE})
+
     def __init__(self, cluster_dir: Path) -> None:
         self.dir = cluster_dir
         self.killed: set[int] = set()
         self.paused: set[int] = set()
+        self.exited: list[int] = []
+
+    def start(self, fault: Fault, targets: tuple[int, ...]) -> None:
+        for node in targets:
+            if fault.kind == Nemesis.KILL:
+                self.kill(node)
+            else:
+                self.pause(node)
+
+    def stop(self, fault: Fault, targets: tuple[int, ...]) -> None:
+        for node in targets:
+            if fault.kind == Nemesis.KILL:
+                self.restart(node)
+            else:
+                self.resume(node)
 
     def _pid(self, node: int) -> int:
         return load_cluster(self.dir).pids[node]
@@ -42,7 +55,7 @@ class ProcessFaults:
     def restart(self, node: int) -> None:
         pid = start_node(self.dir, node)
         state = load_cluster(self.dir)
-        write_state(LocalCluster(dir=self.dir, nodes=state.nodes, pids={**state.pids, node: pid}))
+        write_state(dataclasses.replace(state, pids={**state.pids, node: pid}))
         self.killed.discard(node)
 
     def pause(self, node: int) -> None:
@@ -54,7 +67,8 @@ class ProcessFaults:
         self.paused.discard(node)
 
     def heal(self) -> None:
-        """Resume every paused node and restart every killed one."""
+        """Resume every paused node and restart every killed one, and any node that exited
+        by itself (a failed fsync stops a node on purpose): those are kept in `exited`."""
         for node in sorted(self.paused):
             try:
                 self.resume(node)
@@ -62,3 +76,10 @@ class ProcessFaults:
                 self.paused.discard(node)
         for node in sorted(self.killed):
             self.restart(node)
+        for node, pid in sorted(load_cluster(self.dir).pids.items()):
+            if not alive(pid):
+                self.exited.append(node)
+                self.restart(node)
+
+    def close(self) -> None:
+        self.heal()

@@ -15,8 +15,12 @@ import random
 import time
 from typing import Any
 
+from quorumdb.check.history import history_from_events
+from quorumdb.check.linearizable import check_linearizable
+from quorumdb.check.report import render_counterexample, summary_line
 from quorumdb.errors import QuorumError
 from quorumdb.kv.client import AsyncClient, RetryPolicy
+from quorumdb.nemesis.workload import History, Verdict
 
 __all__ = ["RegisterWorkload"]
 
@@ -24,6 +28,8 @@ _RETRY = RetryPolicy(attempts_max=8, backoff_min_s=0.01, backoff_max_s=0.25)
 
 
 class RegisterWorkload:
+    name = "register"
+
     def __init__(self, urls: list[str], *, clients: int, keys: int, rate: float, seed: int) -> None:
         """`rate`: operations per second over all clients."""
         self.urls = urls
@@ -31,19 +37,14 @@ class RegisterWorkload:
         self.keys = [f"r{i}" for i in range(keys)]
         self.interval_s = clients / rate
         self.seed = seed
-        self.history: list[dict[str, Any]] = []
-        self._next_process = 0
+        self.history = History()
         self._values = 0
 
     def _process(self) -> int:
-        self._next_process += 1
-        return self._next_process - 1
+        return self.history.new_process()
 
     def _event(self, process: int, kind: str, f: str, key: str, value: Any) -> None:
-        self.history.append(
-            {"process": process, "type": kind, "f": f, "key": key, "value": value,
-             "time": time.monotonic_ns()}
-        )  # fmt: skip
+        self.history.add(process, kind, f, key=key, value=value)
 
     async def run(self, stop_at: float) -> None:
         await asyncio.gather(*(self._client(i, stop_at) for i in range(self.clients)))
@@ -104,9 +105,22 @@ class RegisterWorkload:
                 if not await self._op(c, process, "read", key, None):
                     process = self._process()
 
-    def counts(self) -> dict[str, int]:
-        out = {"ok": 0, "info": 0}
-        for e in self.history:
-            if e["type"] in out:
-                out[e["type"]] += 1
-        return out
+    def check(self) -> Verdict:
+        """Linearizability per key; each failing key's counterexample names its operations."""
+        result = check_linearizable(history_from_events(self.history.events))
+        anomalies = []
+        for key in result.keys:
+            cx = key.counterexample
+            if cx is None:
+                continue
+            ops = [self.history.events[op.invoke_index] for op in cx.window]
+            anomalies.append(
+                {"kind": "not-linearizable", "key": key.key,
+                 "message": render_counterexample(cx), "ops": ops,
+                 "operation": self.history.events[cx.operation.invoke_index],
+                 "linearizable_through": cx.linearizable_through}
+            )  # fmt: skip
+        return Verdict(
+            valid=result.ok, checker="linearizable", summary=summary_line(result),
+            anomalies=anomalies,
+        )  # fmt: skip

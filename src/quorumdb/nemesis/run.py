@@ -1,35 +1,39 @@
 """One `quorumdb test` run: a fresh local cluster, a workload, a seeded nemesis, a verdict.
 
-The run directory gets `cluster/` (the nodes' data and logs), `history.json` (Jepsen events),
-`faults.jsonl` (each fault with its start and heal times), `verdict.json` and `summary.txt`.
-Faults are healed and the cluster stopped on the way out whatever happens (Ctrl-C and
-errors included), so nothing is left running or stopped.
+The run directory gets `cluster/` (the nodes' data and logs), `history.json` (Jepsen events,
+times in ns since the workload started), `faults.jsonl` (each fault: kind, variant, nodes,
+start and heal times on the same clock), `verdict.json` and `summary.txt`, and the report
+(`report.html` and its plots). Faults are healed, the network torn down and the cluster
+stopped on the way out whatever happens (Ctrl-C and errors included).
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import os
 import time
-from collections.abc import Callable
+import urllib.request
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from quorumdb.check.history import history_from_events
-from quorumdb.check.linearizable import check_linearizable
-from quorumdb.check.report import summary_line
 from quorumdb.cli.local_cluster import (
+    LocalCluster,
     load_cluster,
     port_free,
     start_cluster,
     stop_cluster,
     wait_ready,
 )
+from quorumdb.nemesis.faults import Injector, Injectors
+from quorumdb.nemesis.network import open_network
 from quorumdb.nemesis.processes import ProcessFaults
-from quorumdb.nemesis.register import RegisterWorkload
 from quorumdb.nemesis.schedule import Fault, Nemesis, plan
+from quorumdb.nemesis.workload import Verdict, Workload
+from quorumdb.nemesis.workloads import make_workload
 from quorumdb.runtime.node import PLANTED_BUGS_ENV
 
 __all__ = ["RunOptions", "RunResult", "run_test"]
@@ -41,6 +45,8 @@ class RunOptions:
     workload: str = "register"
     nemesis: tuple[Nemesis, ...] = (Nemesis.KILL, Nemesis.PAUSE)
     nodes: int = 3
+    faulty: int | None = None  # the most nodes one fault takes away (default: a minority)
+    net: str = "proxy"  # proxy | netns (resolved: see network.resolve_mode)
     time_s: float = 20.0
     rate: float = 100.0
     clients: int = 4
@@ -51,127 +57,189 @@ class RunOptions:
 
 @dataclass(slots=True)
 class RunResult:
-    valid: bool
-    summary: str
+    verdict: Verdict
     ops: dict[str, int]
     faults: list[dict[str, Any]] = field(default_factory=list)
+
+    @property
+    def valid(self) -> bool:
+        return self.verdict.valid
+
+    @property
+    def summary(self) -> str:
+        return self.verdict.summary
 
 
 def _free_base(nodes: int) -> int:
     for base in range(23_000, 32_000, 200):
-        ports = [base + off + i for off in (0, 100, 2000) for i in range(1, nodes + 1)]
+        ports = [base + off + i for off in (0, 100, 2091) for i in range(1, nodes + 1)]
         if all(port_free(p) for p in ports):
             return base
     raise RuntimeError("no free port range on loopback")
 
 
+@contextlib.contextmanager
+def _environment(env: dict[str, str]) -> Iterator[None]:
+    """Node processes (started and restarted during the run) inherit these variables."""
+    saved = {k: os.environ.get(k) for k in env}
+    os.environ.update(env)
+    try:
+        yield
+    finally:
+        for k, v in saved.items():
+            if v is None:
+                os.environ.pop(k, None)
+            else:
+                os.environ[k] = v
+
+
 def run_test(opts: RunOptions, progress: Callable[[str], None] = lambda _: None) -> RunResult:
     """Run the test; node processes (started and restarted) inherit `opts.bugs`."""
-    saved = os.environ.get(PLANTED_BUGS_ENV)
-    os.environ[PLANTED_BUGS_ENV] = ",".join(opts.bugs)
-    try:
+    with _environment({PLANTED_BUGS_ENV: ",".join(opts.bugs)}):
         return _run(opts, progress)
-    finally:
-        if saved is None:
-            os.environ.pop(PLANTED_BUGS_ENV, None)
-        else:
-            os.environ[PLANTED_BUGS_ENV] = saved
 
 
 def _run(opts: RunOptions, progress: Callable[[str], None]) -> RunResult:
     opts.out.mkdir(parents=True, exist_ok=True)
     cluster_dir = opts.out / "cluster"
-    cluster = start_cluster(
-        cluster_dir, nodes=opts.nodes, base_port=_free_base(opts.nodes), shards=2, fsync=True
-    )
-    faults = ProcessFaults(cluster_dir)
-    log: list[dict[str, Any]] = []
-    try:
+    base_port = _free_base(opts.nodes)
+    injectors: list[Injector] = [ProcessFaults(cluster_dir)]
+    layout = None
+    with contextlib.ExitStack() as stack:
+        if Nemesis.PARTITION in opts.nemesis:
+            network = open_network(opts.net, opts.out / "net", opts.nodes, base_port)
+            stack.callback(network.close)
+            injectors.append(network)
+            layout = network.layout()
+        if Nemesis.CLOCK in opts.nemesis or Nemesis.DISK in opts.nemesis:
+            from quorumdb.nemesis.node_faults import NodeFaults
+
+            node_faults = NodeFaults(cluster_dir)
+            stack.enter_context(_environment(node_faults.node_env()))
+            injectors.append(node_faults)
+        cluster = start_cluster(
+            cluster_dir,
+            nodes=opts.nodes,
+            base_port=base_port,
+            shards=2,
+            fsync=True,
+            layout=layout,
+        )
+        stack.callback(stop_cluster, cluster_dir)
+        faults = Injectors(injectors)
+        stack.callback(faults.heal)
         wait_ready(cluster)
-        urls = [m.http_url for _, m in sorted(cluster.nodes.items())]
-        workload = RegisterWorkload(
-            urls, clients=opts.clients, keys=opts.keys, rate=opts.rate, seed=opts.seed
+        workload = make_workload(
+            opts.workload,
+            cluster,
+            clients=opts.clients,
+            keys=opts.keys,
+            rate=opts.rate,
+            seed=opts.seed,
         )
-        schedule = plan(opts.seed, list(opts.nemesis), sorted(cluster.nodes), opts.time_s)
+        schedule = plan(
+            opts.seed, list(opts.nemesis), sorted(cluster.nodes), opts.time_s, opts.faulty
+        )
         progress(f"{opts.nodes} nodes up; {len(schedule)} faults planned over {opts.time_s:g} s")
+        log: list[dict[str, Any]] = []
         asyncio.run(
-            _drive(
-                workload,
-                faults,
-                schedule=schedule,
-                time_s=opts.time_s,
-                log=log,
-                progress=progress,
-            )
-        )
+            _drive(workload, faults, cluster, schedule=schedule, time_s=opts.time_s, log=log,
+                   progress=progress)
+        )  # fmt: skip
         faults.heal()
-        wait_ready(load_cluster(cluster_dir))  # restarted nodes have new pids
+        wait_ready(load_cluster(cluster_dir), timeout_s=60.0)  # restarted nodes have new pids
         asyncio.run(workload.final_reads())
-    finally:
-        faults.heal()
-        stop_cluster(cluster_dir)
-    result = check_linearizable(history_from_events(workload.history))
-    verdict = RunResult(
-        valid=result.ok, summary=summary_line(result), ops=workload.counts(), faults=log
-    )
-    _write(opts, workload.history, verdict)
-    return verdict
+    verdict = workload.check()
+    result = RunResult(verdict=verdict, ops=workload.history.counts(), faults=log)
+    _write(opts, workload, result)
+    from quorumdb.nemesis.report import write_report
+
+    write_report(opts.out)
+    return result
+
+
+def leader_of(cluster: LocalCluster) -> int | None:
+    """The node most groups name as leader, asked of every node that answers."""
+    votes: dict[int, int] = {}
+    for url in cluster.http_urls:
+        try:
+            with urllib.request.urlopen(url + "/v1/cluster", timeout=0.5) as resp:
+                status = json.loads(resp.read())
+        except (OSError, ValueError):
+            continue
+        for g in status.get("groups", []):
+            if g.get("leader"):
+                votes[int(g["leader"])] = votes.get(int(g["leader"]), 0) + 1
+        if votes:
+            break
+    return max(votes, key=lambda n: votes[n]) if votes else None
 
 
 async def _drive(
-    workload: RegisterWorkload,
-    faults: ProcessFaults,
+    workload: Workload,
+    faults: Injectors,
+    cluster: LocalCluster,
     *,
     schedule: list[Fault],
     time_s: float,
     log: list[dict[str, Any]],
     progress: Callable[[str], None],
 ) -> None:
-    started = time.monotonic()
-    clients = asyncio.create_task(workload.run(started + time_s))
-    for fault in schedule:
-        await asyncio.sleep(max(0.0, started + fault.at_s - time.monotonic()))
-        begin = time.monotonic() - started
-        if fault.kind == Nemesis.KILL:
-            await asyncio.to_thread(faults.kill, fault.node)
-        else:
-            faults.pause(fault.node)
-        progress(
-            f"t={begin:5.1f}s {fault.kind.value} node {fault.node} for {fault.duration_s:.1f} s"
-        )
-        await asyncio.sleep(fault.duration_s)
-        if fault.kind == Nemesis.KILL:
-            await asyncio.to_thread(faults.restart, fault.node)
-        else:
-            faults.resume(fault.node)
-        log.append(
-            {"kind": fault.kind.value, "node": fault.node, "start_s": round(begin, 3),
-             "end_s": round(time.monotonic() - started, 3)}
-        )  # fmt: skip
-    await clients
+    t0 = workload.history.t0_ns / 1e9
+    clients = asyncio.create_task(workload.run(time.monotonic() + time_s))
+    try:
+        for fault in schedule:
+            await asyncio.sleep(max(0.0, t0 + fault.at_s - time.monotonic()))
+            targets = fault.nodes
+            if not targets:
+                leader = await asyncio.to_thread(leader_of, load_cluster(cluster.dir))
+                targets = (leader if leader is not None else min(cluster.nodes),)
+            injector = faults.for_kind(fault.kind)
+            begin = time.monotonic() - t0
+            await asyncio.to_thread(injector.start, fault, targets)
+            progress(
+                f"t={begin:5.1f}s {fault.kind.value} {fault.variant} nodes "
+                f"{','.join(map(str, targets))} for {fault.duration_s:.1f} s"
+            )
+            await asyncio.sleep(fault.duration_s)
+            await asyncio.to_thread(injector.stop, fault, targets)
+            log.append(
+                {"kind": fault.kind.value, "variant": fault.variant, "nodes": list(targets),
+                 "amount": fault.amount, "start_s": round(begin, 3),
+                 "end_s": round(time.monotonic() - t0, 3)}
+            )  # fmt: skip
+    finally:
+        await clients
 
 
-def _write(opts: RunOptions, history: list[dict[str, Any]], verdict: RunResult) -> None:
-    (opts.out / "history.json").write_text(json.dumps(history))
-    (opts.out / "faults.jsonl").write_text("".join(json.dumps(f) + "\n" for f in verdict.faults))
+def _write(opts: RunOptions, workload: Workload, result: RunResult) -> None:
+    (opts.out / "history.json").write_text(json.dumps(workload.history.events))
+    (opts.out / "faults.jsonl").write_text("".join(json.dumps(f) + "\n" for f in result.faults))
+    v = result.verdict
     doc = {
-        "valid": verdict.valid,
-        "checker": "linearizable",
-        "summary": verdict.summary,
-        "ops": verdict.ops,
-        "faults": len(verdict.faults),
+        "valid": v.valid,
+        "checker": v.checker,
+        "summary": v.summary,
+        "anomalies": v.anomalies,
+        "details": v.details,
+        "ops": result.ops,
+        "faults": len(result.faults),
         "options": {
             "workload": opts.workload,
             "nemesis": [n.value for n in opts.nemesis],
             "nodes": opts.nodes,
+            "faulty": opts.faulty,
+            "net": opts.net,
             "time_s": opts.time_s,
             "rate": opts.rate,
+            "clients": opts.clients,
             "seed": opts.seed,
             "planted_bugs": list(opts.bugs),
         },
     }
     (opts.out / "verdict.json").write_text(json.dumps(doc, indent=2) + "\n")
     (opts.out / "summary.txt").write_text(
-        f"{'VALID' if verdict.valid else 'INVALID'}: {verdict.summary}\n"
-        f"ops ok {verdict.ops['ok']}, info {verdict.ops['info']}; faults {len(verdict.faults)}\n"
+        f"{'VALID' if v.valid else 'INVALID'}: {v.summary}\n"
+        f"ops ok {result.ops['ok']}, info {result.ops['info']}, fail {result.ops['fail']}; "
+        f"faults {len(result.faults)}\n"
     )
