@@ -190,10 +190,10 @@ async def _drive(
     try:
         for fault in schedule:
             await asyncio.sleep(max(0.0, t0 + fault.at_s - time.monotonic()))
-            targets = fault.nodes
-            if not targets:
-                leader = await asyncio.to_thread(leader_of, load_cluster(cluster.dir))
-                targets = (leader if leader is not None else min(cluster.nodes),)
+            # The leader when the fault starts: the target of the leader variants, and what
+            # tells a failover (the leader lost) from a fault the leader never noticed.
+            leader = await asyncio.to_thread(leader_of, load_cluster(cluster.dir))
+            targets = fault.nodes or (leader if leader is not None else min(cluster.nodes),)
             injector = faults.for_kind(fault.kind)
             begin = time.monotonic() - t0
             await asyncio.to_thread(injector.start, fault, targets)
@@ -205,7 +205,7 @@ async def _drive(
             await asyncio.to_thread(injector.stop, fault, targets)
             log.append(
                 {"kind": fault.kind.value, "variant": fault.variant, "nodes": list(targets),
-                 "amount": fault.amount, "start_s": round(begin, 3),
+                 "amount": fault.amount, "leader": leader, "start_s": round(begin, 3),
                  "end_s": round(time.monotonic() - t0, 3)}
             )  # fmt: skip
     finally:
