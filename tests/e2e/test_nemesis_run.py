@@ -6,6 +6,8 @@ from __future__ import annotations
 
 import itertools
 import json
+import signal
+import subprocess
 from pathlib import Path
 
 import pytest
@@ -13,7 +15,7 @@ import pytest
 from quorumdb.cli.local_cluster import alive
 from quorumdb.nemesis.run import RunOptions, run_test
 from quorumdb.nemesis.schedule import Nemesis, plan
-from tests.e2e.harness import run_cli
+from tests.e2e.harness import QUORUMDB, run_cli
 
 
 def test_a_register_run_under_kills_and_pauses_is_linearizable(tmp_path: Path) -> None:
@@ -79,3 +81,25 @@ def test_bad_options_are_one_line_and_exit_2(args: list[str], message: str) -> N
     proc = run_cli("test", *args)
     assert proc.returncode == 2, (proc.stdout, proc.stderr)
     assert message in proc.stderr and "Traceback" not in proc.stderr
+
+
+def test_ctrl_c_mid_run_heals_and_stops_everything(tmp_path: Path) -> None:
+    """SIGINT while a node is paused or killed: the run heals, stops the cluster, exits."""
+    out = tmp_path / "run"
+    proc = subprocess.Popen(
+        [QUORUMDB, "test", "--nemesis", "kill,pause", "--time", "60s", "--rate", "20",
+         "--seed", "5", "--dir", str(out)],
+        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+    )  # fmt: skip
+    assert proc.stdout is not None
+    lines = []
+    for line in proc.stdout:  # bounded: the run prints a line per fault and ends by itself
+        lines.append(line)
+        if " for " in line and ("pause" in line or "kill" in line):
+            break  # a fault is in effect now
+    proc.send_signal(signal.SIGINT)
+    rest, _ = proc.communicate(timeout=120)
+    assert proc.returncode != 0, "".join(lines) + rest
+    assert "Traceback" not in rest, rest
+    assert not _processes_using(out / "cluster"), "nodes left running after Ctrl-C"
+    assert not (out / "cluster" / "cluster.json").exists(), "the cluster state was not cleared"

@@ -208,8 +208,12 @@ async def _drive(
                  "amount": fault.amount, "leader": leader, "start_s": round(begin, 3),
                  "end_s": round(time.monotonic() - t0, 3)}
             )  # fmt: skip
-    finally:
-        await clients
+    except BaseException:  # Ctrl-C (the task is cancelled) or an injector's error
+        clients.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await clients
+        raise
+    await clients
 
 
 def _write(opts: RunOptions, workload: Workload, result: RunResult) -> None:
