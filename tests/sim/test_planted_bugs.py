@@ -37,6 +37,7 @@ EXPECTED: dict[PlantedBug, tuple[frozenset[str], int]] = {
     PlantedBug.ACK_BEFORE_SYNC: (_SAFETY | {"linearizability", "applied-durable"}, 15),
     PlantedBug.MIDFLIGHT_BEFORE_DURABLE: (frozenset({"applied-durable", "linearizability"}), 14),
     PlantedBug.KAFKA_ABOVE_COMMIT: (frozenset({"kafka-delivery"}), 5),
+    PlantedBug.KAFKA_ACK_BEFORE_COMMIT: (frozenset({"kafka-delivery"}), 5),
     PlantedBug.SESSION_CHECK_DROPPED: (frozenset({"linearizability"}), 2),
     # The bank (30% of seeds) runs half its transfers at snapshot isolation: lost updates.
     PlantedBug.TXN_WRITE_CHECK_SKIPPED: (frozenset({"bank"}), 18),

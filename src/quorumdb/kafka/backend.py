@@ -554,7 +554,8 @@ class KafkaBackend:
             log_append_time=log_append_time,
             records=records,
         )
-        persisted: Pending[None] | None = Pending() if acks == 1 else None
+        ack_early = acks == 1 or PlantedBug.KAFKA_ACK_BEFORE_COMMIT in self.host.planted_bugs
+        persisted: Pending[None] | None = Pending() if ack_early and acks != 0 else None
         count = sum(h.record_count for h in iter_batches(records, verify_crc=False))
         predicted = self._predict(g, count)
         fut = g.submit((client, seq), encode_produce_entry(entry), persisted)

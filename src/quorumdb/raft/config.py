@@ -29,6 +29,9 @@ class PlantedBug(Enum):
     # Bugs of the host and the state machines above Raft (kept here: one list of switches).
     MIDFLIGHT_BEFORE_DURABLE = "midflight-before-durable"  # apply mid-flight before local fsync
     KAFKA_ABOVE_COMMIT = "kafka-above-commit"  # a fetch sees records above the commit index
+    # acks=all answered once the leader alone has the records durably (as acks=1 is): a
+    # failover before the commit loses acknowledged records.
+    KAFKA_ACK_BEFORE_COMMIT = "kafka-ack-before-commit"
     SESSION_CHECK_DROPPED = "session-check-dropped"  # a retried KV write applies twice
     # Transactions: a commit skips the check that its written keys did not change since its
     # snapshot (lost updates at snapshot isolation), or ...
