@@ -415,10 +415,10 @@ class NamespaceNetwork:
             _cmd(["tc", "qdisc", "del", "dev", "eth0", "root"], ns=ns, check=False)
 
     def close(self) -> None:
-        """Heal, then delete the namespaces, veths and bridge; safe to call twice."""
+        """Heal, then delete the namespaces, veths and bridge. Safe to call twice, and again
+        after an interrupted call (every step is idempotent)."""
         if self._closed:
             return
-        self._closed = True
         n = self.names
         try:
             self.heal()
@@ -431,6 +431,7 @@ class NamespaceNetwork:
             _cmd(["ip", "link", "delete", n.bridge], check=False)
             with _live_lock:
                 _live.discard(n.tag)
+            self._closed = True
 
     def _record(self, entry: dict[str, object]) -> None:
         with (self.workdir / "applied.jsonl").open("a") as f:
