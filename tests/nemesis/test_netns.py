@@ -16,7 +16,6 @@ from pathlib import Path
 
 import pytest
 
-from quorumdb.host.config import Member
 from quorumdb.nemesis.netns import NamespaceNetwork, cut_pairs, fault_rules, sweep_leftovers
 from quorumdb.nemesis.run import RunOptions, run_test
 from quorumdb.nemesis.schedule import Fault, Nemesis, plan
@@ -37,11 +36,9 @@ def _why_not_netns() -> str | None:
 needs_netns = pytest.mark.skipif(_why_not_netns() is not None, reason=str(_why_not_netns()))
 
 
-def _members(n: int) -> dict[int, Member]:
-    return {
-        i: Member(node_id=i, raft=(f"10.9.9.{i}", 7100 + i), http=(f"10.9.9.{i}", 7000 + i))
-        for i in range(1, n + 1)
-    }
+def _raft(n: int) -> dict[int, tuple[str, int]]:
+    """Nodes 1..n's Raft addresses."""
+    return {i: (f"10.9.9.{i}", 7100 + i) for i in range(1, n + 1)}
 
 
 # --- the rules, anywhere ---------------------------------------------------------------------
@@ -60,7 +57,7 @@ def test_cutting_variants_separate_the_right_pairs() -> None:
 
 
 def test_a_cut_drops_both_ways_on_both_sides() -> None:
-    rules, note = fault_rules("isolate", (1,), 0.0, _members(3), netem=False)
+    rules, note = fault_rules("isolate", (1,), 0.0, _raft(3), netem=False)
     assert sorted(rules) == [1, 2, 3]
     assert rules[1].output == ("ip daddr { 10.9.9.2, 10.9.9.3 } drop",)
     assert rules[1].input == ("ip saddr { 10.9.9.2, 10.9.9.3 } drop",)
@@ -69,14 +66,14 @@ def test_a_cut_drops_both_ways_on_both_sides() -> None:
 
 
 def test_one_way_drops_only_the_senders_connection_to_the_receivers_raft_port() -> None:
-    rules, _ = fault_rules("one-way", (3, 1), 0.0, _members(3), netem=False)
+    rules, _ = fault_rules("one-way", (3, 1), 0.0, _raft(3), netem=False)
     assert list(rules) == [3]
     assert rules[3].output == ("ip daddr 10.9.9.1 tcp dport 7101 drop",)
     assert rules[3].input == () and rules[3].qdisc == ()
 
 
 def test_loss_is_a_random_drop_of_peer_traffic_only() -> None:
-    rules, _ = fault_rules("loss", (2,), 0.25, _members(3), netem=False)
+    rules, _ = fault_rules("loss", (2,), 0.25, _raft(3), netem=False)
     assert rules[2].output == (
         "ip daddr { 10.9.9.1, 10.9.9.3 } numgen random mod 10000 < 2500 drop",
     )
@@ -84,31 +81,31 @@ def test_loss_is_a_random_drop_of_peer_traffic_only() -> None:
 
 
 def test_delay_and_reorder_use_netem_when_the_kernel_has_it() -> None:
-    delay, note = fault_rules("delay", (2,), 80.0, _members(3), netem=True)
+    delay, note = fault_rules("delay", (2,), 80.0, _raft(3), netem=True)
     assert delay == {2: delay[2]} and delay[2].qdisc == ("netem", "delay", "80ms")
     assert "netem" in note
-    reorder, _ = fault_rules("reorder", (2,), 80.0, _members(3), netem=True)
+    reorder, _ = fault_rules("reorder", (2,), 80.0, _raft(3), netem=True)
     assert reorder[2].qdisc == ("netem", "delay", "80ms", "reorder", "25%", "50%")
     assert reorder[2].output == ()
 
 
 def test_without_netem_delay_is_a_throttle_and_says_so() -> None:
-    delay, note = fault_rules("delay", (2,), 100.0, _members(3), netem=False)
+    delay, note = fault_rules("delay", (2,), 100.0, _raft(3), netem=False)
     assert delay[2].qdisc[0] == "tbf" and delay[2].output == ()
     assert note.startswith("no netem: a tbf throttle")
-    reorder, note = fault_rules("reorder", (2,), 100.0, _members(3), netem=False)
+    reorder, note = fault_rules("reorder", (2,), 100.0, _raft(3), netem=False)
     assert reorder[2].qdisc == delay[2].qdisc
     assert "numgen random mod 10000 < 500 drop" in reorder[2].output[0]
     assert "5%" in note
 
 
 def test_a_fault_table_is_one_nft_script() -> None:
-    rules, _ = fault_rules("isolate", (1,), 0.0, _members(2), netem=False)
+    rules, _ = fault_rules("isolate", (1,), 0.0, _raft(2), netem=False)
     script = rules[1].nft_table("qdbf7")
     assert script.startswith("table inet qdbf7 {")
     assert "type filter hook output priority 0; policy accept;" in script
     assert "type filter hook input priority 0; policy accept;" in script
-    assert fault_rules("delay", (1,), 50.0, _members(2), netem=True)[0][1].nft_table("t") == ""
+    assert fault_rules("delay", (1,), 50.0, _raft(2), netem=True)[0][1].nft_table("t") == ""
 
 
 # --- namespaces, as root -----------------------------------------------------------------------

@@ -40,6 +40,7 @@ left to `quorumdb down`; without its name it is cut off from everything, and har
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import fcntl
 import ipaddress
 import itertools
@@ -55,7 +56,6 @@ from pathlib import Path
 
 from quorumdb.cli.local_cluster import Layout, default_layout
 from quorumdb.errors import UserError
-from quorumdb.host.config import Member
 from quorumdb.nemesis.schedule import Fault, Nemesis
 
 __all__ = ["NamespaceNetwork", "NodeRules", "cut_pairs", "fault_rules", "sweep_leftovers"]
@@ -119,14 +119,14 @@ def fault_rules(
     variant: str,
     targets: tuple[int, ...],
     amount: float,
-    members: dict[int, Member],
+    raft: dict[int, tuple[str, int]],
     *,
     netem: bool,
 ) -> tuple[dict[int, NodeRules], str]:
-    """What `variant` on `targets` does in each namespace, and one line saying it (for
-    `applied.jsonl`). Pure: `NamespaceNetwork` applies it, tests read it."""
-    nodes = sorted(members)
-    addr = {i: m.raft[0] for i, m in members.items()}
+    """What `variant` on `targets` does in each namespace (`raft`: each node's Raft address),
+    and one line saying it (for `applied.jsonl`). Pure: `NamespaceNetwork` applies it."""
+    nodes = sorted(raft)
+    addr = {i: host for i, (host, _) in raft.items()}
     if variant in ("isolate", "isolate-leader", "majority-minority", "bridge"):
         peers: dict[int, list[str]] = {}
         for pair in sorted(cut_pairs(variant, targets, nodes), key=sorted):
@@ -141,7 +141,7 @@ def fault_rules(
         return rules, "nft drop both ways between " + ", ".join(f"{x}-{y}" for x, y in cuts)
     if variant == "one-way":
         a, b = targets
-        host, port = members[b].raft
+        host, port = raft[b]
         rule = f"ip daddr {host} tcp dport {port} drop"
         return {a: NodeRules(output=(rule,))}, f"nft drop in {a}'s namespace: {rule}"
     (n,) = targets
@@ -249,10 +249,10 @@ def _used_networks() -> list[ipaddress.IPv4Network]:
                 with contextlib.suppress(ValueError):
                     used.append(ipaddress.IPv4Network(word, strict=False))
     for line in _cmd(["ip", "-4", "route", "show", "table", "all"]).splitlines():
-        word = line.split(" ", 1)[0]
-        if word[:1].isdigit():
-            with contextlib.suppress(ValueError):
-                used.append(ipaddress.IPv4Network(word, strict=False))
+        for word in line.split()[:2]:  # "10.1.0.0/16 via ..." or "blackhole 10.2.0.0/16"
+            if word[:1].isdigit():
+                with contextlib.suppress(ValueError):
+                    used.append(ipaddress.IPv4Network(word, strict=False))
     return used
 
 
@@ -333,9 +333,8 @@ class NamespaceNetwork:
         _cmd(["ip", "link", "add", n.bridge, "type", "bridge"])
         _cmd(["ip", "addr", "add", f"{bridge_addr}/24", "dev", n.bridge])
         _cmd(["ip", "link", "set", n.bridge, "up"])
-        members = default_layout(n.nodes, base_port).members
-        self.members: dict[int, Member] = {}
-        for i, m in sorted(members.items()):
+        self.members = default_layout(n.nodes, base_port).members
+        for i, m in sorted(self.members.items()):
             ns, addr = n.ns(i), self.address(i)
             _cmd(["ip", "netns", "add", ns])
             _cmd(["ip", "-n", ns, "link", "set", "lo", "up"])
@@ -345,8 +344,8 @@ class NamespaceNetwork:
             _cmd(["ip", "-n", ns, "addr", "add", f"{addr}/24", "dev", "eth0"])
             _cmd(["ip", "-n", ns, "link", "set", "eth0", "up"])
             _cmd(["ip", "-n", ns, "route", "add", "default", "via", bridge_addr])
-            self.members[i] = Member(
-                node_id=i,
+            self.members[i] = dataclasses.replace(
+                m,
                 raft=(addr, m.raft[1]),
                 http=(addr, m.http[1]),
                 kafka=(addr, m.kafka[1]) if m.kafka else None,
@@ -375,9 +374,8 @@ class NamespaceNetwork:
     def start(self, fault: Fault, targets: tuple[int, ...]) -> None:
         if fault.kind != Nemesis.PARTITION:
             raise ValueError(f"netns does not inject {fault.kind.value} faults")
-        rules, note = fault_rules(
-            fault.variant, targets, fault.amount, self.members, netem=self.netem
-        )
+        raft = {i: m.raft for i, m in self.members.items()}
+        rules, note = fault_rules(fault.variant, targets, fault.amount, raft, netem=self.netem)
         applied = _Applied(rules, f"qdbf{next(self._tables)}", note)
         with self._lock:
             self._applied[(fault, targets)] = applied
