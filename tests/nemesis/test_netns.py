@@ -1,7 +1,8 @@
 """The network-namespace nemesis (`nemesis.netns`): a fault's rules per variant (anywhere), and
 as root with ip and nft: the run's namespaces, veths and bridge all go on close, a cut cuts
 and heals, one-way is one way, nodes run inside their namespace with their own pid, dead
-runs' leftovers are swept, and a register run under partitions and kill -9 ends valid."""
+runs' leftovers are swept, Ctrl-C mid-partition leaves nothing behind, a register run under
+partitions and kill -9 ends valid, and the same run with stale local reads planted does not."""
 
 from __future__ import annotations
 
@@ -33,7 +34,8 @@ def _why_not_netns() -> str | None:
     return None
 
 
-needs_netns = pytest.mark.skipif(_why_not_netns() is not None, reason=str(_why_not_netns()))
+_WHY_NOT = _why_not_netns()
+needs_netns = pytest.mark.skipif(_WHY_NOT is not None, reason=f"netns nemesis: {_WHY_NOT}")
 
 
 def _raft(n: int) -> dict[int, tuple[str, int]]:
