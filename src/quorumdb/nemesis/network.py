@@ -2,8 +2,8 @@
 
 - `proxy` (any user): a fault-injecting TCP proxy on loopback for every ordered pair of
   nodes; node i's config names the proxy as peer j's Raft address (`Layout.views`).
-- `netns` (root, with iproute2): each node in its own network namespace, veth pairs to a
-  bridge; faults are routes and `tc netem` inside the namespaces.
+- `netns` (root, with iproute2 and nftables): each node in its own network namespace, veth
+  pairs to a bridge; faults are nft rules and qdiscs inside the namespaces.
 
 Both own the PARTITION kind and every variant of it (see `schedule.VARIANTS`). Client
 traffic (HTTP, Kafka) is not cut: as in Jepsen, the faults are between the nodes.
@@ -42,13 +42,16 @@ class NetworkFaults(Protocol):
 
 
 def resolve_mode(mode: str) -> str:
-    """`auto` is netns as root with `ip` and `tc` at hand, else proxy; netns without them is
-    a one-line error."""
-    can_netns = os.geteuid() == 0 and bool(shutil.which("ip")) and bool(shutil.which("tc"))
+    """`auto` is netns as root with `ip`, `tc` and `nft` at hand, else proxy; netns without
+    them is a one-line error."""
+    tools = ("ip", "tc", "nft")
+    can_netns = os.geteuid() == 0 and all(shutil.which(t) for t in tools)
     if mode == "auto":
         return "netns" if can_netns else "proxy"
     if mode == "netns" and not can_netns:
-        raise UserError("--net netns needs root and iproute2 (ip, tc); use --net proxy")
+        raise UserError(
+            "--net netns needs root, iproute2 and nftables (ip, tc, nft); use --net proxy"
+        )
     if mode not in NET_MODES:
         raise UserError(f"unknown --net {mode!r} (known: {', '.join(NET_MODES)})")
     return mode
