@@ -18,7 +18,6 @@ from quorumdb.kv.client import Client, RetryPolicy
 from quorumdb.nemesis.node_faults import NodeFaults
 from quorumdb.nemesis.run import RunOptions, run_test
 from quorumdb.nemesis.schedule import Fault, Nemesis, plan
-from quorumdb.runtime.fault_control import FAULT_CONTROL_ENV
 from quorumdb.runtime.node_main import EXIT_FAILED
 from tests.e2e.harness import Cluster, get_json, wait_for
 from tests.e2e.test_nemesis_run import _processes_using
@@ -77,25 +76,6 @@ def test_a_node_whose_fsyncs_fail_stops_naming_the_file(
     for key, rev in acked.items():
         got = local.get(key)
         assert got is not None and got[1] == rev, (key, got, rev)
-
-
-def test_node_faults_write_each_nodes_control_file(tmp_path: Path) -> None:
-    faults = NodeFaults(tmp_path / "cluster")
-    control = Path(faults.node_env()[FAULT_CONTROL_ENV])
-    assert control.is_dir() and control.is_absolute()
-    offset = Fault(1.0, Nemesis.CLOCK, "offset", (2,), 1.0, amount=-750.0)
-    faults.start(offset, (2,))
-    assert json.loads((control / "n2.json").read_text()) == {"clock": {"offset_ms": -750.0}}
-    faults.stop(offset, (2,))
-    assert json.loads((control / "n2.json").read_text()) == {}
-    slow = Fault(1.0, Nemesis.DISK, "slow", (1,), 1.0, amount=120.0)
-    faults.start(slow, (1, 3))
-    faults.start(Fault(1.0, Nemesis.DISK, "stall", (2,), 1.0), (2,))
-    assert json.loads((control / "n3.json").read_text()) == {"disk": {"fsync_delay_ms": 120.0}}
-    assert json.loads((control / "n2.json").read_text()) == {"disk": {"fsync_stall": True}}
-    faults.close()
-    assert [json.loads(p.read_text()) for p in sorted(control.glob("n*.json"))] == [{}, {}, {}]
-    assert not list(control.glob("*.tmp"))
 
 
 def test_a_register_run_under_clock_and_disk_faults_is_linearizable(tmp_path: Path) -> None:
