@@ -63,6 +63,9 @@ def test_a_failing_fsync_raises_eio_naming_the_file(tmp_path: Path) -> None:
         fs.fsync_dir(str(tmp_path / "data"))
     with pytest.raises(DurableStateError, match="truncate failed"):
         fs.truncate(path, 0)
+    with pytest.raises(DurableStateError, match="fsync of directory failed"):
+        fs.make_dirs(str(tmp_path / "data" / "new"))
+    fs.make_dirs(str(tmp_path / "data"))  # exists already: no fsync, no failure
     _write(control, {})
     control.poll()
     f.sync()

@@ -4,8 +4,9 @@ It wraps the node's real file system, and the node gives it to everything that w
 (the WAL, the snapshot store, the Kafka partition logs), so a fault reaches every fsync
 and write the node makes. What the faults do, read at each call:
 
-- `fsync_delay_ms`: each fsync (a file's `sync`, `fsync_dir`, `truncate`) first sleeps
-  that long, in whatever thread makes it (a slow disk blocks its caller too).
+- `fsync_delay_ms`: each fsync (a file's `sync`, `fsync_dir`, `truncate`, `make_dirs` of a
+  new directory) first sleeps that long, in whatever thread makes it (a slow disk blocks
+  its caller too).
 - `fsync_stall`: each fsync blocks until a new control file clears the stall.
 - `fsync_fail`: each fsync raises `DurableStateError` (from `OSError(EIO)`) naming the
   file, as `OsFileSystem` does for a real failure. The callers must stop the node: after a
@@ -92,6 +93,8 @@ class FaultyFileSystem:
         self._control = control
 
     def make_dirs(self, path: str) -> None:
+        if not self._inner.exists(path):  # creating it fsyncs the parent directories
+            _before_sync(self._control, path, "fsync of directory")
         self._inner.make_dirs(path)
 
     def create(self, path: str) -> WritableFile:

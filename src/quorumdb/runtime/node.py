@@ -8,8 +8,9 @@ counts the ticks due by its monotonic clock, all of them after a stall), a drive
 fdatasync in a worker thread and hands the result back on the loop, the HTTP server for
 `kv.api.dispatch` over the node's `NodeService`, and the node's life: replay the committed log
 before serving, stop cleanly, and fail-stop: an exception from the host (in a round, or when a
-write comes back) stops both loops, marks the host failed (health answers 503) and wakes
-`wait_failed`.
+write comes back), or a storage failure in a service handler (a Kafka catch-up fill), stops
+both loops, marks the host failed (health answers 503) and wakes `wait_failed`. A failed write
+or fsync is never retried: the node stops and recovers from its files when restarted.
 """
 
 from __future__ import annotations
