@@ -8,8 +8,9 @@ counts the ticks due by its monotonic clock, all of them after a stall), a drive
 fdatasync in a worker thread and hands the result back on the loop, the HTTP server for
 `kv.api.dispatch` over the node's `NodeService`, and the node's life: replay the committed log
 before serving, stop cleanly, and fail-stop: an exception from the host (in a round, or when a
-write comes back) stops both loops, marks the host failed (health answers 503) and wakes
-`wait_failed`.
+write comes back), or a storage failure in a service handler (a Kafka catch-up fill), stops
+both loops, marks the host failed (health answers 503) and wakes `wait_failed`. A failed write
+or fsync is never retried: the node stops and recovers from its files when restarted.
 """
 
 from __future__ import annotations
@@ -25,7 +26,7 @@ from collections.abc import Callable
 
 from quorumdb.errors import UserError
 from quorumdb.host.config import NodeConfig
-from quorumdb.host.env import Env
+from quorumdb.host.env import Clock, Env
 from quorumdb.host.persistence import NodeLog
 from quorumdb.kv.api import BODY_BYTES_MAX, dispatch
 from quorumdb.kv.node_kv import NodeKV
@@ -34,6 +35,7 @@ from quorumdb.raft import PlantedBug
 from quorumdb.runtime.http import HttpServer
 from quorumdb.runtime.transport import Transport
 from quorumdb.runtime.wire import GroupMessage, ServiceMessage
+from quorumdb.storage.errors import DurableStateError
 
 __all__ = ["PLANTED_BUGS_ENV", "Node", "planted_bugs_from_env"]
 
@@ -74,7 +76,8 @@ class _LoopTimers:
 class Node:
     """One node process's worth of quorumdb, minus the Kafka listener (`runtime.node_main`)."""
 
-    def __init__(self, config: NodeConfig, node_log: NodeLog) -> None:
+    def __init__(self, config: NodeConfig, node_log: NodeLog, clock: Clock | None = None) -> None:
+        """`clock`: the system clock unless given (TEST ONLY: a skewed one, `fault_control`)."""
         self.config = config
         self.node_log = node_log
         self._kick = asyncio.Event()
@@ -88,7 +91,7 @@ class Node:
             deliver_service=self._deliver_service,
         )
         env = Env(
-            clock=_SystemClock(),
+            clock=clock if clock is not None else _SystemClock(),
             timers=_LoopTimers(),
             network=self.transport,
             syncer=self,
@@ -115,7 +118,12 @@ class Node:
         self.host.deliver(sender, msgs)
 
     def _deliver_service(self, sender: int, msg: ServiceMessage) -> None:
-        self.host.deliver_service(sender, msg.channel, msg.body)
+        try:
+            self.host.deliver_service(sender, msg.channel, msg.body)
+        except DurableStateError as exc:
+            # A service handler wrote (a Kafka catch-up fill): its failure stops the node as
+            # a round's would, rather than dropping the peer's connection and carrying on.
+            self._fail("service handler", exc)
 
     def submit(
         self, work: Callable[[], float], done: Callable[[float | BaseException], None]
@@ -207,6 +215,15 @@ class Node:
         self._fail(task.get_name(), exc)
 
     def _fail(self, what: str, exc: BaseException) -> None:
+        if isinstance(exc, DurableStateError):
+            # Never retried: after a failed write or fsync the file's state is unknown (the
+            # page cache may have dropped the data), so the node stops and recovers from
+            # what is on disk when restarted.
+            log.error(
+                "durable storage failed path=%s reason=%r; stopping the node",
+                exc.path,
+                exc.reason,
+            )
         log.error("%s failed; stopping the node", what, exc_info=exc)
         if self.host.failure is None:
             self.host.failed(exc)

@@ -15,6 +15,8 @@ Environment (read once at start):
 - `QUORUMDB_INJECT_DRIVER_FAILURE=<seconds>`: for tests, make a driver round raise
   `InjectedFailureError` that long after the node started serving.
 - `QUORUMDB_PROFILE_DIR=<dir>`: profile the event loop thread (see `run_node`).
+- `QUORUMDB_FAULT_CONTROL=<dir>`: TEST ONLY, clock and disk faults from `<dir>/n<id>.json`
+  (`runtime.fault_control`); the node then runs on a skewable clock and a faulty file system.
 """
 
 from __future__ import annotations
@@ -33,8 +35,12 @@ from quorumdb.host.config import NodeConfig
 from quorumdb.host.wal_log import WalNodeLog
 from quorumdb.kafka.backend import KafkaBackend
 from quorumdb.kafka.broker import Broker, BrokerSettings
+from quorumdb.runtime.fault_control import FaultControl, fault_control_from_env
+from quorumdb.runtime.faulty_fs import FaultyFileSystem
 from quorumdb.runtime.kafka_server import KafkaServer
 from quorumdb.runtime.node import Node
+from quorumdb.runtime.skewed_clock import SkewedClock
+from quorumdb.storage.fs import FileSystem, OsFileSystem
 
 __all__ = ["EXIT_FAILED", "run_node"]
 
@@ -86,8 +92,32 @@ def _exit_now(node_id: int, failure: BaseException | None) -> NoReturn:
 async def _serve(config: NodeConfig) -> BaseException | None:
     """Serve until signalled (returns None) or until the host fails (returns the error)."""
     inject_s = _injected_failure_s()
-    node_log = WalNodeLog.open(config.data_dir)
-    node = Node(config, node_log)
+    control = fault_control_from_env(config.node_id)
+    clock: SkewedClock | None = None
+    fs: FileSystem | None = None
+    if control is not None:
+        # Before the log is opened: recovery writes and syncs too.
+        clock, fs = _faulty_parts(control)
+    try:
+        return await _serve_on(config, inject_s, clock, fs)
+    finally:
+        if control is not None:
+            control.close()
+
+
+def _faulty_parts(control: FaultControl) -> tuple[SkewedClock, FileSystem]:
+    """TEST ONLY: the clock and file system that take `control`'s faults."""
+    clock = SkewedClock()
+    control.on_change.append(lambda f: clock.set(f.offset_ms, f.drift_ppm))
+    control.start()
+    return clock, FaultyFileSystem(OsFileSystem(), control)
+
+
+async def _serve_on(
+    config: NodeConfig, inject_s: float | None, clock: SkewedClock | None, fs: FileSystem | None
+) -> BaseException | None:
+    node_log = WalNodeLog.open(config.data_dir, fs)
+    node = Node(config, node_log, clock)
     kafka: KafkaServer | None = None
     if config.me.kafka is not None:
         settings = BrokerSettings(
@@ -95,7 +125,7 @@ async def _serve(config: NodeConfig) -> BaseException | None:
             default_replication_factor=config.default_replication_factor,
             auto_create_topics_enable=config.auto_create_topics_enable,
         )
-        backend = KafkaBackend(node.host, node.service)
+        backend = KafkaBackend(node.host, node.service, fs=fs)
         kafka = KafkaServer(Broker(backend, settings), config.me.kafka)
     await node.start()
     if kafka is not None:
