@@ -11,15 +11,12 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
-import fcntl
 import json
 import os
-import random
 import shutil
 import signal
 import subprocess
 import sys
-import tempfile
 import time
 import urllib.error
 import urllib.request
@@ -28,53 +25,22 @@ from pathlib import Path
 from typing import IO, Any
 
 from quorumdb.cli.local_cluster import (
-    KAFKA_PORT_OFFSET,
     LocalCluster,
     load_cluster,
-    port_free,
     start_node,
     stop_cluster,
     write_state,
 )
+from quorumdb.cli.port_range import reserve_base_port
 from quorumdb.errors import QuorumError
 
 QUORUMDB = str(Path(sys.executable).parent / "quorumdb")
 _UP_ATTEMPTS = 5
-_PORT_LOCK_DIR = Path(tempfile.gettempdir()) / "quorumdb-e2e-ports"
-
-
-def _reserve(base: int) -> IO[bytes] | None:
-    """Lock port range `base` for as long as the returned file stays open (or the process
-    lives); None if another test process holds it."""
-    _PORT_LOCK_DIR.mkdir(exist_ok=True)
-    lock = (_PORT_LOCK_DIR / f"{base}.lock").open("wb")
-    try:
-        fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
-    except BlockingIOError:
-        lock.close()
-        return None
-    return lock
 
 
 def free_base_port(nodes: int = 5) -> tuple[int, IO[bytes]]:
     """A base port whose ranges are free now, and its reservation (close it to release)."""
-    rng = random.Random()
-    for _ in range(200):
-        # Below the kernel's ephemeral range (32768+), so a client socket of another test
-        # can never take a listener port between the check and the bind.
-        base = rng.randrange(10_000, 32_768 - KAFKA_PORT_OFFSET - nodes - 1, 200)
-        lock = _reserve(base)
-        if lock is None:
-            continue
-        ports = [
-            base + offset + i
-            for offset in (0, 100, KAFKA_PORT_OFFSET)  # HTTP, Raft, Kafka listeners
-            for i in range(1, nodes + 1)
-        ]
-        if all(port_free(p) for p in ports):
-            return base, lock
-        lock.close()
-    raise RuntimeError("no free port range found")
+    return reserve_base_port(nodes)
 
 
 def run_cli(

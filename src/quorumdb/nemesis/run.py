@@ -23,11 +23,11 @@ from typing import Any
 from quorumdb.cli.local_cluster import (
     LocalCluster,
     load_cluster,
-    port_free,
     start_cluster,
     stop_cluster,
     wait_ready,
 )
+from quorumdb.cli.port_range import reserve_base_port
 from quorumdb.nemesis.faults import Injector, Injectors
 from quorumdb.nemesis.network import open_network
 from quorumdb.nemesis.processes import ProcessFaults
@@ -70,14 +70,6 @@ class RunResult:
         return self.verdict.summary
 
 
-def _free_base(nodes: int) -> int:
-    for base in range(23_000, 32_000, 200):
-        ports = [base + off + i for off in (0, 100, 2091) for i in range(1, nodes + 1)]
-        if all(port_free(p) for p in ports):
-            return base
-    raise RuntimeError("no free port range on loopback")
-
-
 @contextlib.contextmanager
 def _environment(env: dict[str, str]) -> Iterator[None]:
     """Node processes (started and restarted during the run) inherit these variables."""
@@ -102,10 +94,11 @@ def run_test(opts: RunOptions, progress: Callable[[str], None] = lambda _: None)
 def _run(opts: RunOptions, progress: Callable[[str], None]) -> RunResult:
     opts.out.mkdir(parents=True, exist_ok=True)
     cluster_dir = opts.out / "cluster"
-    base_port = _free_base(opts.nodes)
     injectors: list[Injector] = [ProcessFaults(cluster_dir)]
     layout = None
     with contextlib.ExitStack() as stack:
+        base_port, port_lock = reserve_base_port(opts.nodes)
+        stack.callback(port_lock.close)  # held until the nodes are stopped
         if Nemesis.PARTITION in opts.nemesis:
             network = open_network(opts.net, opts.out / "net", opts.nodes, base_port)
             stack.callback(network.close)
