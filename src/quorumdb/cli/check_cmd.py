@@ -40,6 +40,7 @@ from quorumdb.check import (
     result_to_json,
     summary_line,
 )
+from quorumdb.check.timeline_html import marks_from_result, timeline_page
 from quorumdb.errors import UserError
 
 _T = TypeVar("_T")
@@ -111,7 +112,14 @@ def check() -> None:
     show_default=True,
     help="Search budget per key; when it runs out the verdict is 'unknown' (exit 3).",
 )
-def linearizable(history: str, output_format: str, max_states: int) -> None:
+@click.option(
+    "--html",
+    "html_out",
+    type=click.Path(dir_okay=False, path_type=Path),
+    default=None,
+    help="Also write a timeline page: per key, one lane per process, the counterexample marked.",
+)
+def linearizable(history: str, output_format: str, max_states: int, html_out: Path | None) -> None:
     """Check that the register history in HISTORY is linearizable ("-": read stdin).
 
     HISTORY is a JSON array or JSON lines of events in real-time order, Jepsen style:
@@ -126,9 +134,18 @@ def linearizable(history: str, output_format: str, max_states: int) -> None:
       1  not linearizable (the counterexample is printed)
       2  bad input: missing or unreadable file, malformed history
       3  unknown: the search budget (--max-states) ran out before an answer
+    (--html writes its page whatever the verdict; failing to write it is exit 2.)
     """
     parsed = _load(history, parse_history, HistoryError, "linearizable", ExitStatus.BAD_INPUT)
     result = check_linearizable(parsed, max_states=max_states)
+    if html_out is not None:
+        page = timeline_page(
+            parsed,
+            marks_from_result(result),
+            title=f"Linearizability of {_name(history)}",
+            summary=summary_line(result),
+        )
+        _write(html_out, page)
     if OutputFormat(output_format) is OutputFormat.JSON:
         click.echo(json.dumps(result_to_json(result), indent=2))
     else:
@@ -284,6 +301,15 @@ def _read(history: str) -> str:
         raise UserError(
             f"{_name(history)}: not UTF-8 text (byte {exc.start}: {exc.reason})",
             exit_status=ExitStatus.BAD_INPUT,
+        ) from None
+
+
+def _write(path: Path, text: str) -> None:
+    try:
+        path.write_text(text, encoding="utf-8")
+    except OSError as exc:
+        raise UserError(
+            f"cannot write {path}: {exc.strerror or exc}", exit_status=ExitStatus.BAD_INPUT
         ) from None
 
 
