@@ -32,6 +32,8 @@ def test_a_register_run_under_kills_and_pauses_is_linearizable(tmp_path: Path) -
     assert sum(1 for e in history if e["type"] == "ok") == result.ops["ok"]
     faults = [json.loads(line) for line in (out / "faults.jsonl").read_text().splitlines()]
     assert [f["kind"] for f in faults] == [f["kind"] for f in result.faults]
+    for name in ("report.html", "throughput.png", "latency.png", "timeline.html"):
+        assert (out / name).stat().st_size > 0, f"the run's report: {name}"
     assert not _processes_using(out / "cluster"), "nodes left running after the run"
 
 

@@ -1,5 +1,10 @@
 """`quorumdb test`: a Jepsen-style run on real node processes, with a verdict and a run dir.
 
+`test` is a group that runs a test itself when given no subcommand (`quorumdb test
+--workload register ...`), and has subcommands for work on runs: `report DIR` draws a run
+dir's report again. A new subcommand is one more `@test.command(...)` below; the run options
+belong to the group, and giving them with a subcommand is a usage error, not ignored.
+
 Bad options are one error line and exit 2 (click's usage errors and `UserError`); a run
 exits 0 when the checker finds the history valid, 1 when it does not.
 """
@@ -13,6 +18,7 @@ import click
 
 from quorumdb.errors import UserError
 from quorumdb.nemesis.network import NET_MODES, resolve_mode
+from quorumdb.nemesis.report import REPORT_FILE, RunDirError, write_report
 from quorumdb.nemesis.run import RunOptions, run_test
 from quorumdb.nemesis.schedule import NEMESES, Nemesis
 from quorumdb.nemesis.workloads import WORKLOADS
@@ -40,7 +46,7 @@ def _nemeses(raw: str) -> tuple[Nemesis, ...]:
     return tuple(Nemesis(n) for n in names)
 
 
-@click.command("test")
+@click.group("test", invoke_without_command=True)
 @click.option(
     "--workload", default="register", show_default=True, help=f"One of: {', '.join(WORKLOADS)}."
 )
@@ -82,7 +88,9 @@ def _nemeses(raw: str) -> tuple[Nemesis, ...]:
     default=None,
     help="Run directory (default: runs/<time>-seed<N>).",
 )
+@click.pass_context
 def test(  # noqa: PLR0917  (click passes options positionally)
+    ctx: click.Context,
     workload: str,
     nemesis: str,
     nodes: int,
@@ -96,9 +104,14 @@ def test(  # noqa: PLR0917  (click passes options positionally)
 ) -> None:
     """Run a workload on a fresh local cluster under faults, then check its history.
 
+    With a subcommand (report), work on the run directory of an earlier run instead.
+
     \b
     Exit status: 0 the history is valid; 1 the checker found an anomaly; 2 bad input.
     """
+    if ctx.invoked_subcommand is not None:
+        _refuse_run_options(ctx)
+        return
     if workload not in WORKLOADS:
         raise UserError(f"unknown workload {workload!r} (known: {', '.join(WORKLOADS)})")
     kinds = _nemeses(nemesis)
@@ -129,5 +142,41 @@ def test(  # noqa: PLR0917  (click passes options positionally)
         f"faults {len(result.faults)}; "
         f"run dir {out} (replay the faults: --seed {seed})"
     )
+    click.echo(f"report: {out / REPORT_FILE}")
     if not result.valid:
         raise SystemExit(1)
+
+
+def _refuse_run_options(ctx: click.Context) -> None:
+    """Run options given with a subcommand would be silently ignored: say so instead."""
+    given = [
+        param.opts[0]
+        for param in ctx.command.params
+        if isinstance(param, click.Option)
+        and param.name is not None
+        and ctx.get_parameter_source(param.name) is not click.core.ParameterSource.DEFAULT
+    ]
+    if given:
+        raise click.UsageError(
+            f"{given[0]} is an option of a test run, not of '{ctx.invoked_subcommand}'", ctx=ctx
+        )
+
+
+@test.command("report")
+@click.argument("run_dir", metavar="DIR", type=click.Path(path_type=Path))
+def report(run_dir: Path) -> None:
+    """Draw the report of the run in DIR again (report.html, its plots, timeline.html).
+
+    Reads only DIR's history.json, faults.jsonl and verdict.json, so any finished run can be
+    re-rendered.
+
+    \b
+    Exit status: 0 written; 2 DIR is missing, not a run directory, or has a malformed file.
+    """
+    try:
+        path = write_report(run_dir)
+    except RunDirError as exc:
+        raise UserError(str(exc)) from None
+    except OSError as exc:
+        raise UserError(f"cannot write the report into {run_dir}: {exc.strerror or exc}") from None
+    click.echo(f"report: {path}")
