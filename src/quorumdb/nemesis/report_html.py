@@ -270,24 +270,21 @@ class _Page:
     def events_html(self) -> str:
         if not self.cited_events:
             return "<p>No event is cited.</p>"
-        cited = sorted(self.cited_events)
+        cited = sorted(self.cited_events)[:EVENTS_MAX]
+        keyed = any("key" in self.events[i] for i in cited)
         rows = []
-        for index in cited[:EVENTS_MAX]:
+        for index in cited:
             e = self.events[index]
-            cells = [
-                str(index + 1),
-                _h(e.get("process")),
-                _h(e.get("type")),
-                _h(e.get("f")),
-                _h(e.get("key", "")),
-                _short(e.get("value")),
-                _h(_seconds(e.get("time"))),
-            ]
+            cells = [str(index + 1), _h(e.get("process")), _h(e.get("type")), _h(e.get("f"))]
+            cells += [_h(e.get("key", ""))] if keyed else []
+            cells += [_short(e.get("value")), _h(_seconds(e.get("time")))]
             rows.append((cells, "", f"ev-{index + 1}"))
         note = ""
-        if len(cited) > EVENTS_MAX:
-            note = f'<p class="note">First {EVENTS_MAX} of {len(cited)} cited events.</p>'
-        header = ["#", "process", "type", "f", "key", "value", "time s"]
+        if len(self.cited_events) > EVENTS_MAX:
+            note = (
+                f'<p class="note">First {EVENTS_MAX} of {len(self.cited_events)} cited events.</p>'
+            )
+        header = ["#", "process", "type", "f", *(["key"] if keyed else []), "value", "time s"]
         return _table(header, rows) + note
 
 
