@@ -215,3 +215,22 @@ def test_cli_html_to_an_unwritable_path_is_one_line_and_exit_2(tmp_path: Path) -
     assert done.returncode == 2
     assert done.stderr.count("\n") == 1 and "cannot write" in done.stderr
     assert "Traceback" not in done.stderr
+
+
+def test_an_operation_that_never_completed_runs_to_the_edge() -> None:
+    events = [
+        _ev(1, "invoke", "write", 1, 0),
+        _ev(2, "invoke", "read", None, 5),
+        _ev(2, "ok", "read", None, 9),
+    ]
+    history = history_from_events(events)
+    svg = _svgs(timeline_page(history, marks_from_result(check_linearizable(history)), title="t"))
+    ops = _ops(svg["x"])
+    pending_rect, read_rect = ops[1].find(f"{SVG}rect"), ops[2].find(f"{SVG}rect")
+    assert pending_rect is not None and read_rect is not None
+    pending_end = int(pending_rect.attrib["x"]) + int(pending_rect.attrib["width"])
+    assert pending_end > int(read_rect.attrib["x"]) + int(read_rect.attrib["width"])
+    assert pending_rect.attrib["stroke-dasharray"] == "3 2"
+    assert {"op", "op-info"} <= set(ops[1].attrib["class"].split())
+    title = ops[1].find(f"{SVG}title")
+    assert title is not None and "never completed" in (title.text or "")
