@@ -77,7 +77,8 @@ def render_report(
     body.append(_section(f"Anomalies ({len(page.anomalies)})", page.anomalies_html(timeline)))
     if page.kafka:
         body.append(_section("Offsets", page.offsets_html(), anchor="offsets"))
-    body.append(_section("Events cited", page.events_html(), anchor="events"))
+    if page.cited_events:
+        body.append(_section("Events cited", page.events_html(), anchor="events"))
     details = run.verdict.get("details")
     if details:
         body.append(_section("Checker details", f"<pre>{_h(json.dumps(details, indent=2))}</pre>"))
