@@ -173,11 +173,16 @@ def _event(process: int, type_: str, f: str, value: Any, t_ms: int, **more: Any)
     return {"process": process, "type": type_, "f": f, **more, "value": value, "time": t_ms * 10**6}
 
 
-def _write_run(run_dir: Path, events: list[dict[str, Any]], verdict: dict[str, Any]) -> None:
+def _write_run(
+    run_dir: Path,
+    events: list[dict[str, Any]],
+    verdict: dict[str, Any],
+    faults: list[dict[str, Any]] | None = None,
+) -> None:
     run_dir.mkdir()
     (run_dir / "history.json").write_text(json.dumps(events))
-    (run_dir / "faults.jsonl").write_text(
-        json.dumps(
+    if faults is None:
+        faults = [
             {
                 "kind": "partition",
                 "variant": "isolate",
@@ -186,9 +191,8 @@ def _write_run(run_dir: Path, events: list[dict[str, Any]], verdict: dict[str, A
                 "start_s": 0.5,
                 "end_s": 1.5,
             }
-        )
-        + "\n"
-    )
+        ]
+    (run_dir / "faults.jsonl").write_text("".join(json.dumps(f) + "\n" for f in faults))
     (run_dir / "verdict.json").write_text(json.dumps(verdict))
 
 
@@ -297,6 +301,38 @@ def test_any_workload_history_gets_plots_and_counts_per_f(tmp_path: Path) -> Non
     assert rows["transfer"] == ["1", "0", "0", "0"]
     assert rows["txn"] == ["0", "1", "0", "0"]
     assert rows["audit"] == ["0", "0", "0", "1"]
+
+
+def test_a_fault_that_took_the_leader_away_shows_its_failover_time(tmp_path: Path) -> None:
+    events = [
+        _event(1, "invoke", "write", 1, 600, key="x"),
+        _event(1, "ok", "write", 1, 900, key="x"),
+    ]
+    faults = [
+        {
+            "kind": "kill",
+            "variant": "leader",
+            "nodes": [2],
+            "leader": 2,
+            "amount": 0.0,
+            "start_s": 0.5,
+            "end_s": 1.5,
+        },
+        {
+            "kind": "clock",
+            "variant": "offset",
+            "nodes": [3],
+            "leader": 2,
+            "amount": 200.0,
+            "start_s": 2.0,
+            "end_s": 3.0,
+        },
+    ]
+    run_dir = tmp_path / "failover"
+    _write_run(run_dir, events, _register_verdict(events), faults)
+    write_report(run_dir)
+    rows = [cells for cls, cells in _parse(run_dir / "report.html").rows if cls == "fault"]
+    assert [(r[1], r[8], r[9]) for r in rows] == [("kill", "2", "0.400"), ("clock", "2", "")]
 
 
 def test_series_pair_invokes_with_completions_per_process() -> None:

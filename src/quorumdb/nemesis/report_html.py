@@ -19,6 +19,7 @@ from typing import Any, TypeGuard
 
 from quorumdb.check.timeline_html import TIMELINE_CSS, key_anchor, legend_html
 from quorumdb.nemesis.plots import fault_colour, fault_label
+from quorumdb.nemesis.recovery import failover_times, percentile
 from quorumdb.nemesis.report_kafka import (
     OffsetIndex,
     OffsetRef,
@@ -28,7 +29,7 @@ from quorumdb.nemesis.report_kafka import (
 )
 from quorumdb.nemesis.report_timeline import TIMELINE_FILE, RegisterTimeline
 from quorumdb.nemesis.run_dir import RunDir
-from quorumdb.nemesis.series import OUTCOMES, EventLocator, Op, percentile
+from quorumdb.nemesis.series import OUTCOMES, EventLocator, Op
 
 __all__ = ["ANOMALIES_MAX", "EVENTS_MAX", "PLOTS", "render_report"]
 
@@ -70,7 +71,7 @@ def render_report(
         _section("Options", _options(run.verdict)),
         _section("Operations", _op_counts(run.verdict, ops)),
         _section("Throughput and latency", _plots()),
-        _section(f"Faults ({len(run.faults)})", _faults(run.faults)),
+        _section(f"Faults ({len(run.faults)})", _faults(run.faults, run.events)),
     ]
     if timeline is not None:
         body.append(_section("Per-key timeline", _timeline_link(timeline)))
@@ -322,13 +323,14 @@ def _op_counts(verdict: dict[str, Any], ops: Sequence[Op]) -> str:
     rows = []
     for f in sorted(per_f):
         group = per_f[f]
-        latencies = sorted(
+        latencies = [
             lat for op in group if op.outcome == "ok" and (lat := op.latency_ms) is not None
-        )
+        ]
         counts = [sum(1 for op in group if op.outcome == o) for o in (*OUTCOMES, "pending")]
-        p50 = f"{percentile(latencies, 50):.1f}" if latencies else ""
-        p99 = f"{percentile(latencies, 99):.1f}" if latencies else ""
-        rows.append(([_h(f), *map(str, counts), p50, p99], ""))
+        p50, p99 = percentile(latencies, 0.50), percentile(latencies, 0.99)
+        p50_text = "" if p50 is None else f"{p50:.1f}"
+        p99_text = "" if p99 is None else f"{p99:.1f}"
+        rows.append(([_h(f), *map(str, counts), p50_text, p99_text], ""))
     summary = f"<p>Completions recorded by the run: {line}.</p>" if line else ""
     return summary + _table(header, rows, numeric_from=1)
 
@@ -341,7 +343,9 @@ def _plots() -> str:
     return "\n".join(f'<figure><img src="{name}" alt="{alts[name]}"></figure>' for name in PLOTS)
 
 
-def _faults(faults: Sequence[dict[str, Any]]) -> str:
+def _faults(faults: Sequence[dict[str, Any]], events: Sequence[dict[str, Any]]) -> str:
+    """One row per fault; with the leader when it began and, for a fault that took that
+    leader away, the failover time (`nemesis.recovery`: to the first success invoked after)."""
     if not faults:
         return "<p>No fault was injected.</p>"
     kinds = [str(f.get("kind", "?")) for f in faults]
@@ -359,9 +363,22 @@ def _faults(faults: Sequence[dict[str, Any]]) -> str:
             f"{start:.3f}",
             f"{end:.3f}",
             f"{end - start:.3f}",
+            _h("" if fault.get("leader") is None else fault["leader"]),
+            "".join(f"{t:.3f}" for t in failover_times(events, [fault])),
         ]
         rows.append((cells, "fault", f"fault-{n}"))
-    header = ["#", "kind", "variant", "nodes", "amount", "start s", "end s", "duration s"]
+    header = [
+        "#",
+        "kind",
+        "variant",
+        "nodes",
+        "amount",
+        "start s",
+        "end s",
+        "duration s",
+        "leader",
+        "failover s",
+    ]
     table = _table(header, rows)
     return f"<p>Labels on the plots: {_h('; '.join(fault_label(f) for f in faults))}.</p>{table}"
 

@@ -15,6 +15,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from quorumdb.nemesis.recovery import percentile
+
 __all__ = [
     "OUTCOMES",
     "EventLocator",
@@ -22,7 +24,6 @@ __all__ = [
     "Op",
     "latency_buckets",
     "operations",
-    "percentile",
     "run_seconds",
     "throughput",
 ]
@@ -129,25 +130,13 @@ def latency_buckets(ops: Sequence[Op]) -> list[LatencyBucket]:
         per_second.setdefault(op.invoke_ns // _NS_PER_S, []).append(latency)
     out = []
     for second in sorted(per_second):
-        values = sorted(per_second[second])
+        values = per_second[second]
+        p50, p95, p99 = (percentile(values, q) for q in (0.50, 0.95, 0.99))
+        assert p50 is not None and p95 is not None and p99 is not None, "a second with no op"
         out.append(
-            LatencyBucket(
-                second=second,
-                count=len(values),
-                p50_ms=percentile(values, 50),
-                p95_ms=percentile(values, 95),
-                p99_ms=percentile(values, 99),
-            )
+            LatencyBucket(second=second, count=len(values), p50_ms=p50, p95_ms=p95, p99_ms=p99)
         )
     return out
-
-
-def percentile(sorted_values: Sequence[float], pct: float) -> float:
-    """The nearest-rank percentile of non-empty sorted values."""
-    assert sorted_values, "percentile of nothing"
-    assert 0 < pct <= 100, pct
-    rank = math.ceil(pct / 100 * len(sorted_values))
-    return sorted_values[max(rank, 1) - 1]
 
 
 def run_seconds(ops: Sequence[Op], faults: Sequence[dict[str, Any]]) -> int:
