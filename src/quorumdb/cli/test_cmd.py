@@ -1,9 +1,10 @@
 """`quorumdb test`: a Jepsen-style run on real node processes, with a verdict and a run dir.
 
 `test` is a group that runs a test itself when given no subcommand (`quorumdb test
---workload register ...`), and has subcommands for work on runs: `report DIR` draws a run
-dir's report again. A new subcommand is one more `@test.command(...)` below; the run options
-belong to the group, and giving them with a subcommand is a usage error, not ignored.
+--workload register ...`), and has subcommands: `report DIR` draws a run dir's report again,
+`soak` runs many tests in a row into one results table. A new subcommand is one more
+`@test.command(...)` below; the run options belong to the group, and giving them with a
+subcommand is a usage error, not ignored.
 
 Bad options are one error line and exit 2 (click's usage errors and `UserError`); a run
 exits 0 when the checker finds the history valid, 1 when it does not.
@@ -21,6 +22,7 @@ from quorumdb.nemesis.network import NET_MODES, resolve_mode
 from quorumdb.nemesis.report import REPORT_FILE, RunDirError, write_report
 from quorumdb.nemesis.run import RunOptions, run_test
 from quorumdb.nemesis.schedule import NEMESES, Nemesis
+from quorumdb.nemesis.soak import run_soak, summary_table
 from quorumdb.nemesis.workloads import WORKLOADS
 from quorumdb.runtime.node import planted_bugs_from_env
 
@@ -180,3 +182,46 @@ def report(run_dir: Path) -> None:
     except OSError as exc:
         raise UserError(f"cannot write the report into {run_dir}: {exc.strerror or exc}") from None
     click.echo(f"report: {path}")
+
+
+@test.command("soak")
+@click.option("--runs", type=click.IntRange(1, 1000), default=20, show_default=True)
+@click.option("--time", "time_", default="20s", show_default=True, help="Each run's duration.")
+@click.option("--nodes", type=click.IntRange(3, 9), default=3, show_default=True)
+@click.option(
+    "--rate", type=click.FloatRange(1, 10_000), default=100, show_default=True, help="Ops/s."
+)
+@click.option("--seed", type=click.IntRange(min=0), default=1, show_default=True)
+@click.option("--net", type=click.Choice(NET_MODES), default="auto", show_default=True)
+@click.option(
+    "--dir",
+    "out",
+    type=click.Path(file_okay=False, path_type=Path),
+    default=None,
+    help="Soak directory (default: runs/soak-<time>).",
+)
+def soak(  # noqa: PLR0917  (click passes options positionally)
+    runs: int, time_: str, nodes: int, rate: float, seed: int, net: str, out: Path | None
+) -> None:
+    """Run many tests in a row, cycling workloads (register, kafka, bank, list-append) and
+    fault mixes (kill+pause, partition, clock+disk, all), into one table (soak.md).
+
+    Run i uses seed SEED+i: replay it alone with `quorumdb test --seed`.
+
+    \b
+    Exit status: 0 every run valid; 1 some run found an anomaly; 2 bad input.
+    """
+    seconds = _seconds(time_)
+    net_mode = resolve_mode(net)
+    out = out or Path("runs") / f"soak-{time.strftime('%Y%m%d-%H%M%S')}"
+    rows = run_soak(
+        runs=runs, out=out, time_s=seconds, nodes=nodes, rate=rate, seed=seed, net=net_mode,
+        progress=click.echo,
+    )  # fmt: skip
+    click.echo(summary_table(rows))
+    bad = [r for r in rows if not r.valid]
+    for r in bad:
+        click.echo(f"INVALID run {r.run} ({r.workload}, seed {r.seed}): {r.summary} [{r.dir}]")
+    click.echo(f"soak dir {out} ({len(rows)} runs, {len(bad)} invalid)")
+    if bad:
+        raise SystemExit(1)

@@ -31,6 +31,7 @@ from quorumdb.cli.port_range import reserve_base_port
 from quorumdb.nemesis.faults import Injector, Injectors
 from quorumdb.nemesis.network import open_network
 from quorumdb.nemesis.processes import ProcessFaults
+from quorumdb.nemesis.report import write_report
 from quorumdb.nemesis.schedule import Fault, Nemesis, plan
 from quorumdb.nemesis.workload import Verdict, Workload
 from quorumdb.nemesis.workloads import make_workload
@@ -145,9 +146,10 @@ def _run(opts: RunOptions, progress: Callable[[str], None]) -> RunResult:
     verdict = workload.check()
     result = RunResult(verdict=verdict, ops=workload.history.counts(), faults=log)
     _write(opts, workload, result)
-    from quorumdb.nemesis.report import write_report
-
-    write_report(opts.out)
+    try:
+        write_report(opts.out)
+    except Exception as exc:  # the verdict stands without its pictures
+        progress(f"the report could not be drawn ({exc!r}); `quorumdb test report` redraws it")
     return result
 
 
