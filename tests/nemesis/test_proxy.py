@@ -35,6 +35,7 @@ from quorumdb.runtime.wire import (
     encode_hello,
     encode_service,
 )
+from tests.nemesis.sockets import listening
 
 # -- link modes per variant (pure) --------------------------------------------------------------
 
@@ -180,18 +181,6 @@ async def _until(cond: Callable[[], bool], what: str, timeout_s: float = 15.0) -
     while not cond():
         assert loop.time() < deadline, f"timed out waiting for {what}"
         await asyncio.sleep(0.01)
-
-
-def _listening(ports: list[int]) -> set[int]:
-    """Which of `ports` a socket on this host listens on (/proc/net/tcp, state 0A). A closed
-    connection may keep its port in TIME_WAIT a while; that is not a listener."""
-    found = set()
-    for line in Path("/proc/net/tcp").read_text().splitlines()[1:]:
-        local, state = line.split()[1], line.split()[3]
-        port = int(local.rsplit(":", 1)[1], 16)
-        if state == "0A" and port in ports:
-            found.add(port)
-    return found
 
 
 def _free_base(nodes: int) -> int:
@@ -378,7 +367,7 @@ def test_close_frees_every_port_and_thread_and_writes_the_counters(tmp_path: Pat
             await s12.send(range(3))
             await _until(lambda: len(n.listeners[2].frames) == 3, "3 frames")
             ports = [m.raft[1] for i in (1, 2, 3) for j, m in n.layout.view(i).items() if i != j]
-        assert not _listening(ports), "a proxy still listens"
+        assert not listening(ports), "a proxy still listens"
         n.net.close()  # twice is fine
         n.net.heal()  # and so is a heal after close
         return ports
