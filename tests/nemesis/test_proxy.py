@@ -17,7 +17,7 @@ from pathlib import Path
 
 import pytest
 
-from quorumdb.cli.local_cluster import default_layout, port_free
+from quorumdb.cli.local_cluster import default_layout
 from quorumdb.nemesis.proxy import (
     CUT,
     OPEN,
@@ -35,6 +35,7 @@ from quorumdb.runtime.wire import (
     encode_hello,
     encode_service,
 )
+from tests.e2e.harness import free_base_port
 from tests.nemesis.sockets import listening
 
 # -- link modes per variant (pure) --------------------------------------------------------------
@@ -118,7 +119,8 @@ class _Listener:
         self._server = await asyncio.start_server(self._accept, "127.0.0.1", port)
 
     async def stop(self) -> None:
-        assert self._server is not None
+        if self._server is None:
+            return
         self._server.close()
         for t in list(self._conns):
             t.cancel()
@@ -183,32 +185,29 @@ async def _until(cond: Callable[[], bool], what: str, timeout_s: float = 15.0) -
         await asyncio.sleep(0.01)
 
 
-def _free_base(nodes: int) -> int:
-    # Below the ephemeral range, where the proxies' own ports come from.
-    for base in range(24_000, 32_000, 50):
-        if all(port_free(base + 100 + i) for i in range(1, nodes + 1)):
-            return base
-    raise RuntimeError("no free ports on loopback")
-
-
 class _Net:
     """A proxy network with a listener on every node's real Raft port."""
 
     def __init__(self, tmp_path: Path, nodes: int = 3) -> None:
-        self.base = _free_base(nodes)
+        self.base, self._reservation = free_base_port(nodes)
         self.net = ProxyNetwork(tmp_path / "net", nodes, self.base, seed=1)
         self.layout = self.net.layout()
         self.listeners = {i: _Listener() for i in self.layout.members}
 
     async def __aenter__(self) -> _Net:
-        for i, listener in self.listeners.items():
-            await listener.start(self.layout.members[i].raft[1])
+        try:
+            for i, listener in self.listeners.items():
+                await listener.start(self.layout.members[i].raft[1])
+        except BaseException:
+            await self.__aexit__()
+            raise
         return self
 
     async def __aexit__(self, *exc: object) -> None:
         for listener in self.listeners.values():
             await listener.stop()
         await asyncio.to_thread(self.net.close)
+        self._reservation.close()
 
     async def dial(self, i: int, j: int) -> _Sender:
         """Node i's connection to peer j, through the proxy its view names."""
@@ -232,10 +231,11 @@ class _Net:
 
 
 def test_each_node_sees_its_peers_through_its_own_proxies(tmp_path: Path) -> None:
-    net = ProxyNetwork(tmp_path / "net", 3, _free_base(3))
+    base, reservation = free_base_port(3)
+    net = ProxyNetwork(tmp_path / "net", 3, base)
     try:
         layout = net.layout()
-        members = default_layout(3, net._layout.members[1].http[1] - 1).members
+        members = default_layout(3, base).members
         assert layout.members == members
         ports = set()
         for i in (1, 2, 3):
@@ -249,6 +249,7 @@ def test_each_node_sees_its_peers_through_its_own_proxies(tmp_path: Path) -> Non
         assert len(ports) == 6, "one proxy per ordered pair"
     finally:
         net.close()
+        reservation.close()
 
 
 def test_open_links_pass_every_frame_in_order(tmp_path: Path) -> None:
@@ -360,6 +361,27 @@ def test_delay_keeps_the_order_and_reorder_lets_frames_overtake(tmp_path: Path) 
     asyncio.run(main())
 
 
+def test_a_sender_is_held_while_its_receiver_is_down_and_joined_when_it_is_up(
+    tmp_path: Path,
+) -> None:
+    async def main() -> None:
+        async with _Net(tmp_path) as n:
+            down = n.listeners[2]
+            await down.stop()  # node 2 "killed": nothing listens on its Raft port
+            s12 = await n.dial(1, 2)
+            await s12.send(range(10))
+            await _until(lambda: n.stat(1, 2, "dropped_down") == 10, "frames to a down node")
+            assert n.stat(1, 2, "refused") >= 1 and n.stat(1, 2, "connections") == 0
+            up = n.listeners[2] = _Listener()  # node 2 "restarted"
+            await up.start(n.layout.members[2].raft[1])
+            await _until(lambda: up.hellos == [1], "the proxy to redial and pass the hello")
+            await s12.send(range(10, 15))
+            await _until(lambda: up.got(1) == list(range(10, 15)), "frames on the held connection")
+            assert n.stat(1, 2, "connections") == 1 and n.errors() == []
+
+    asyncio.run(main())
+
+
 def test_close_frees_every_port_and_thread_and_writes_the_counters(tmp_path: Path) -> None:
     async def main() -> list[int]:
         async with _Net(tmp_path) as n:
@@ -372,8 +394,9 @@ def test_close_frees_every_port_and_thread_and_writes_the_counters(tmp_path: Pat
         n.net.heal()  # and so is a heal after close
         return ports
 
+    before = set(threading.enumerate())
     ports = asyncio.run(main())
-    assert not [t for t in threading.enumerate() if t.name == "quorumdb-proxy"]
+    assert not [t for t in set(threading.enumerate()) - before if t.name == "quorumdb-proxy"]
     links = json.loads((tmp_path / "net" / "links.json").read_text())
     assert sorted(links) == ["1->2", "1->3", "2->1", "2->3", "3->1", "3->2"]
     assert sorted(v["port"] for v in links.values()) == sorted(ports)

@@ -64,6 +64,8 @@ _HELD_BYTES_MAX = 16 << 20  # per connection; one larger frame is still let thro
 _DELAY_JITTER = 0.2  # a delayed frame waits amount ms +/- 20%
 _CONTROL_TIMEOUT_S = 10.0
 _READ_BYTES = 1 << 16
+_REDIAL_MIN_S = 0.02  # a receiver that is down is redialled with back-off, up to:
+_REDIAL_MAX_S = 0.5  # the most a restarted receiver waits to hear from its peers
 
 
 class LinkState(Enum):
@@ -97,6 +99,8 @@ class LinkStats:
     """Counters of one link over the run (written to `links.json` on close)."""
 
     connections: int = 0
+    refused: int = 0  # dials of the receiving node that failed (it was down)
+    dropped_down: int = 0  # frames sent while the receiving node did not answer
     forwarded: int = 0  # frames written to the receiving node, Hellos included
     dropped_cut: int = 0
     dropped_loss: int = 0
@@ -269,7 +273,10 @@ class ProxyNetwork:
             self._links[link].mode = mode
 
     async def _open_all(self) -> dict[Link, int]:
-        return {link: await p.open() for link, p in sorted(self._links.items())}
+        m = self._layout.members.values()
+        avoid = frozenset(a[1] for a in (*(x.raft for x in m), *(x.http for x in m)))
+        avoid |= frozenset(x.kafka[1] for x in m if x.kafka is not None)
+        return {link: await p.open(avoid) for link, p in sorted(self._links.items())}
 
     async def _close_all(self) -> None:
         await asyncio.gather(*(p.close() for p in self._links.values()))
@@ -295,11 +302,18 @@ class _Link:
         self._server: asyncio.Server | None = None
         self._conns: set[asyncio.Task[None]] = set()
 
-    async def open(self) -> int:
-        self._server = await asyncio.start_server(self._accept, _HOST, 0)
-        port = self._server.sockets[0].getsockname()[1]
-        assert isinstance(port, int) and port > 0
-        return port
+    async def open(self, avoid: frozenset[int]) -> int:
+        """Listen on a port the system picks (never one of `avoid`: the nodes' own ports,
+        which are free until the nodes start); return it."""
+        while True:
+            server = await asyncio.start_server(self._accept, _HOST, 0)
+            port = server.sockets[0].getsockname()[1]
+            assert isinstance(port, int) and port > 0
+            if port not in avoid:
+                self._server = server
+                return port
+            server.close()
+            await server.wait_closed()
 
     async def close(self) -> None:
         if self._server is not None:
@@ -315,22 +329,14 @@ class _Link:
         task = asyncio.current_task()
         assert task is not None
         self._conns.add(task)
-        up: asyncio.StreamWriter | None = None
         try:
-            # The receiving node down means this connection fails, as a direct one would: the
-            # sending node then redials with back-off.
-            up_reader, up = await asyncio.open_connection(*self.upstream)
-            self.stats.connections += 1
-            await _Connection(self, reader, up_reader, up).run()
+            await _Connection(self, reader, writer).run()
         except (OSError, ConnectionError, asyncio.IncompleteReadError, _BadFrameError) as exc:
             log.debug("proxy %d->%d connection ended: %s", *self.link, exc)
         except asyncio.CancelledError:
             pass  # only `close()` cancels: end quietly, as the transport's handlers do
         finally:
             self._conns.discard(task)
-            for w in (writer, up):
-                if w is not None:
-                    w.close()
 
 
 class _BadFrameError(Exception):
@@ -340,20 +346,22 @@ class _BadFrameError(Exception):
 class _Connection:
     """One connection through a link: frames in from the sending node, out to the receiver.
 
+    The receiver is dialled once the sender's Hello is in. While it does not answer (it is
+    down: killed, or not started yet) the sender's connection is kept and what it sends is
+    dropped, and the proxy redials with back-off: the sender sees a quiet peer rather than
+    a connection refused on every redial. Once the receiver answers it gets the Hello, then
+    the frames; when it goes away, both sides are closed and the sender redials.
+
     Frames wait in a heap by the time they are due (then by arrival), so delayed frames
     keep their order and reordered ones can overtake; open frames are due at once."""
 
     def __init__(
-        self,
-        link: _Link,
-        down: asyncio.StreamReader,
-        up_reader: asyncio.StreamReader,
-        up: asyncio.StreamWriter,
+        self, link: _Link, down: asyncio.StreamReader, down_writer: asyncio.StreamWriter
     ) -> None:
         self.link = link
         self.down = down
-        self.up_reader = up_reader
-        self.up = up
+        self.down_writer = down_writer
+        self.up: asyncio.StreamWriter | None = None  # to the receiver, once it answered
         self.loop = asyncio.get_running_loop()
         self.held: list[tuple[float, int, bytes]] = []
         self.held_bytes = 0
@@ -364,30 +372,68 @@ class _Connection:
         self.room = asyncio.Event()  # a frame left the heap
 
     async def run(self) -> None:
-        hello = await _read_frame(self.down)
-        if hello is None:
-            return
-        self.up.write(hello)
-        await self.up.drain()
-        self.link.stats.forwarded += 1
-        tasks = [
-            asyncio.create_task(self._inbound()),
-            asyncio.create_task(self._outbound()),
-            asyncio.create_task(self._watch_receiver()),
-        ]
+        tasks: list[asyncio.Task[Any]] = []
         try:
-            done, _ = await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
+            hello = await _read_frame(self.down)
+            if hello is None:
+                return
+            # The first dial is awaited before reading on: what the sender writes meanwhile
+            # waits in the socket, as it would on a direct connection.
+            up_reader = await self._dial(hello)
+            inbound = asyncio.create_task(self._inbound())
+            tasks.append(inbound)
+            if up_reader is None:
+                redial = asyncio.create_task(self._redial(hello))
+                tasks.append(redial)
+                await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
+                if not redial.done():
+                    inbound.result()  # the sender left (or failed) before the receiver answered
+                    return
+                up_reader = redial.result()
+            outbound = asyncio.create_task(self._outbound())
+            watch = asyncio.create_task(self._watch_receiver(up_reader))
+            tasks += [outbound, watch]
+            running = [inbound, outbound, watch]
+            done, _ = await asyncio.wait(running, return_when=asyncio.FIRST_COMPLETED)
+            for t in done:
+                t.result()  # an error ends the connection like an EOF, logged by the caller
         finally:
             for t in tasks:
                 t.cancel()
             await asyncio.gather(*tasks, return_exceptions=True)
-        for t in done:
-            t.result()  # an error ends the connection like an EOF, but is logged by the caller
+            for w in (self.down_writer, self.up):
+                if w is not None:
+                    w.close()
+
+    async def _dial(self, hello: bytes) -> asyncio.StreamReader | None:
+        """Connect to the receiver and pass it the Hello; None if it does not answer."""
+        try:
+            up_reader, up = await asyncio.open_connection(*self.link.upstream)
+        except OSError:
+            self.link.stats.refused += 1
+            return None
+        self.up = up
+        up.write(hello)
+        await up.drain()
+        self.link.stats.connections += 1
+        self.link.stats.forwarded += 1
+        return up_reader
+
+    async def _redial(self, hello: bytes) -> asyncio.StreamReader:
+        backoff_s = _REDIAL_MIN_S
+        while True:
+            await asyncio.sleep(backoff_s)
+            if (up_reader := await self._dial(hello)) is not None:
+                return up_reader
+            backoff_s = min(2 * backoff_s, _REDIAL_MAX_S)
 
     async def _inbound(self) -> None:
         stats = self.link.stats
         while (frame := await _read_frame(self.down)) is not None:
             mode = self.link.mode
+            if self.up is None:
+                stats.dropped_down += 1
+                continue
             if mode.state == LinkState.CUT:
                 stats.dropped_cut += 1
                 continue
@@ -444,14 +490,15 @@ class _Connection:
             if arrival < self.written_max:
                 stats.overtaken += 1
             self.written_max = max(self.written_max, arrival)
+            assert self.up is not None, "frames are only held once the receiver answered"
             self.up.write(frame)
             await self.up.drain()
             stats.forwarded += 1
 
-    async def _watch_receiver(self) -> None:
+    async def _watch_receiver(self, up_reader: asyncio.StreamReader) -> None:
         """Ends when the receiving node closes the connection (it stopped, or rejected a
         frame): the sending node must see the connection go, and redial."""
-        while await self.up_reader.read(_READ_BYTES):
+        while await up_reader.read(_READ_BYTES):
             pass  # a listener never writes; anything it does is not ours to forward
 
 
