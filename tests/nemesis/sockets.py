@@ -2,19 +2,29 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 from quorumdb.cli.local_cluster import alive
 
 
 def listening(ports: list[int]) -> set[int]:
-    """Which of `ports` a socket on this host listens on (/proc/net/tcp, state 0A). A closed
-    connection may keep its port in TIME_WAIT a while; that is not a listener."""
+    """Which of `ports` this process still listens on (/proc/net/tcp, state 0A, a socket
+    among our open files). A closed connection may keep its port in TIME_WAIT a while, and
+    another process may take a freed port at once: neither is a listener of ours."""
+    ours = set()
+    for fd in Path("/proc/self/fd").iterdir():
+        try:
+            target = os.readlink(fd)
+        except OSError:
+            continue
+        if target.startswith("socket:["):
+            ours.add(target[len("socket:[") : -1])
     found = set()
     for line in Path("/proc/net/tcp").read_text().splitlines()[1:]:
         fields = line.split()
         port = int(fields[1].rsplit(":", 1)[1], 16)
-        if fields[3] == "0A" and port in ports:
+        if fields[3] == "0A" and port in ports and fields[9] in ours:
             found.add(port)
     return found
 
