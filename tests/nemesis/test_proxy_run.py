@@ -20,10 +20,17 @@ from quorumdb.nemesis.schedule import Nemesis
 from tests.nemesis.sockets import listening, processes_using
 
 
-def _run(tmp_path: Path, *, nodes: int, seed: int, bugs: tuple[str, ...] = ()) -> RunResult:
+def _run(
+    tmp_path: Path,
+    *,
+    nodes: int,
+    seed: int,
+    bugs: tuple[str, ...] = (),
+    nemesis: tuple[Nemesis, ...] = (Nemesis.PARTITION,),
+) -> RunResult:
     opts = RunOptions(
         out=tmp_path / "run",
-        nemesis=(Nemesis.PARTITION,),
+        nemesis=nemesis,
         net="proxy",
         nodes=nodes,
         time_s=10.0,
@@ -44,6 +51,8 @@ def _check_links_and_leftovers(out: Path, nodes: int) -> dict[str, dict[str, int
     links: dict[str, dict[str, int]] = json.loads((out / "net" / "links.json").read_text())
     faulted = set()
     for f in _faults(out):
+        if f["kind"] != "partition":
+            continue
         changed = link_modes(f["variant"], tuple(f["nodes"]), range(1, nodes + 1), f["amount"])
         faulted |= {f"{i}->{j}" for i, j in changed}
     dropped = {name for name, c in links.items() if c["dropped_cut"] or c["dropped_loss"]}
@@ -80,6 +89,21 @@ def test_five_nodes_survive_a_minority_cut_off_and_a_bridge(tmp_path: Path) -> N
     assert variants == ["majority-minority", "one-way", "bridge"], variants
     links = _check_links_and_leftovers(out, 5)
     assert len(links) == 20 and sum(c["dropped_cut"] for c in links.values()) > 0
+
+
+def test_a_node_killed_behind_the_proxies_is_redialled_when_it_restarts(tmp_path: Path) -> None:
+    # Seed 20 with kills and partitions: node 2 killed for ~2.5 s, then node 3 isolated.
+    result = _run(tmp_path, nodes=3, seed=20, nemesis=(Nemesis.KILL, Nemesis.PARTITION))
+    out = tmp_path / "run"
+    assert result.valid, result.summary
+    faults = [(f["kind"], f["variant"], f["nodes"]) for f in _faults(out)]
+    assert faults == [("kill", "node", [2]), ("partition", "isolate", [3])], faults
+    links = _check_links_and_leftovers(out, 3)
+    for peer in (1, 3):
+        into, out_of = links[f"{peer}->2"], links[f"2->{peer}"]
+        assert into["refused"] >= 1, "the proxy found node 2 down"
+        assert into["connections"] >= 2 and out_of["connections"] >= 2, "and joined it again"
+    assert links["1->3"]["dropped_cut"] + links["2->3"]["dropped_cut"] > 0, links
 
 
 def test_a_node_cut_off_serves_stale_reads_under_the_planted_bug(tmp_path: Path) -> None:
