@@ -22,6 +22,12 @@ sees no error, only silence, and a healed link carries the very next frame: noth
 waits for the transport's reconnection back-off. Frames already held for a delay when a
 cut begins are dropped when their time comes (they were on the wire).
 
+A receiving node that is down (killed, or not started yet) does not answer the proxy's
+dial. The proxy then keeps the sender's connection, drops what it sends, and redials
+with back-off (at most `_REDIAL_MAX_S` apart); once the receiver answers it gets the
+Hello and the frames that follow. A receiver that goes away mid-connection closes both
+sides, so the sender sees its connection go and redials, as it would without a proxy.
+
 The proxies run on an event loop of their own, in a thread started by the constructor
 and joined by `close()`: the run calls `asyncio.run` twice and starts faults from worker
 threads. Every control call is handed to that loop and waits until it took effect. Held
@@ -63,6 +69,7 @@ _HELD_FRAMES_MAX = 4096  # per connection, frames held for a delay
 _HELD_BYTES_MAX = 16 << 20  # per connection; one larger frame is still let through alone
 _DELAY_JITTER = 0.2  # a delayed frame waits amount ms +/- 20%
 _CONTROL_TIMEOUT_S = 10.0
+_BIND_ATTEMPTS_MAX = 32
 _READ_BYTES = 1 << 16
 _REDIAL_MIN_S = 0.02  # a receiver that is down is redialled with back-off, up to:
 _REDIAL_MAX_S = 0.5  # the most a restarted receiver waits to hear from its peers
@@ -98,7 +105,7 @@ CUT = LinkMode(LinkState.CUT)
 class LinkStats:
     """Counters of one link over the run (written to `links.json` on close)."""
 
-    connections: int = 0
+    connections: int = 0  # connections made to the receiving node
     refused: int = 0  # dials of the receiving node that failed (it was down)
     dropped_down: int = 0  # frames sent while the receiving node did not answer
     forwarded: int = 0  # frames written to the receiving node, Hellos included
@@ -161,7 +168,9 @@ class ProxyNetwork:
         nodes: the cluster size; nodes are 1..nodes, as `default_layout` numbers them.
         base_port: the cluster's base port (`default_layout`); the proxies take free
             ports the system picks.
-        seed: seeds each link's RNG (loss draws, delays).
+        seed: seeds each link's RNG (loss draws, delays). NB: `network.open_network` does
+            not pass the run's seed yet, so every run draws from seed 0; which frames a
+            draw meets depends on timing anyway.
     """
 
     kinds = frozenset({Nemesis.PARTITION})
@@ -269,8 +278,8 @@ class ProxyNetwork:
         return self._run(call)
 
     def _set(self, changes: dict[Link, LinkMode]) -> None:
-        for link, mode in sorted(changes.items()):
-            self._links[link].mode = mode
+        for link in sorted(changes):
+            self._links[link].mode = changes[link]
 
     async def _open_all(self) -> dict[Link, int]:
         m = self._layout.members.values()
@@ -305,7 +314,7 @@ class _Link:
     async def open(self, avoid: frozenset[int]) -> int:
         """Listen on a port the system picks (never one of `avoid`: the nodes' own ports,
         which are free until the nodes start); return it."""
-        while True:
+        for _ in range(_BIND_ATTEMPTS_MAX):
             server = await asyncio.start_server(self._accept, _HOST, 0)
             port = server.sockets[0].getsockname()[1]
             assert isinstance(port, int) and port > 0
@@ -314,6 +323,7 @@ class _Link:
                 return port
             server.close()
             await server.wait_closed()
+        raise OSError(f"no free port for the proxy {self.link[0]}->{self.link[1]}")
 
     async def close(self) -> None:
         if self._server is not None:
