@@ -56,7 +56,7 @@ from quorumdb.cli.local_cluster import Layout, default_layout
 from quorumdb.nemesis.schedule import Fault, Nemesis
 from quorumdb.runtime.wire import FRAME_BYTES_MAX
 
-__all__ = ["LinkMode", "LinkState", "LinkStats", "ProxyNetwork", "link_modes"]
+__all__ = ["CUT", "OPEN", "LinkMode", "LinkState", "LinkStats", "ProxyNetwork", "link_modes"]
 
 log = logging.getLogger("quorumdb.nemesis.proxy")
 
