@@ -18,6 +18,7 @@ from pathlib import Path
 import pytest
 
 from quorumdb.cli.local_cluster import default_layout
+from quorumdb.cli.port_range import reserve_base_port
 from quorumdb.nemesis.proxy import (
     CUT,
     OPEN,
@@ -35,7 +36,6 @@ from quorumdb.runtime.wire import (
     encode_hello,
     encode_service,
 )
-from tests.e2e.harness import free_base_port
 from tests.nemesis.sockets import listening
 
 # -- link modes per variant (pure) --------------------------------------------------------------
@@ -189,7 +189,7 @@ class _Net:
     """A proxy network with a listener on every node's real Raft port."""
 
     def __init__(self, tmp_path: Path, nodes: int = 3) -> None:
-        self.base, self._reservation = free_base_port(nodes)
+        self.base, self._reservation = reserve_base_port(nodes)
         self.net = ProxyNetwork(tmp_path / "net", nodes, self.base, seed=1)
         self.layout = self.net.layout()
         self.listeners = {i: _Listener() for i in self.layout.members}
@@ -231,7 +231,7 @@ class _Net:
 
 
 def test_each_node_sees_its_peers_through_its_own_proxies(tmp_path: Path) -> None:
-    base, reservation = free_base_port(3)
+    base, reservation = reserve_base_port(3)
     net = ProxyNetwork(tmp_path / "net", 3, base)
     try:
         layout = net.layout()
