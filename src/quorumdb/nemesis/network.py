@@ -57,12 +57,15 @@ def resolve_mode(mode: str) -> str:
     return mode
 
 
-def open_network(mode: str, workdir: Path, nodes: int, base_port: int) -> NetworkFaults:
-    """Build the run's network (proxies started, or namespaces and bridge created)."""
+def open_network(
+    mode: str, workdir: Path, nodes: int, base_port: int, *, seed: int = 0
+) -> NetworkFaults:
+    """Build the run's network (proxies started, or namespaces and bridge created); `seed`
+    draws the proxies' losses and delays, so a run replays from its seed."""
     if mode == "proxy":
         from quorumdb.nemesis.proxy import ProxyNetwork
 
-        return ProxyNetwork(workdir, nodes, base_port)
+        return ProxyNetwork(workdir, nodes, base_port, seed=seed)
     from quorumdb.nemesis.netns import NamespaceNetwork
 
     return NamespaceNetwork(workdir, nodes, base_port)

@@ -101,7 +101,9 @@ def _run(opts: RunOptions, progress: Callable[[str], None]) -> RunResult:
         base_port, port_lock = reserve_base_port(opts.nodes)
         stack.callback(port_lock.close)  # held until the nodes are stopped
         if Nemesis.PARTITION in opts.nemesis:
-            network = open_network(opts.net, opts.out / "net", opts.nodes, base_port)
+            network = open_network(
+                opts.net, opts.out / "net", opts.nodes, base_port, seed=opts.seed
+            )
             stack.callback(network.close)
             injectors.append(network)
             layout = network.layout()
