@@ -34,8 +34,10 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 import random
 import time
+from collections.abc import Iterator
 from typing import Any
 
 # aiokafka is not a dependency of quorumdb itself: `nemesis.workloads` imports this module only
@@ -109,6 +111,10 @@ class KafkaWorkload:
     # -- the run -------------------------------------------------------------------------------
 
     async def run(self, stop_at: float) -> None:
+        with _quiet_clients():
+            await self._run(stop_at)
+
+    async def _run(self, stop_at: float) -> None:
         await self._create_topic(stop_at)
         if not self._topic_created:
             return
@@ -309,7 +315,10 @@ class KafkaWorkload:
 
     async def final_reads(self) -> None:
         """After the heal: a fresh consumer reads every partition from 0 to its end."""
-        deadline = time.monotonic() + _FINAL_BUDGET_S
+        with _quiet_clients():
+            await self._final_read(time.monotonic() + _FINAL_BUDGET_S)
+
+    async def _final_read(self, deadline: float) -> None:
         if not self._topic_created:
             await self._create_topic(deadline)
             if not self._topic_created:
@@ -394,6 +403,19 @@ class KafkaWorkload:
             "offsets": list(f.offsets),
             "ops": [self.history.events[i] for i in f.event_indexes],
         }
+
+
+@contextlib.contextmanager
+def _quiet_clients() -> Iterator[None]:
+    """aiokafka logs each refused connection and retried request (WARNING and ERROR): under
+    faults they are expected by the thousand, and the history records what they meant."""
+    log = logging.getLogger("aiokafka")
+    level = log.level
+    log.setLevel(logging.CRITICAL)
+    try:
+        yield
+    finally:
+        log.setLevel(level)
 
 
 def _summary(result: DeliveryResult, failures: list[Finding]) -> str:
