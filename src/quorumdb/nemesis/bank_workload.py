@@ -53,7 +53,13 @@ from quorumdb.nemesis.txn_client import (
 )
 from quorumdb.nemesis.workload import History, Verdict
 
-__all__ = ["INITIAL_BALANCE", "BankHistory", "BankWorkload", "bank_history_from_events"]
+__all__ = [
+    "INITIAL_BALANCE",
+    "BankHistory",
+    "BankWorkload",
+    "bank_history_from_events",
+    "lost_update_suspects",
+]
 
 INITIAL_BALANCE = 100
 _AMOUNT_MAX = 30
@@ -61,6 +67,7 @@ _READ_SHARE = 0.2
 _TXN_TIMEOUT_S = 5.0  # an abandoned transaction expires on its node after this
 _FINAL_BUDGET_S = 60.0  # after the heal: time for the accounts' creation and the final read
 _BACKOFF_S = (0.01, 0.1)
+_SUSPECTS_MAX = 10
 _OPS_SHOWN_MAX = 40  # events listed per anomaly (a final-balances one may name many)
 
 
@@ -292,12 +299,41 @@ class BankWorkload:
 
     def _anomaly(self, violation: str, h: BankHistory) -> dict[str, Any]:
         """A checker violation (``kind: text naming transfer t<i> or audit a<i>``) with the
-        history events it names; final-balances names the final read and every transfer whose
-        outcome was not ok (the ones it could not fit)."""
+        history events it names. An audit-total one also names the likely culprits (see
+        `lost_update_suspects`), a final-balances one every transfer whose outcome was not
+        ok (the ones it could not fit)."""
         kind, _, _ = violation.partition(":")
         names = [w.strip(",.:()[]'") for w in violation.split()]
         named = [n for n in names if n in h.events]
-        if kind == "final-balances":
+        extra: dict[str, Any] = {}
+        if kind == "audit-total":
+            suspects = lost_update_suspects(h)
+            extra["lost_update_suspects"] = [list(s) for s in suspects]
+            named += [name for s in suspects for name in s[:2]]
+        elif kind == "final-balances":
             named += [t.name for t in h.transfers if t.outcome is not TransferOutcome.OK]
         ops = [self.history.events[i] for n in dict.fromkeys(named) for i in h.events[n]]
-        return {"kind": kind, "message": violation, "ops": ops[:_OPS_SHOWN_MAX]}
+        return {"kind": kind, "message": violation, "ops": ops[:_OPS_SHOWN_MAX], **extra}
+
+
+def lost_update_suspects(h: BankHistory) -> list[tuple[str, str, str, int]]:
+    """Pairs of committed transfers, concurrent in real time, that read one balance of an
+    account and both changed it: (first, second, account, balance read). First
+    committer wins forbids this at snapshot isolation and above; a balance can repeat, so
+    these are evidence for a person, not a verdict (the conserved total is the verdict)."""
+    seen: dict[tuple[str, int], list[Transfer]] = {}
+    for t in h.transfers:
+        if t.outcome is not TransferOutcome.OK:
+            continue
+        for k, w in t.writes.items():
+            v = t.reads.get(k)
+            if v is not None and w != v:  # an unchanged balance may rightly be read again
+                seen.setdefault((k, v), []).append(t)
+    out = []
+    for (k, v), ts in seen.items():
+        for i, a in enumerate(ts):
+            for b in ts[i + 1 :]:
+                (a0, a1), (b0, b1) = h.events[a.name], h.events[b.name]
+                if a0 < b1 and b0 < a1:
+                    out.append((a.name, b.name, k, v))
+    return sorted(out, key=lambda s: h.events[s[0]])[:_SUSPECTS_MAX]
