@@ -31,11 +31,25 @@ _FAULTS = (Nemesis.KILL, Nemesis.PAUSE)
 
 
 def _run(
-    tmp_path: Path, workload: str, *, rate: float, seed: int, bugs: tuple[str, ...] = ()
+    tmp_path: Path,
+    workload: str,
+    *,
+    rate: float,
+    seed: int,
+    bugs: tuple[str, ...] = (),
+    clients: int = 4,
+    nemesis: tuple[Nemesis, ...] = _FAULTS,
 ) -> tuple[RunResult, dict[str, Any], list[dict[str, Any]]]:
     out = tmp_path / "run"
     opts = RunOptions(
-        out=out, workload=workload, nemesis=_FAULTS, time_s=10.0, rate=rate, seed=seed, bugs=bugs
+        out=out,
+        workload=workload,
+        nemesis=nemesis,
+        time_s=10.0,
+        rate=rate,
+        clients=clients,
+        seed=seed,
+        bugs=bugs,
     )
     result = run_test(opts)
     verdict = json.loads((out / "verdict.json").read_text())

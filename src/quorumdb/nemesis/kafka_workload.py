@@ -14,11 +14,12 @@ users run instead of the backend's sans-IO calls):
   After an ``info`` or a ``fail`` the client is a new process with a new producer (a new
   producer id: the old one's sequences are in an unknown state), the old one closed in the
   background;
-- two consumers are assigned every partition (no group: positions are only the client's),
-  start at offset 0 and poll until the deadline; each poll is recorded with the records it
-  returned. Out-of-range fetches are not reset silently (``auto_offset_reset="none"``): a
-  poll that gets one fails, and after `_OUT_OF_RANGE_MAX` in a row the consumer seeks to the
-  beginning, recorded as a ``seek``, so the history shows every move of its positions;
+- consumers (half as many as producers, at least two) are assigned every partition (no
+  group: positions are only the client's), start at offset 0 and poll until the deadline;
+  each poll is recorded with the records it returned. Out-of-range fetches are not reset
+  silently (``auto_offset_reset="none"``): a poll that gets one fails, and after
+  `_OUT_OF_RANGE_MAX` in a row the consumer seeks to the beginning, recorded as a ``seek``,
+  so the history shows every move of its positions;
 - after the heal, a fresh consumer reads every partition from offset 0 to its end (at least
   one past the highest acknowledged offset, waiting for the leader's high watermark to
   catch up within `_FINAL_BUDGET_S`).
@@ -62,12 +63,14 @@ __all__ = ["SEND_TIMEOUT_S", "TOPIC", "KafkaWorkload"]
 
 TOPIC = "nemesis"
 SEND_TIMEOUT_S = 4.0  # a send not acknowledged by then is given up (info)
-_REQUEST_TIMEOUT_MS = 3_000  # aiokafka's per-request timeout (its produce delivery timeout too)
+# aiokafka's per-request timeout (its produce delivery timeout too). Shorter than most pauses:
+# a producer retries a request a paused leader holds, so retried batches reach the log.
+_REQUEST_TIMEOUT_MS = 1_000
 _POLL_TIMEOUT_MS = 300
 _POLL_TIMEOUT_S = 5.0  # a poll that takes longer is cut short (info: it may have consumed)
 _POLL_RECORDS_MAX = 500
 _OUT_OF_RANGE_MAX = 20  # consecutive out-of-range polls before the consumer seeks to 0
-_CONSUMERS = 2
+_CONSUMERS_MIN = 2  # consumers: half the producers, at least this many
 _REPLICATION_MAX = 3
 _START_TIMEOUT_S = 5.0  # a client's start (metadata, producer id) given up after this
 _CLOSE_TIMEOUT_S = 5.0
@@ -94,6 +97,7 @@ class KafkaWorkload:
         self.servers = ",".join(servers)
         self.nodes = len(servers)
         self.clients = clients
+        self.consumers = max(_CONSUMERS_MIN, clients // 2)
         self.partitions = max(1, partitions)
         self.interval_s = clients / rate
         self.seed = seed
@@ -121,7 +125,7 @@ class KafkaWorkload:
         try:
             await asyncio.gather(
                 *(self._producer(n, stop_at) for n in range(self.clients)),
-                *(self._consumer(stop_at) for _ in range(_CONSUMERS)),
+                *(self._consumer(stop_at) for _ in range(self.consumers)),
             )
         finally:
             await asyncio.gather(*self._closing)
@@ -338,10 +342,14 @@ class KafkaWorkload:
         tps = await self._assign(consumer, process)
         read_to = dict.fromkeys(range(self.partitions), 0)  # one past the last offset read
         ends: dict[int, int] = {}
+        last_error = ""
         while time.monotonic() < deadline:
-            with contextlib.suppress(KafkaError, TimeoutError):
+            try:
                 answer = await asyncio.wait_for(consumer.end_offsets(tps), _START_TIMEOUT_S)
                 ends = {tp.partition: int(o) for tp, o in answer.items()}
+            except (KafkaError, TimeoutError) as exc:
+                last_error = f"; last end-offsets error {exc!r}"
+
             done = len(ends) == self.partitions and all(read_to[p] >= e for p, e in ends.items())
             if done and all(ends[p] > o for p, o in self._acked.items()):
                 self._reached_end = True
@@ -361,7 +369,7 @@ class KafkaWorkload:
             return
         self._final_note = (
             f"the final read did not reach the end of every partition in {_FINAL_BUDGET_S:g} s "
-            f"(read up to {read_to}, ends {ends})"
+            f"(read up to {read_to}, ends {ends}{last_error})"
         )
 
     # -- the verdict ---------------------------------------------------------------------------
