@@ -28,6 +28,9 @@ from quorumdb.nemesis.workloads import WORKLOADS
 pytestmark = pytest.mark.filterwarnings("ignore::DeprecationWarning")
 
 _FAULTS = (Nemesis.KILL, Nemesis.PAUSE)
+_KAFKA_BUG_SEED = 295  # four kills in ten seconds (two of the leader)
+_KAFKA_BUG_RATE = 200
+_KAFKA_BUG_CLIENTS = 8
 
 
 def _run(
@@ -137,3 +140,25 @@ def test_serializable_without_read_tracking_shows_a_cycle_to_elle(tmp_path: Path
         assert any(step["kind"] == "rw" for step in anomaly["cycle"]), anomaly["cycle"]
         assert len(anomaly["transactions"]) == len(anomaly["cycle"])
         _named_ops_are_history_events(anomaly, history)
+
+
+def test_records_served_above_the_commit_index_are_caught(tmp_path: Path) -> None:
+    """kafka-above-commit: fetches serve the leader's Raft log beyond the commit index. After
+    a leader is killed, a batch a producer retried sits twice in the new leader's log until
+    the copy is deduplicated at apply; consumers read it there (a duplicate), and the offset
+    it had goes to another record (an inconsistent offset)."""
+    result, verdict, history = _run(
+        tmp_path,
+        "kafka",
+        rate=_KAFKA_BUG_RATE,
+        seed=_KAFKA_BUG_SEED,
+        clients=_KAFKA_BUG_CLIENTS,
+        nemesis=(Nemesis.KILL,),
+        bugs=("kafka-above-commit",),
+    )
+    assert not result.valid
+    kinds = {a["kind"] for a in verdict["anomalies"]}
+    assert kinds & {"duplicate", "inconsistent-offset", "lost", "poll-skip"}, verdict["summary"]
+    for anomaly in verdict["anomalies"]:
+        _named_ops_are_history_events(anomaly, history)
+        assert any(op["f"] == "poll" for op in anomaly["ops"]), anomaly
