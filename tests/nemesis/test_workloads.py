@@ -162,3 +162,26 @@ def test_records_served_above_the_commit_index_are_caught(tmp_path: Path) -> Non
     for anomaly in verdict["anomalies"]:
         _named_ops_are_history_events(anomaly, history)
         assert any(op["f"] == "poll" for op in anomaly["ops"]), anomaly
+
+
+def test_acks_before_the_quorum_commit_lose_records_when_the_leader_is_cut_off(
+    tmp_path: Path,
+) -> None:
+    """kafka-ack-before-commit: acks=all is answered once the leader alone has the records.
+    Seed 3 isolates the leader (through the proxies) for 2.5 s: it goes on acknowledging
+    sends that never commit, and the new leader's log has none of them."""
+    result, verdict, history = _run(
+        tmp_path,
+        "kafka",
+        rate=_KAFKA_BUG_RATE,
+        seed=3,
+        clients=_KAFKA_BUG_CLIENTS,
+        nemesis=(Nemesis.PARTITION,),
+        bugs=("kafka-ack-before-commit",),
+    )
+    assert not result.valid
+    lost = [a for a in verdict["anomalies"] if a["kind"] == "lost"]
+    assert lost, verdict["summary"]
+    for anomaly in lost:
+        _named_ops_are_history_events(anomaly, history)
+        assert any(op["f"] == "send" and op["type"] == "ok" for op in anomaly["ops"]), anomaly

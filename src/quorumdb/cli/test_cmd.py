@@ -76,6 +76,16 @@ def _nemeses(raw: str) -> tuple[Nemesis, ...]:
 @click.option(
     "--rate", type=click.FloatRange(1, 10_000), default=100, show_default=True, help="Ops/s."
 )
+@click.option(
+    "--clients", type=click.IntRange(1, 64), default=4, show_default=True, help="Client processes."
+)
+@click.option(
+    "--keys",
+    type=click.IntRange(2, 100),
+    default=3,
+    show_default=True,
+    help="Registers, accounts, list keys, or Kafka partitions.",
+)
 @click.option("--seed", type=click.IntRange(min=0), default=None, help="Fault schedule seed.")
 @click.option(
     "--bug",
@@ -100,6 +110,8 @@ def test(  # noqa: PLR0917  (click passes options positionally)
     net: str,
     time_: str,
     rate: float,
+    clients: int,
+    keys: int,
     seed: int | None,
     bugs: tuple[str, ...],
     out: Path | None,
@@ -133,6 +145,8 @@ def test(  # noqa: PLR0917  (click passes options positionally)
         net=net_mode,
         time_s=seconds,
         rate=rate,
+        clients=clients,
+        keys=keys,
         seed=seed,
         bugs=bugs,
     )

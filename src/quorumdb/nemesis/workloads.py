@@ -8,8 +8,8 @@
 from __future__ import annotations
 
 from quorumdb.cli.local_cluster import LocalCluster
-from quorumdb.errors import UserError
 from quorumdb.nemesis.bank_workload import BankWorkload
+from quorumdb.nemesis.kafka_workload import KafkaWorkload
 from quorumdb.nemesis.list_append_workload import ListAppendWorkload
 from quorumdb.nemesis.register import RegisterWorkload
 from quorumdb.nemesis.workload import Workload
@@ -30,12 +30,6 @@ def make_workload(
     if name == "list-append":
         return ListAppendWorkload(urls, clients=clients, keys=keys, rate=rate, seed=seed)
     if name == "kafka":
-        try:
-            from quorumdb.nemesis.kafka_workload import KafkaWorkload
-        except ImportError as exc:
-            raise UserError(
-                f"the kafka workload drives the stock aiokafka client ({exc}): pip install aiokafka"
-            ) from exc
         servers = [
             f"{m.kafka[0]}:{m.kafka[1]}" for _, m in sorted(cluster.nodes.items()) if m.kafka
         ]
