@@ -157,6 +157,18 @@ def leader_of(cluster: LocalCluster) -> int | None:
     return max(votes, key=lambda n: votes[n]) if votes else None
 
 
+async def _report_progress(
+    workload: Workload, t0: float, progress: Callable[[str], None], every_s: float = 5.0
+) -> None:
+    """A line every few seconds while the clients run: how the operations are going."""
+    while True:
+        await asyncio.sleep(every_s)
+        c = workload.history.counts()
+        progress(
+            f"t={time.monotonic() - t0:5.1f}s ops ok {c['ok']}, info {c['info']}, fail {c['fail']}"
+        )
+
+
 async def _drive(
     workload: Workload,
     faults: Injectors,
@@ -169,6 +181,8 @@ async def _drive(
 ) -> None:
     t0 = workload.history.t0_ns / 1e9
     clients = asyncio.create_task(workload.run(time.monotonic() + time_s))
+    ticker = asyncio.create_task(_report_progress(workload, t0, progress))
+    clients.add_done_callback(lambda _: ticker.cancel())
     try:
         for fault in schedule:
             await asyncio.sleep(max(0.0, t0 + fault.at_s - time.monotonic()))
