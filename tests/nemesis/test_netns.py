@@ -371,7 +371,8 @@ def test_stale_local_reads_are_caught_when_a_follower_is_isolated(tmp_path: Path
 @needs_netns
 def test_ctrl_c_during_a_partition_leaves_no_network_and_no_node_behind(tmp_path: Path) -> None:
     def interrupt(line: str) -> None:
-        if line.startswith("t=") and " partition " in line:  # the first fault (seed 2: isolate node 2) is in effect
+        # The first fault (seed 2: isolate node 2) is in effect.
+        if line.startswith("t=") and " partition " in line:
             raise KeyboardInterrupt
 
     out = tmp_path / "run"
