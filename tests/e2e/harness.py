@@ -20,13 +20,14 @@ import sys
 import time
 import urllib.error
 import urllib.request
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 from typing import IO, Any
 
 from quorumdb.cli.local_cluster import (
     LocalCluster,
     load_cluster,
+    node_environment,
     start_node,
     stop_cluster,
     write_state,
@@ -55,21 +56,6 @@ def run_cli(
         check=False,
         env=None if env is None else {**os.environ, **env},
     )
-
-
-@contextlib.contextmanager
-def _environment(env: dict[str, str]) -> Iterator[None]:
-    """`env` added to os.environ while a node process is spawned from this process."""
-    saved = {k: os.environ.get(k) for k in env}
-    os.environ.update(env)
-    try:
-        yield
-    finally:
-        for k, v in saved.items():
-            if v is None:
-                os.environ.pop(k, None)
-            else:
-                os.environ[k] = v
 
 
 def wait_for(cond: Callable[[], bool], what: str, timeout_s: float = 30.0) -> None:
@@ -170,7 +156,7 @@ class Cluster:
 
     def start(self, node_id: int, env: dict[str, str] | None = None) -> int:
         """Start a stopped node's process (with `env` added to the cluster's); its pid."""
-        with _environment({**self.env, **(env or {})}):
+        with node_environment({**self.env, **(env or {})}):
             pid = start_node(self.dir, node_id)
         state = self.state
         pids = {**state.pids, node_id: pid}

@@ -12,10 +12,10 @@ from pathlib import Path
 
 import pytest
 
-from quorumdb.cli.local_cluster import alive
 from quorumdb.nemesis.run import RunOptions, run_test
 from quorumdb.nemesis.schedule import Nemesis, plan
 from tests.e2e.harness import QUORUMDB, run_cli
+from tests.nemesis.sockets import processes_using
 
 
 def test_a_register_run_under_kills_and_pauses_is_linearizable(tmp_path: Path) -> None:
@@ -34,22 +34,7 @@ def test_a_register_run_under_kills_and_pauses_is_linearizable(tmp_path: Path) -
     assert [f["kind"] for f in faults] == [f["kind"] for f in result.faults]
     for name in ("report.html", "throughput.png", "latency.png", "timeline.html"):
         assert (out / name).stat().st_size > 0, f"the run's report: {name}"
-    assert not _processes_using(out / "cluster"), "nodes left running after the run"
-
-
-def _processes_using(path: Path) -> list[int]:
-    """Pids whose command line names `path` (the run's node processes)."""
-    found = []
-    for proc in Path("/proc").iterdir():
-        if not proc.name.isdigit():
-            continue
-        try:
-            cmdline = (proc / "cmdline").read_bytes()
-        except OSError:
-            continue
-        if str(path).encode() in cmdline and alive(int(proc.name)):
-            found.append(int(proc.name))
-    return found
+    assert not processes_using(out / "cluster"), "nodes left running after the run"
 
 
 def test_the_schedule_is_a_function_of_the_seed() -> None:
@@ -103,5 +88,5 @@ def test_ctrl_c_mid_run_heals_and_stops_everything(tmp_path: Path) -> None:
     rest, _ = proc.communicate(timeout=120)
     assert proc.returncode != 0, "".join(lines) + rest
     assert "Traceback" not in rest, rest
-    assert not _processes_using(out / "cluster"), "nodes left running after Ctrl-C"
+    assert not processes_using(out / "cluster"), "nodes left running after Ctrl-C"
     assert not (out / "cluster" / "cluster.json").exists(), "the cluster state was not cleared"

@@ -20,6 +20,7 @@ import pytest
 from quorumdb.nemesis.netns import NamespaceNetwork, cut_pairs, fault_rules, sweep_leftovers
 from quorumdb.nemesis.run import RunOptions, run_test
 from quorumdb.nemesis.schedule import Fault, Nemesis, plan
+from tests.nemesis.sockets import processes_using
 
 
 def _why_not_netns() -> str | None:
@@ -367,22 +368,11 @@ def test_stale_local_reads_are_caught_when_a_follower_is_isolated(tmp_path: Path
     assert result.summary.startswith("not linearizable"), result.summary
 
 
-def _processes_using(path: Path) -> list[int]:
-    """Pids whose command line names `path` (the run's node processes)."""
-    found = []
-    for proc in Path("/proc").iterdir():
-        try:
-            if proc.name.isdigit() and str(path).encode() in (proc / "cmdline").read_bytes():
-                found.append(int(proc.name))
-        except OSError:
-            continue
-    return found
-
-
 @needs_netns
 def test_ctrl_c_during_a_partition_leaves_no_network_and_no_node_behind(tmp_path: Path) -> None:
     def interrupt(line: str) -> None:
-        if line.startswith("t="):  # the first fault (seed 2: isolate node 2) is in effect
+        # The first fault (seed 2: isolate node 2) is in effect.
+        if line.startswith("t=") and " partition " in line:
             raise KeyboardInterrupt
 
     out = tmp_path / "run"
@@ -392,4 +382,4 @@ def test_ctrl_c_during_a_partition_leaves_no_network_and_no_node_behind(tmp_path
     setup = json.loads((out / "net" / "applied.jsonl").read_text().splitlines()[0])["setup"]
     tag = setup.split()[1].removesuffix("br")
     assert _names_left(tag) == []
-    assert _processes_using(out / "cluster") == []
+    assert processes_using(out / "cluster") == []

@@ -19,6 +19,7 @@ import sys
 import time
 import urllib.error
 import urllib.request
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -33,6 +34,7 @@ __all__ = [
     "alive",
     "forget_local_node",
     "load_cluster",
+    "node_environment",
     "start_cluster",
     "start_node",
     "stop_cluster",
@@ -284,6 +286,22 @@ def port_free(port: int, host: str = "127.0.0.1") -> bool:
         except OSError:
             return False
     return True
+
+
+@contextlib.contextmanager
+def node_environment(env: dict[str, str]) -> Iterator[None]:
+    """`env` added to os.environ while node processes are spawned from this process (they
+    inherit it, restarts included); the old values come back afterwards."""
+    saved = {k: os.environ.get(k) for k in env}
+    os.environ.update(env)
+    try:
+        yield
+    finally:
+        for k, v in saved.items():
+            if v is None:
+                os.environ.pop(k, None)
+            else:
+                os.environ[k] = v
 
 
 def alive(pid: int) -> bool:

@@ -49,6 +49,7 @@ from quorumdb.nemesis.txn_client import (
     TxnOutcome,
     abort_quietly,
     commit,
+    retry_until_committed,
     txn_client,
 )
 from quorumdb.nemesis.workload import History, Verdict
@@ -258,15 +259,12 @@ class BankWorkload:
         async with txn_client(self.urls, 0, self.seed) as c:
             if not await self._create(c, deadline):
                 return
-            process = self.history.new_process()
-            while time.monotonic() < deadline:
-                outcome = await self._read(c, process, final=True)
-                if outcome is TxnOutcome.OK:
-                    self._final_ok = True
-                    return
-                if outcome is TxnOutcome.INFO:
-                    process = self.history.new_process()
-                await asyncio.sleep(rng.uniform(0.05, 0.5))
+            self._final_ok = await retry_until_committed(
+                lambda process: self._read(c, process, final=True),
+                self.history.new_process,
+                deadline=deadline,
+                rng=rng,
+            )
 
     # -- the verdict ---------------------------------------------------------------------------
 

@@ -152,8 +152,17 @@ class KafkaWorkload:
                 await asyncio.sleep(self._rng.uniform(*_BACKOFF_S))
 
     async def _close(self, closing: Any) -> None:
-        with contextlib.suppress(KafkaError, OSError, TimeoutError):
+        """Close a client within a bound. aiokafka's close awaits fetch tasks it has just
+        cancelled itself, and that CancelledError reaches us: it is not our task being
+        cancelled (Ctrl-C), which still propagates."""
+        try:
             await asyncio.wait_for(closing, _CLOSE_TIMEOUT_S)
+        except (KafkaError, OSError, TimeoutError):
+            pass
+        except asyncio.CancelledError:
+            task = asyncio.current_task()
+            if task is not None and task.cancelling():
+                raise
 
     # -- producers -----------------------------------------------------------------------------
 

@@ -33,7 +33,13 @@ from typing import Any
 from quorumdb.check.elle import Anomaly, check_elle, elle_summary_line, elle_to_json, render_anomaly
 from quorumdb.errors import QuorumError
 from quorumdb.kv.client import AsyncClient
-from quorumdb.nemesis.txn_client import OP_TIMEOUT_S, TxnOutcome, commit, txn_client
+from quorumdb.nemesis.txn_client import (
+    OP_TIMEOUT_S,
+    TxnOutcome,
+    commit,
+    retry_until_committed,
+    txn_client,
+)
 from quorumdb.nemesis.workload import History, Verdict
 
 __all__ = ["ISOLATION", "ListAppendWorkload"]
@@ -131,16 +137,13 @@ class ListAppendWorkload:
         deadline = time.monotonic() + _FINAL_BUDGET_S
         rng = random.Random(f"list-append-final-{self.seed}")
         plan: list[Mop] = [["r", k, None] for k in self.keys]
-        process = self.history.new_process()
         async with txn_client(self.urls, 0, self.seed) as c:
-            while time.monotonic() < deadline:
-                outcome = await self._txn(c, process, plan)
-                if outcome is TxnOutcome.OK:
-                    self._final_ok = True
-                    return
-                if outcome is TxnOutcome.INFO:
-                    process = self.history.new_process()
-                await asyncio.sleep(rng.uniform(0.05, 0.5))
+            self._final_ok = await retry_until_committed(
+                lambda process: self._txn(c, process, plan),
+                self.history.new_process,
+                deadline=deadline,
+                rng=rng,
+            )
 
     # -- the verdict ---------------------------------------------------------------------------
 

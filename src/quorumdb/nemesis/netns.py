@@ -54,7 +54,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from quorumdb.cli.local_cluster import Layout, default_layout
+from quorumdb.cli.local_cluster import Layout, alive, default_layout
 from quorumdb.errors import UserError
 from quorumdb.nemesis.schedule import Fault, Nemesis
 
@@ -190,16 +190,6 @@ def _cmd(args: list[str], *, ns: str | None = None, stdin: str = "", check: bool
     return proc.stdout
 
 
-def _pid_alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
-
-
 def _ours_and_dead(name: str) -> bool:
     """Whether `name` is a leftover: made by a process now gone, or by this process under
     a tag it no longer uses (its pid was reused)."""
@@ -210,7 +200,7 @@ def _ours_and_dead(name: str) -> bool:
     if pid == os.getpid():
         with _live_lock:
             return f"qdb-{match.group(1)}-{match.group(2)}" not in _live
-    return not _pid_alive(pid)
+    return not alive(pid)
 
 
 def sweep_leftovers() -> list[str]:

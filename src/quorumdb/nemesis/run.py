@@ -12,10 +12,9 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
-import os
 import time
 import urllib.request
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -23,6 +22,7 @@ from typing import Any
 from quorumdb.cli.local_cluster import (
     LocalCluster,
     load_cluster,
+    node_environment,
     start_cluster,
     stop_cluster,
     wait_ready,
@@ -71,24 +71,9 @@ class RunResult:
         return self.verdict.summary
 
 
-@contextlib.contextmanager
-def _environment(env: dict[str, str]) -> Iterator[None]:
-    """Node processes (started and restarted during the run) inherit these variables."""
-    saved = {k: os.environ.get(k) for k in env}
-    os.environ.update(env)
-    try:
-        yield
-    finally:
-        for k, v in saved.items():
-            if v is None:
-                os.environ.pop(k, None)
-            else:
-                os.environ[k] = v
-
-
 def run_test(opts: RunOptions, progress: Callable[[str], None] = lambda _: None) -> RunResult:
     """Run the test; node processes (started and restarted) inherit `opts.bugs`."""
-    with _environment({PLANTED_BUGS_ENV: ",".join(opts.bugs)}):
+    with node_environment({PLANTED_BUGS_ENV: ",".join(opts.bugs)}):
         return _run(opts, progress)
 
 
@@ -111,7 +96,7 @@ def _run(opts: RunOptions, progress: Callable[[str], None]) -> RunResult:
             from quorumdb.nemesis.node_faults import NodeFaults
 
             node_faults = NodeFaults(cluster_dir)
-            stack.enter_context(_environment(node_faults.node_env()))
+            stack.enter_context(node_environment(node_faults.node_env()))
             injectors.append(node_faults)
         cluster = start_cluster(
             cluster_dir,
@@ -172,6 +157,18 @@ def leader_of(cluster: LocalCluster) -> int | None:
     return max(votes, key=lambda n: votes[n]) if votes else None
 
 
+async def _report_progress(
+    workload: Workload, t0: float, progress: Callable[[str], None], every_s: float = 5.0
+) -> None:
+    """A line every few seconds while the clients run: how the operations are going."""
+    while True:
+        await asyncio.sleep(every_s)
+        c = workload.history.counts()
+        progress(
+            f"t={time.monotonic() - t0:5.1f}s ops ok {c['ok']}, info {c['info']}, fail {c['fail']}"
+        )
+
+
 async def _drive(
     workload: Workload,
     faults: Injectors,
@@ -184,6 +181,8 @@ async def _drive(
 ) -> None:
     t0 = workload.history.t0_ns / 1e9
     clients = asyncio.create_task(workload.run(time.monotonic() + time_s))
+    ticker = asyncio.create_task(_report_progress(workload, t0, progress))
+    clients.add_done_callback(lambda _: ticker.cancel())
     try:
         for fault in schedule:
             await asyncio.sleep(max(0.0, t0 + fault.at_s - time.monotonic()))

@@ -19,6 +19,9 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import random
+import time
+from collections.abc import Awaitable, Callable
 from enum import StrEnum
 from typing import Any
 
@@ -31,7 +34,14 @@ from quorumdb.kv.client import (
     SerializationFailureError,
 )
 
-__all__ = ["OP_TIMEOUT_S", "TxnOutcome", "abort_quietly", "commit", "txn_client"]
+__all__ = [
+    "OP_TIMEOUT_S",
+    "TxnOutcome",
+    "abort_quietly",
+    "commit",
+    "retry_until_committed",
+    "txn_client",
+]
 
 OP_TIMEOUT_S = 4.0
 """The most one request of a transaction (retries included) may take before it is given up."""
@@ -75,3 +85,23 @@ async def abort_quietly(tx: AsyncTransaction) -> None:
     node cannot be told, its transaction expires on its own."""
     with contextlib.suppress(QuorumError, OSError, TimeoutError):
         await asyncio.wait_for(tx.abort(), _REQUEST_TIMEOUT_S)
+
+
+async def retry_until_committed(
+    attempt: Callable[[int], Awaitable[TxnOutcome]],
+    new_process: Callable[[], int],
+    *,
+    deadline: float,
+    rng: random.Random,
+) -> bool:
+    """A final read: `attempt(process)` until one commits or `deadline` (monotonic) passes;
+    after an `info` the client goes on as a new process, as Jepsen requires."""
+    process = new_process()
+    while time.monotonic() < deadline:
+        outcome = await attempt(process)
+        if outcome is TxnOutcome.OK:
+            return True
+        if outcome is TxnOutcome.INFO:
+            process = new_process()
+        await asyncio.sleep(rng.uniform(0.05, 0.5))
+    return False
