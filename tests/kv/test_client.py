@@ -95,6 +95,35 @@ def test_retried_write_is_applied_once() -> None:
         assert rev == 1
 
 
+def test_clients_built_with_one_seed_do_not_share_sessions() -> None:
+    """The membership e2e test's lost writes: it seeds a new client per operation with
+    worker * 1000 + n, so worker 1's 13th and worker 0's 1013th clients had one seed. Ids
+    drawn from the seed were equal, and the second client's first write (seq 1, like the
+    first's) was answered from the first's session: acknowledged, never applied."""
+    svc = MemoryService()
+    with serving(svc) as (url,):
+        first = Client([url], retry=FAST, seed=1013)
+        rev = first.put("m1", "1-13")
+        second = Client([url], retry=FAST, seed=1013)
+        rev2 = second.put("m2", "0-1013")
+        assert rev2 != rev
+        assert svc.sm.get(b"m2") == (b"0-1013", rev2)
+        assert Client([url], seed=7).get("m2") == ("0-1013", rev2)
+
+
+def test_async_clients_built_with_one_seed_do_not_share_sessions() -> None:
+    svc = MemoryService()
+    with serving(svc) as (url,):
+
+        async def main() -> None:
+            for value in ("a", "b"):
+                async with AsyncClient([url], retry=FAST, seed=5) as c:
+                    await c.put(value, value)
+
+        asyncio.run(main())
+        assert svc.sm.get(b"a") is not None and svc.sm.get(b"b") is not None
+
+
 def test_cas_and_delete_and_scan() -> None:
     svc = MemoryService()
     with serving(svc) as (url,):

@@ -4,8 +4,11 @@ Every write carries (client_id, seq) from a session it holds while in flight
 (`kv.sessions.SessionPool`: concurrent writes of one client object use different ids), so a
 write retried after a timeout or a lost connection is applied at most once (the state
 machine's session table answers the retry with the first result).
-Retries use exponential back-off with full jitter; a 421 answer moves straight to the leader it
-names, without waiting. Both clients share the request logic (`_Plan`) so they cannot drift.
+Client ids are drawn from the OS's randomness whatever the `seed` (which only makes the
+back-off jitter reproducible): ids shared by two clients would make one's writes look like
+retries of the other's. Retries use exponential back-off with full jitter; a 421 answer moves
+straight to the leader it names, without waiting. Both clients share the request logic
+(`_Plan`) so they cannot drift.
 """
 
 from __future__ import annotations
@@ -91,7 +94,12 @@ class _Plan:
         self.endpoints = [e.rstrip("/") for e in endpoints]
         self.rng = random.Random(seed)
         self.current = self.endpoints[0]
-        self.sessions = SessionPool(self.rng)
+        # Client ids come from the OS, never from `seed`: the state machine answers a write
+        # whose (client id, seq) it has seen with that earlier write's result, without
+        # applying it. Two clients built with one seed (a script run twice, a test seeding
+        # each client with a counter) would draw the same ids, and their first writes, all
+        # seq 1, would be acknowledged but lost. The seed only makes back-off reproducible.
+        self.sessions = SessionPool(random.SystemRandom())
 
     def rotate(self) -> None:
         i = self.endpoints.index(self.current) if self.current in self.endpoints else -1
