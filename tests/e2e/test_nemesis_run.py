@@ -61,7 +61,8 @@ def test_the_schedule_is_a_function_of_the_seed() -> None:
         (["--time", "forever"], "--time"),
         (["--time", "1s"], "5..3600"),
         (["--rate", "0"], "--rate"),
-        (["--bug", "no-such-bug"], "unknown planted bug"),
+        (["--bug", "no-such-bug"], "unknown --bug in no-such-bug"),
+        (["--dir", "/proc/no/such/run"], "cannot use /proc/no/such/run as the run dir"),
     ],
 )
 def test_bad_options_are_one_line_and_exit_2(args: list[str], message: str) -> None:
@@ -70,8 +71,10 @@ def test_bad_options_are_one_line_and_exit_2(args: list[str], message: str) -> N
     assert message in proc.stderr and "Traceback" not in proc.stderr
 
 
-def test_ctrl_c_mid_run_heals_and_stops_everything(tmp_path: Path) -> None:
-    """SIGINT while a node is paused or killed: the run heals, stops the cluster, exits."""
+@pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM], ids=["sigint", "sigterm"])
+def test_ctrl_c_mid_run_heals_and_stops_everything(tmp_path: Path, signum: int) -> None:
+    """SIGINT (Ctrl-C) or SIGTERM (`timeout`, `kill`) while a node is paused or killed: the
+    run heals, stops the cluster, exits."""
     out = tmp_path / "run"
     proc = subprocess.Popen(
         [QUORUMDB, "test", "--nemesis", "kill,pause", "--time", "60s", "--rate", "20",
@@ -84,9 +87,17 @@ def test_ctrl_c_mid_run_heals_and_stops_everything(tmp_path: Path) -> None:
         lines.append(line)
         if " for " in line and ("pause" in line or "kill" in line):
             break  # a fault is in effect now
-    proc.send_signal(signal.SIGINT)
+    proc.send_signal(signum)
     rest, _ = proc.communicate(timeout=120)
     assert proc.returncode != 0, "".join(lines) + rest
     assert "Traceback" not in rest, rest
     assert not processes_using(out / "cluster"), "nodes left running after Ctrl-C"
     assert not (out / "cluster" / "cluster.json").exists(), "the cluster state was not cleared"
+
+
+def test_a_run_refuses_a_run_dir_that_is_not_empty(tmp_path: Path) -> None:
+    """An old run's cluster data would mix its registers into the new history."""
+    (tmp_path / "old-history.json").write_text("[]")
+    proc = run_cli("test", "--time", "5s", "--dir", str(tmp_path))
+    assert proc.returncode == 2, (proc.stdout, proc.stderr)
+    assert "is not empty" in proc.stderr and "Traceback" not in proc.stderr

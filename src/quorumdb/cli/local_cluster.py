@@ -172,9 +172,9 @@ def start_cluster(
     write_state(LocalCluster(dir=cluster_dir, nodes=members, pids={}, launch=layout.launch))
     for node_id in members:
         pids[node_id] = start_node(cluster_dir, node_id)
-    cluster = LocalCluster(dir=cluster_dir, nodes=members, pids=pids, launch=layout.launch)
-    write_state(cluster)
-    return cluster
+        # After each start: if a later one fails, `stop_cluster` still finds this one.
+        write_state(LocalCluster(dir=cluster_dir, nodes=members, pids=pids, launch=layout.launch))
+    return LocalCluster(dir=cluster_dir, nodes=members, pids=pids, launch=layout.launch)
 
 
 def add_local_node(cluster_dir: Path, *, shards: int | None = None) -> tuple[LocalCluster, Member]:

@@ -12,6 +12,7 @@ exits 0 when the checker finds the history valid, 1 when it does not.
 
 from __future__ import annotations
 
+import signal
 import time
 from pathlib import Path
 
@@ -24,6 +25,7 @@ from quorumdb.nemesis.run import RunOptions, run_test
 from quorumdb.nemesis.schedule import NEMESES, Nemesis
 from quorumdb.nemesis.soak import run_soak, summary_table
 from quorumdb.nemesis.workloads import WORKLOADS
+from quorumdb.raft import PlantedBug
 from quorumdb.runtime.node import planted_bugs_from_env
 
 __all__ = ["test"]
@@ -38,6 +40,16 @@ def _seconds(raw: str) -> float:
     if not 5 <= value <= 3600:
         raise UserError(f"--time must be within 5..3600 s, not {raw!r}")
     return value
+
+
+def _interrupt_on_sigterm() -> None:
+    """SIGTERM (`timeout`, `kill`, a CI cancel) unwinds like Ctrl-C, so the run heals its
+    faults, removes its network and stops its nodes instead of leaving them behind."""
+
+    def interrupt(signum: int, frame: object) -> None:
+        raise KeyboardInterrupt
+
+    signal.signal(signal.SIGTERM, interrupt)
 
 
 def _nemeses(raw: str) -> tuple[Nemesis, ...]:
@@ -132,7 +144,11 @@ def test(  # noqa: PLR0917  (click passes options positionally)
     if faulty is not None and faulty > nodes:
         raise UserError(f"--faulty {faulty} is more faulty nodes than exist (--nodes {nodes})")
     net_mode = resolve_mode(net) if Nemesis.PARTITION in kinds else "none"
-    planted_bugs_from_env(",".join(bugs))  # refuse unknown names before starting anything
+    try:  # refuse unknown names before starting anything
+        planted_bugs_from_env(",".join(bugs))
+    except UserError:
+        known = ", ".join(sorted(b.value for b in PlantedBug))
+        raise UserError(f"unknown --bug in {', '.join(bugs)} (known: {known})") from None
     seconds = _seconds(time_)
     seed = seed if seed is not None else time.time_ns() % 1_000_000
     out = out or Path("runs") / f"{time.strftime('%Y%m%d-%H%M%S')}-seed{seed}"
@@ -150,6 +166,7 @@ def test(  # noqa: PLR0917  (click passes options positionally)
         seed=seed,
         bugs=bugs,
     )
+    _interrupt_on_sigterm()
     result = run_test(opts, progress=click.echo)
     verdict = "VALID" if result.valid else "INVALID"
     click.echo(f"{verdict}: {result.summary}")
@@ -228,6 +245,7 @@ def soak(  # noqa: PLR0917  (click passes options positionally)
     seconds = _seconds(time_)
     net_mode = resolve_mode(net)
     out = out or Path("runs") / f"soak-{time.strftime('%Y%m%d-%H%M%S')}"
+    _interrupt_on_sigterm()
     rows = run_soak(
         runs=runs, out=out, time_s=seconds, nodes=nodes, rate=rate, seed=seed, net=net_mode,
         progress=click.echo,

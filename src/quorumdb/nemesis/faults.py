@@ -53,9 +53,6 @@ class Injectors:
         """Heal every injector, even when one of them fails (the first error is raised)."""
         self._each("heal")
 
-    def close(self) -> None:
-        self._each("close")
-
     def _each(self, method: str) -> None:
         error: BaseException | None = None
         for injector in self._all:

@@ -28,6 +28,7 @@ from quorumdb.cli.local_cluster import (
     wait_ready,
 )
 from quorumdb.cli.port_range import reserve_base_port
+from quorumdb.errors import UserError
 from quorumdb.nemesis.faults import Injector, Injectors
 from quorumdb.nemesis.network import open_network
 from quorumdb.nemesis.processes import ProcessFaults
@@ -61,6 +62,7 @@ class RunResult:
     verdict: Verdict
     ops: dict[str, int]
     faults: list[dict[str, Any]] = field(default_factory=list)
+    exited: list[int] = field(default_factory=list)  # nodes found stopped by themselves
 
     @property
     def valid(self) -> bool:
@@ -77,14 +79,37 @@ def run_test(opts: RunOptions, progress: Callable[[str], None] = lambda _: None)
         return _run(opts, progress)
 
 
+def _fresh_run_dir(out: Path) -> None:
+    """A run needs a directory of its own: an old run's cluster data would mix its
+    registers, accounts and records into this run's history."""
+    try:
+        if out.exists() and any(out.iterdir()):
+            raise UserError(f"run dir {out} is not empty: give each run a fresh --dir")
+        out.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise UserError(f"cannot use {out} as the run dir: {exc.strerror or exc}") from None
+
+
 def _run(opts: RunOptions, progress: Callable[[str], None]) -> RunResult:
-    opts.out.mkdir(parents=True, exist_ok=True)
+    _fresh_run_dir(opts.out)
     cluster_dir = opts.out / "cluster"
-    injectors: list[Injector] = [ProcessFaults(cluster_dir)]
+    processes = ProcessFaults(cluster_dir)
+    # Healed in this order: clock and disk files cleared first (a node restarted while its
+    # file still says "fsyncs fail" would stop again), then the network, then processes.
+    injectors: list[Injector] = []
     layout = None
     with contextlib.ExitStack() as stack:
-        base_port, port_lock = reserve_base_port(opts.nodes)
+        try:
+            base_port, port_lock = reserve_base_port(opts.nodes)
+        except RuntimeError as exc:
+            raise UserError(str(exc)) from None
         stack.callback(port_lock.close)  # held until the nodes are stopped
+        if Nemesis.CLOCK in opts.nemesis or Nemesis.DISK in opts.nemesis:
+            from quorumdb.nemesis.node_faults import NodeFaults
+
+            node_faults = NodeFaults(cluster_dir)
+            stack.enter_context(node_environment(node_faults.node_env()))
+            injectors.append(node_faults)
         if Nemesis.PARTITION in opts.nemesis:
             network = open_network(
                 opts.net, opts.out / "net", opts.nodes, base_port, seed=opts.seed
@@ -92,12 +117,9 @@ def _run(opts: RunOptions, progress: Callable[[str], None]) -> RunResult:
             stack.callback(network.close)
             injectors.append(network)
             layout = network.layout()
-        if Nemesis.CLOCK in opts.nemesis or Nemesis.DISK in opts.nemesis:
-            from quorumdb.nemesis.node_faults import NodeFaults
-
-            node_faults = NodeFaults(cluster_dir)
-            stack.enter_context(node_environment(node_faults.node_env()))
-            injectors.append(node_faults)
+        injectors.append(processes)
+        # Registered before the start: a start that fails half-way stops what it started.
+        stack.callback(_stop_if_started, cluster_dir)
         cluster = start_cluster(
             cluster_dir,
             nodes=opts.nodes,
@@ -106,7 +128,6 @@ def _run(opts: RunOptions, progress: Callable[[str], None]) -> RunResult:
             fsync=True,
             layout=layout,
         )
-        stack.callback(stop_cluster, cluster_dir)
         faults = Injectors(injectors)
         stack.callback(faults.heal)
         wait_ready(cluster)
@@ -127,11 +148,16 @@ def _run(opts: RunOptions, progress: Callable[[str], None]) -> RunResult:
             _drive(workload, faults, cluster, schedule=schedule, time_s=opts.time_s, log=log,
                    progress=progress)
         )  # fmt: skip
-        faults.heal()
-        wait_ready(load_cluster(cluster_dir), timeout_s=60.0)  # restarted nodes have new pids
-        asyncio.run(workload.final_reads())
+        not_recovered = _heal_and_wait(faults, cluster_dir, progress)
+        asyncio.run(workload.final_reads())  # bounded: a cluster still down makes them info
     verdict = workload.check()
-    result = RunResult(verdict=verdict, ops=workload.history.counts(), faults=log)
+    if not_recovered is not None:
+        verdict.valid = False
+        verdict.summary = f"{not_recovered}; {verdict.summary}"
+        verdict.anomalies.insert(0, {"kind": "liveness", "message": not_recovered, "ops": []})
+    result = RunResult(
+        verdict=verdict, ops=workload.history.counts(), faults=log, exited=processes.exited
+    )
     _write(opts, workload, result)
     try:
         write_report(opts.out)
@@ -140,8 +166,28 @@ def _run(opts: RunOptions, progress: Callable[[str], None]) -> RunResult:
     return result
 
 
+def _stop_if_started(cluster_dir: Path) -> None:
+    if (cluster_dir / "cluster.json").exists():
+        stop_cluster(cluster_dir)
+
+
+def _heal_and_wait(
+    faults: Injectors, cluster_dir: Path, progress: Callable[[str], None]
+) -> str | None:
+    """Heal every fault and wait for the whole cluster; what went wrong if it did not come
+    back (a liveness finding of the run, not bad input: the evidence is still written)."""
+    try:
+        faults.heal()
+        wait_ready(load_cluster(cluster_dir), timeout_s=60.0)  # restarted nodes: new pids
+    except (UserError, OSError) as exc:
+        why = f"the cluster did not recover after the heal: {exc}"
+        progress(why)
+        return why
+    return None
+
+
 def leader_of(cluster: LocalCluster) -> int | None:
-    """The node most groups name as leader, asked of every node that answers."""
+    """The node most groups name as leader, by the first node that answers."""
     votes: dict[int, int] = {}
     for url in cluster.http_urls:
         try:
@@ -185,7 +231,9 @@ async def _drive(
     clients.add_done_callback(lambda _: ticker.cancel())
     try:
         for fault in schedule:
-            await asyncio.sleep(max(0.0, t0 + fault.at_s - time.monotonic()))
+            await asyncio.wait([clients], timeout=max(0.0, t0 + fault.at_s - time.monotonic()))
+            if clients.done() or time.monotonic() - t0 + fault.duration_s > time_s - 1.0:
+                break  # the clients ended early, or a slow kill pushed the schedule too late
             # The leader when the fault starts: the target of the leader variants, and what
             # tells a failover (the leader lost) from a fault the leader never noticed.
             leader = await asyncio.to_thread(leader_of, load_cluster(cluster.dir))
@@ -224,6 +272,7 @@ def _write(opts: RunOptions, workload: Workload, result: RunResult) -> None:
         "details": v.details,
         "ops": result.ops,
         "faults": len(result.faults),
+        "nodes_exited": result.exited,
         "options": {
             "workload": opts.workload,
             "nemesis": [n.value for n in opts.nemesis],
@@ -233,6 +282,7 @@ def _write(opts: RunOptions, workload: Workload, result: RunResult) -> None:
             "time_s": opts.time_s,
             "rate": opts.rate,
             "clients": opts.clients,
+            "keys": opts.keys,
             "seed": opts.seed,
             "planted_bugs": list(opts.bugs),
         },
@@ -241,5 +291,7 @@ def _write(opts: RunOptions, workload: Workload, result: RunResult) -> None:
     (opts.out / "summary.txt").write_text(
         f"{'VALID' if v.valid else 'INVALID'}: {v.summary}\n"
         f"ops ok {result.ops['ok']}, info {result.ops['info']}, fail {result.ops['fail']}; "
-        f"faults {len(result.faults)}\n"
+        f"faults {len(result.faults)}"
+        + (f"; nodes that stopped by themselves: {result.exited}" if result.exited else "")
+        + "\n"
     )

@@ -84,8 +84,8 @@ def _amount(rng: random.Random, kind: Nemesis, variant: str) -> float:
 def _targets(rng: random.Random, variant: str, nodes: list[int], faulty: int) -> tuple[int, ...]:
     if variant in ("leader", "isolate-leader"):
         return ()
-    if variant == "majority-minority":
-        return tuple(sorted(rng.sample(nodes, rng.randint(1, faulty))))
+    if variant == "majority-minority":  # at least one node stays on the other side
+        return tuple(sorted(rng.sample(nodes, rng.randint(1, min(faulty, len(nodes) - 1)))))
     if variant == "one-way":
         return tuple(rng.sample(nodes, 2))
     return (rng.choice(nodes),)
