@@ -20,7 +20,7 @@ from quorumdb.nemesis.run import RunOptions, run_test
 from quorumdb.nemesis.schedule import Fault, Nemesis, plan
 from quorumdb.runtime.node_main import EXIT_FAILED
 from tests.e2e.harness import Cluster, get_json, wait_for
-from tests.e2e.test_nemesis_run import _processes_using
+from tests.nemesis.sockets import processes_using
 
 _SEED = 156  # stall, offset, full and fail, on nodes 2 and 3 (see the first assertion)
 
@@ -93,4 +93,4 @@ def test_a_register_run_under_clock_and_disk_faults_is_linearizable(tmp_path: Pa
     logs = "".join(p.read_text(errors="replace") for p in (out / "cluster").glob("n*/node.log"))
     assert "TEST ONLY: faults now fsync_fail=True" in logs
     assert "failed: Input/output error (injected)" in logs
-    assert not _processes_using(out / "cluster"), "nodes left running after the run"
+    assert not processes_using(out / "cluster"), "nodes left running after the run"

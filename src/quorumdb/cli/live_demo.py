@@ -7,7 +7,6 @@ there, restarts the killed node and shows it catching up. The cluster keeps runn
 
 from __future__ import annotations
 
-import dataclasses
 import os
 import signal
 import threading
@@ -20,9 +19,8 @@ from rich.table import Table
 from quorumdb.cli.local_cluster import (
     LocalCluster,
     load_cluster,
-    start_node,
+    restart_node,
     wait_ready,
-    write_state,
 )
 from quorumdb.kv.client import Client, RetryPolicy, UnavailableError
 
@@ -113,8 +111,7 @@ def run_live_demo(cluster_dir: Path, console: Console) -> None:
     _table(console, survivors, "after the failover")
 
     console.rule(f"[bold]3. restart node {victim}: it recovers from its WAL and catches up[/bold]")
-    pid = start_node(cluster_dir, victim)
-    write_state(dataclasses.replace(cluster, pids={**cluster.pids, victim: pid}))
+    pid = restart_node(cluster_dir, victim)
     wait_ready(load_cluster(cluster_dir))
     node = Client([cluster.nodes[victim].http_url], retry=_RETRY, seed=4)
     last = max(

@@ -35,6 +35,7 @@ __all__ = [
     "forget_local_node",
     "load_cluster",
     "node_environment",
+    "restart_node",
     "start_cluster",
     "start_node",
     "stop_cluster",
@@ -125,6 +126,14 @@ def start_node(cluster_dir: Path, node_id: int, extra: list[str] | None = None) 
     )
     log.close()
     return proc.pid
+
+
+def restart_node(cluster_dir: Path, node_id: int) -> int:
+    """Start a stopped node of the local cluster again and record its new pid; the pid."""
+    pid = start_node(cluster_dir, node_id)
+    state = load_cluster(cluster_dir)
+    write_state(dataclasses.replace(state, pids={**state.pids, node_id: pid}))
+    return pid
 
 
 def start_cluster(

@@ -16,14 +16,13 @@ on disk. `heal` clears every file and restarts them too (as `ProcessFaults.heal`
 
 from __future__ import annotations
 
-import dataclasses
 import json
 import os
 import threading
 from pathlib import Path
 from typing import Any
 
-from quorumdb.cli.local_cluster import alive, load_cluster, start_node, write_state
+from quorumdb.cli.local_cluster import alive, load_cluster, restart_node
 from quorumdb.nemesis.schedule import Fault, Nemesis
 from quorumdb.runtime.fault_control import FAULT_CONTROL_ENV, control_file
 
@@ -106,13 +105,10 @@ class NodeFaults:
         """Restart the nodes that a stopping fault (now cleared) made exit."""
         if not self._may_stop - self._faulted:
             return
-        state = load_cluster(self.cluster_dir)
-        pids = dict(state.pids)
+        pids = load_cluster(self.cluster_dir).pids
         for node in sorted(self._may_stop - self._faulted):
             self._may_stop.discard(node)
             pid = pids.get(node)
             if pid is not None and not alive(pid):
-                pids[node] = start_node(self.cluster_dir, node)
+                restart_node(self.cluster_dir, node)
                 self.restarted.append(node)
-        if pids != state.pids:
-            write_state(dataclasses.replace(state, pids=pids))

@@ -6,13 +6,12 @@ its way out whatever happened (normal end, Ctrl-C, error), so no node is left st
 
 from __future__ import annotations
 
-import dataclasses
 import os
 import signal
 import time
 from pathlib import Path
 
-from quorumdb.cli.local_cluster import alive, load_cluster, start_node, write_state
+from quorumdb.cli.local_cluster import alive, load_cluster, restart_node
 from quorumdb.nemesis.schedule import Fault, Nemesis
 
 __all__ = ["ProcessFaults"]
@@ -53,9 +52,7 @@ class ProcessFaults:
         self.killed.add(node)
 
     def restart(self, node: int) -> None:
-        pid = start_node(self.dir, node)
-        state = load_cluster(self.dir)
-        write_state(dataclasses.replace(state, pids={**state.pids, node: pid}))
+        restart_node(self.dir, node)
         self.killed.discard(node)
 
     def pause(self, node: int) -> None:
