@@ -7,7 +7,7 @@
 subcommand is a usage error, not ignored.
 
 Bad options are one error line and exit 2 (click's usage errors and `UserError`); a run
-exits 0 when the checker finds the history valid, 1 when it does not.
+exits 0 when the checker finds the history valid, 1 when it does not, 3 when it cannot tell.
 """
 
 from __future__ import annotations
@@ -133,7 +133,8 @@ def test(  # noqa: PLR0917  (click passes options positionally)
     With a subcommand (report), work on the run directory of an earlier run instead.
 
     \b
-    Exit status: 0 the history is valid; 1 the checker found an anomaly; 2 bad input.
+    Exit status: 0 the history is valid; 1 the checker found an anomaly; 2 bad input;
+    3 the checker could not decide (its search budget ran out).
     """
     if ctx.invoked_subcommand is not None:
         _refuse_run_options(ctx)
@@ -168,7 +169,8 @@ def test(  # noqa: PLR0917  (click passes options positionally)
     )
     _interrupt_on_sigterm()
     result = run_test(opts, progress=click.echo)
-    verdict = "VALID" if result.valid else "INVALID"
+    undecided = not result.valid and result.verdict.unknown
+    verdict = "VALID" if result.valid else ("UNKNOWN" if undecided else "INVALID")
     click.echo(f"{verdict}: {result.summary}")
     click.echo(
         f"ops ok {result.ops['ok']}, info {result.ops['info']}, fail {result.ops['fail']}; "
@@ -177,7 +179,7 @@ def test(  # noqa: PLR0917  (click passes options positionally)
     )
     click.echo(f"report: {out / REPORT_FILE}")
     if not result.valid:
-        raise SystemExit(1)
+        raise SystemExit(3 if undecided else 1)
 
 
 def _refuse_run_options(ctx: click.Context) -> None:

@@ -266,6 +266,7 @@ def _write(opts: RunOptions, workload: Workload, result: RunResult) -> None:
     v = result.verdict
     doc = {
         "valid": v.valid,
+        "unknown": v.unknown,
         "checker": v.checker,
         "summary": v.summary,
         "anomalies": v.anomalies,

@@ -23,6 +23,9 @@ class Verdict:
     # Each anomaly: {"kind": ..., "message": ..., "ops": [the history events involved]}.
     anomalies: list[dict[str, Any]] = field(default_factory=list)
     details: dict[str, Any] = field(default_factory=dict)  # checker-specific, for the report
+    # Not valid because the checker could not decide (a search budget ran out), not because
+    # it found an anomaly: `quorumdb test` exits 3 then, as `quorumdb check` does.
+    unknown: bool = False
 
 
 class History:
