@@ -19,7 +19,7 @@ from typing import Any, TypeGuard
 
 from quorumdb.check.timeline_html import TIMELINE_CSS, key_anchor, legend_html
 from quorumdb.nemesis.plots import fault_colour, fault_label
-from quorumdb.nemesis.recovery import failover_times, percentile
+from quorumdb.nemesis.recovery import failover_times
 from quorumdb.nemesis.report_kafka import (
     OffsetIndex,
     OffsetRef,
@@ -29,7 +29,7 @@ from quorumdb.nemesis.report_kafka import (
 )
 from quorumdb.nemesis.report_timeline import TIMELINE_FILE, RegisterTimeline
 from quorumdb.nemesis.run_dir import RunDir
-from quorumdb.nemesis.series import OUTCOMES, EventLocator, Op
+from quorumdb.nemesis.series import OUTCOMES, EventLocator, Op, percentile
 
 __all__ = ["ANOMALIES_MAX", "EVENTS_MAX", "PLOTS", "render_report"]
 
@@ -345,7 +345,7 @@ def _plots() -> str:
 
 def _faults(faults: Sequence[dict[str, Any]], events: Sequence[dict[str, Any]]) -> str:
     """One row per fault; with the leader when it began and, for a fault that took that
-    leader away, the failover time (`nemesis.recovery`: to the first success invoked after)."""
+    leader away, the failover time (`nemesis.recovery`: until every key was served again)."""
     if not faults:
         return "<p>No fault was injected.</p>"
     kinds = [str(f.get("kind", "?")) for f in faults]
