@@ -127,9 +127,10 @@ class RegisterWorkload:
                         await asyncio.sleep(min(_FINAL_BACKOFF_S, left_s))
 
     def check(self) -> Verdict:
-        """Linearizability per key; each failing key's counterexample names its operations."""
+        """Linearizability per key; each failing key's counterexample names its operations. A
+        key whose final read did not succeed is a liveness anomaly."""
         result = check_linearizable(history_from_events(self.history.events))
-        anomalies = []
+        anomalies: list[dict[str, Any]] = []
         for key in result.keys:
             cx = key.counterexample
             if cx is None:

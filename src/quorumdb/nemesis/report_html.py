@@ -109,8 +109,8 @@ class _Page:
             self.op_at[op.invoke_index] = op
             if op.complete_index is not None:
                 self.op_at[op.complete_index] = op
-        anomalies = run.verdict.get("anomalies") or []
-        self.anomalies: list[dict[str, Any]] = [a for a in anomalies if isinstance(a, dict)]
+        # `read_run_dir` checked the types: a list of objects, each one's ops a list of them.
+        self.anomalies: list[dict[str, Any]] = run.verdict.get("anomalies") or []
         self.kafka = is_kafka_run(run.verdict, run.events)
         self.offsets: OffsetIndex = index_offsets(run.events) if self.kafka else OffsetIndex()
         self.cited_events: set[int] = set()
@@ -140,7 +140,7 @@ class _Page:
         return "\n".join(parts)
 
     def _anomaly(self, n: int, anomaly: dict[str, Any], timeline: RegisterTimeline | None) -> str:
-        ops_events = [e for e in anomaly.get("ops") or [] if isinstance(e, dict)]
+        ops_events: list[dict[str, Any]] = anomaly.get("ops") or []
         parts = [
             f'<div class="anomaly" id="anomaly-{n}">',
             f"<h3>{n}. {_h(anomaly.get('kind', 'anomaly'))}</h3>",
