@@ -213,6 +213,7 @@ def _register_verdict(events: list[dict[str, Any]]) -> dict[str, Any]:
     """The verdict exactly as a register run builds it."""
     workload = RegisterWorkload([], clients=1, keys=1, rate=1.0, seed=0)
     workload.history.events = events
+    workload._final_read.update(workload.keys)  # as if its final reads had all succeeded
     v = workload.check()
     return {
         "valid": v.valid,
@@ -381,6 +382,29 @@ def test_what_is_not_a_run_dir_is_one_error(
         write_report(run_dir)
 
 
+@pytest.mark.parametrize(
+    ("verdict", "message"),
+    [
+        ({"anomalies": "x"}, "'anomalies' is not a list"),
+        ({"anomalies": [3]}, "anomaly #1 is not an object"),
+        ({"anomalies": [{"kind": "k", "ops": 3}]}, "anomaly #1: 'ops' is not a list of events"),
+        ({"anomalies": [{"ops": [{}]}, {"ops": [1]}]}, "anomaly #2: 'ops' is not a list"),
+        ({"ops": [1]}, "'ops' is not an object"),
+        ({"options": "x"}, "'options' is not an object"),
+        ({"details": 1}, "'details' is not an object"),
+    ],
+)
+def test_a_malformed_verdict_is_one_error(
+    tmp_path: Path, verdict: dict[str, Any], message: str
+) -> None:
+    run_dir = tmp_path / "d"
+    run_dir.mkdir()
+    (run_dir / "history.json").write_text("[]")
+    (run_dir / "verdict.json").write_text(json.dumps({"valid": False, **verdict}))
+    with pytest.raises(RunDirError, match=re.escape(f"verdict.json: {message}")):
+        write_report(run_dir)
+
+
 def _cli(*args: str) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
         [str(QUORUMDB), *args], capture_output=True, text=True, timeout=120, check=False
@@ -394,6 +418,17 @@ def test_cli_report_on_a_missing_dir_is_one_line_and_exit_2(tmp_path: Path) -> N
     done = _cli("test", "report", str(tmp_path))
     assert done.returncode == 2 and done.stderr.count("\n") == 1
     assert "is not a run directory" in done.stderr
+
+
+def test_cli_report_on_a_malformed_verdict_is_one_line_and_exit_2(tmp_path: Path) -> None:
+    (tmp_path / "history.json").write_text("[]")
+    (tmp_path / "verdict.json").write_text('{"valid": true, "anomalies": [{"ops": 3}]}')
+    done = _cli("test", "report", str(tmp_path))
+    assert done.returncode == 2, done.stderr
+    assert done.stderr == (
+        f"quorumdb: error: {tmp_path / 'verdict.json'}: "
+        "anomaly #1: 'ops' is not a list of events (objects)\n"
+    )
 
 
 def test_cli_report_draws_a_run_again(tmp_path: Path) -> None:

@@ -1,16 +1,28 @@
 """The pieces of the real-process workloads that need no cluster: what a commit's answer means
-to the history, and how a bank history is read back for its checker."""
+to the history, how a bank history is read back for its checker, what each workload's check
+declares lost or not live, and when the Kafka final read trusts a partition's end."""
 
 from __future__ import annotations
 
 import asyncio
+import time
+from types import SimpleNamespace
 from typing import Any
 
 import pytest
+from aiokafka import TopicPartition  # type: ignore[import-untyped]
+from aiokafka.errors import KafkaError  # type: ignore[import-untyped]
 
 from quorumdb.check.bank import TransferOutcome
 from quorumdb.kv.client import ClientError, SerializationFailureError, UnavailableError
-from quorumdb.nemesis.bank_workload import bank_history_from_events, lost_update_suspects
+from quorumdb.nemesis.bank_workload import (
+    BankWorkload,
+    bank_history_from_events,
+    lost_update_suspects,
+)
+from quorumdb.nemesis.kafka_workload import TOPIC, KafkaWorkload
+from quorumdb.nemesis.list_append_workload import ListAppendWorkload
+from quorumdb.nemesis.register import RegisterWorkload
 from quorumdb.nemesis.txn_client import TxnOutcome, commit
 
 
@@ -94,3 +106,92 @@ def test_lost_update_suspects_are_concurrent_transfers_changing_one_balance() ->
     d0, d1 = _transfer(3, "acct/0", "acct/1", (100, 100), 4)  # after the others
     h = bank_history_from_events(_events(a0, b0, c0, a1, b1, c1, d0, d1))
     assert lost_update_suspects(h) == [("t0", "t1", "acct/0", 100)]
+
+
+# -- what each workload's check says with no cluster behind it -----------------------------------
+
+
+def _send(process: int, partition: int, offset: int) -> list[dict[str, Any]]:
+    sent = {"topic": TOPIC, "partition": partition, "value": f"{process}-{offset}"}
+    return [
+        {"process": process, "type": "invoke", "f": "send", "value": sent, "time": 2 * offset},
+        {"process": process, "type": "ok", "f": "send", "value": {**sent, "offset": offset},
+         "time": 2 * offset + 1},
+    ]  # fmt: skip
+
+
+def test_every_workload_declares_its_lost_acknowledged_writes() -> None:
+    urls = ["http://127.0.0.1:1"]
+    for workload in (
+        RegisterWorkload(urls, clients=1, keys=2, rate=1.0, seed=0),
+        BankWorkload(urls, clients=1, accounts=2, rate=1.0, seed=0),
+        ListAppendWorkload(urls, clients=1, keys=2, rate=1.0, seed=0),
+        KafkaWorkload(["127.0.0.1:1"], clients=1, partitions=1, rate=1.0, seed=0),
+    ):
+        assert workload.check().details["lost_acked"] == 0, workload.name
+
+
+def test_kafka_counts_unread_records_as_lost_only_when_the_log_was_read_to_its_end() -> None:
+    kafka = KafkaWorkload(["127.0.0.1:1"], clients=1, partitions=1, rate=1.0, seed=0)
+    kafka.history.events = [*_send(0, 0, 0), *_send(1, 0, 1)]  # nobody read either
+    assert kafka.check().details["lost_acked"] == 0
+    kafka._reached_end = True
+    assert kafka.check().details["lost_acked"] == 2
+
+
+def test_a_register_key_with_no_final_read_is_a_liveness_anomaly() -> None:
+    register = RegisterWorkload(["http://127.0.0.1:1"], clients=1, keys=2, rate=1.0, seed=0)
+    register._final_read.add("r0")
+    verdict = register.check()
+    assert not verdict.valid
+    (anomaly,) = verdict.anomalies
+    assert (anomaly["kind"], anomaly["keys"]) == ("liveness", ["r1"])
+    assert "liveness: no final read of r1" in verdict.summary
+
+
+class _Consumer:
+    """Stands in for `AIOKafkaConsumer` in a final read: `end_offsets` answers `ends` once,
+    then fails; each poll returns the next offset of partition 0 up to `log_end`."""
+
+    def __init__(self, ends: dict[int, int], log_end: int) -> None:
+        self.ends: dict[int, int] | None = ends
+        self.log_end = log_end
+        self.next = 0
+
+    def assign(self, tps: list[TopicPartition]) -> None:
+        pass
+
+    def seek(self, tp: TopicPartition, offset: int) -> None:
+        pass
+
+    async def end_offsets(self, tps: list[TopicPartition]) -> dict[TopicPartition, int]:
+        ends, self.ends = self.ends, None
+        if ends is None:
+            raise KafkaError("no leader")
+        return {TopicPartition(TOPIC, p): o for p, o in ends.items()}
+
+    async def getmany(self, **_: Any) -> dict[TopicPartition, list[Any]]:
+        await asyncio.sleep(0.01)
+        if self.next >= self.log_end:
+            return {}
+        self.next += 1
+        record = SimpleNamespace(offset=self.next - 1, value=f"0-{self.next - 1}".encode())
+        return {TopicPartition(TOPIC, 0): [record]}
+
+
+def test_a_kafka_final_read_does_not_trust_an_old_end_below_an_acknowledged_offset() -> None:
+    kafka = KafkaWorkload(["127.0.0.1:1"], clients=1, partitions=1, rate=1.0, seed=0)
+    kafka._acked = {0: 3}  # acknowledged up to offset 3; the first end seen was 1
+    consumer = _Consumer({0: 1}, log_end=4)
+    asyncio.run(kafka._read_to_end(consumer, time.monotonic() + 0.3))
+    assert not kafka._reached_end
+    assert "from an earlier end-offsets call" in kafka._final_note
+
+
+def test_a_kafka_final_read_ends_at_an_old_end_above_every_acknowledged_offset() -> None:
+    kafka = KafkaWorkload(["127.0.0.1:1"], clients=1, partitions=1, rate=1.0, seed=0)
+    kafka._acked = {0: 1}
+    consumer = _Consumer({0: 2}, log_end=4)
+    asyncio.run(kafka._read_to_end(consumer, time.monotonic() + 5.0))
+    assert kafka._reached_end and not kafka._final_note
+    assert consumer.next == 2, "it stopped at the end"

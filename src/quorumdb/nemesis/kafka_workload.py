@@ -41,8 +41,8 @@ import time
 from collections.abc import Iterator
 from typing import Any
 
-# aiokafka is not a dependency of quorumdb itself: `nemesis.workloads` imports this module only
-# when the kafka workload is asked for, and says what to install if it is missing.
+# aiokafka is a runtime dependency of quorumdb (`nemesis.workloads` imports this module at its
+# top); it ships no type hints.
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition  # type: ignore[import-untyped]
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic  # type: ignore[import-untyped]
 from aiokafka.errors import (  # type: ignore[import-untyped]
@@ -347,20 +347,27 @@ class KafkaWorkload:
             await self._close(consumer.stop())
 
     async def _read_to_end(self, consumer: AIOKafkaConsumer, deadline: float) -> None:
+        """Poll until every partition is read to its end. The end comes from the latest
+        `end_offsets` call that succeeded; it is trusted as the log's end when it is above
+        every acknowledged offset of its partition, or when the latest call succeeded (then
+        an end below an acknowledged offset means the record there is gone). Otherwise the
+        read is unfinished: an old end, read to, would make every record acknowledged above
+        it a false loss."""
         process = self.history.new_process()
         tps = await self._assign(consumer, process)
         read_to = dict.fromkeys(range(self.partitions), 0)  # one past the last offset read
         ends: dict[int, int] = {}
+        fresh = False  # the latest end_offsets call succeeded
         last_error = ""
         while time.monotonic() < deadline:
             try:
                 answer = await asyncio.wait_for(consumer.end_offsets(tps), _START_TIMEOUT_S)
                 ends = {tp.partition: int(o) for tp, o in answer.items()}
+                fresh = True
             except (KafkaError, TimeoutError) as exc:
+                fresh = False
                 last_error = f"; last end-offsets error {exc!r}"
-
-            done = len(ends) == self.partitions and all(read_to[p] >= e for p, e in ends.items())
-            if done and all(ends[p] > o for p, o in self._acked.items()):
+            if self._read_all(read_to, ends) and self._above_acked(ends):
                 self._reached_end = True
                 return
             got = await self._poll(consumer, process)
@@ -371,15 +378,24 @@ class KafkaWorkload:
                     read_to[r["partition"]] = max(read_to[r["partition"]], r["offset"] + 1)
             else:
                 await asyncio.sleep(0.05)
-        if len(ends) == self.partitions and all(read_to[p] >= e for p, e in ends.items()):
-            # Read to the log's end, which stays below an acknowledged offset: the record
-            # there is gone (the checker's `unread` findings are losses).
+        if fresh and self._read_all(read_to, ends):
+            # Read to the log's current end, which stays below an acknowledged offset: the
+            # record there is gone (the checker's `unread` findings are losses).
             self._reached_end = True
             return
+        stale = "" if fresh else " from an earlier end-offsets call"
         self._final_note = (
             f"the final read did not reach the end of every partition in {_FINAL_BUDGET_S:g} s "
-            f"(read up to {read_to}, ends {ends}{last_error})"
+            f"(read up to {read_to}, ends {ends}{stale}{last_error})"
         )
+
+    def _read_all(self, read_to: dict[int, int], ends: dict[int, int]) -> bool:
+        """Every partition has an end and was read up to it."""
+        return len(ends) == self.partitions and all(read_to[p] >= e for p, e in ends.items())
+
+    def _above_acked(self, ends: dict[int, int]) -> bool:
+        """Every acknowledged offset is below its partition's end."""
+        return all(ends.get(p, 0) > o for p, o in self._acked.items())
 
     # -- the verdict ---------------------------------------------------------------------------
 
@@ -397,6 +413,10 @@ class KafkaWorkload:
         details.pop("partitions")
         details["read_to_end"] = self._reached_end
         details["anomalies_total"] = len(failures)
+        # Acknowledged records gone: the checker's `lost`, and its `unread` once the final
+        # read reached the end of the log (see the module docstring).
+        lost = (AnomalyKind.LOST, AnomalyKind.UNREAD) if self._reached_end else (AnomalyKind.LOST,)
+        details["lost_acked"] = sum(1 for f in result.findings if f.kind in lost)
         return Verdict(
             valid=not anomalies, checker="kafka-delivery", summary=summary,
             anomalies=anomalies, details=details,

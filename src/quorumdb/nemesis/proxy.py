@@ -168,9 +168,8 @@ class ProxyNetwork:
         nodes: the cluster size; nodes are 1..nodes, as `default_layout` numbers them.
         base_port: the cluster's base port (`default_layout`); the proxies take free
             ports the system picks.
-        seed: seeds each link's RNG (loss draws, delays). NB: `network.open_network` does
-            not pass the run's seed yet, so every run draws from seed 0; which frames a
-            draw meets depends on timing anyway.
+        seed: seeds each link's RNG (loss draws, delays); `network.open_network` passes
+            the run's seed. Which frames a draw meets depends on timing anyway.
     """
 
     kinds = frozenset({Nemesis.PARTITION})

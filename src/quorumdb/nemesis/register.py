@@ -4,7 +4,9 @@ Each client is a Jepsen process doing one operation at a time at a bounded rate:
 a unique value or a linearizable read, on one of a few keys, through `quorumdb.AsyncClient`
 (leader discovery, retries with at-most-once sessions). An operation whose outcome is
 unknown (the client gave up) is recorded as `info`, and the client goes on as a new
-process, as Jepsen requires. `check.linearizable` judges the history per key.
+process, as Jepsen requires. `check.linearizable` judges the history per key. After the
+heal every key must be read once more within `_FINAL_BUDGET_S`; a key that was not is a
+``liveness`` anomaly (the cluster did not recover), as in the other workloads.
 """
 
 from __future__ import annotations
@@ -25,6 +27,8 @@ from quorumdb.nemesis.workload import History, Verdict
 __all__ = ["RegisterWorkload"]
 
 _RETRY = RetryPolicy(attempts_max=8, backoff_min_s=0.01, backoff_max_s=0.25)
+_FINAL_BUDGET_S = 30.0  # after the heal: time for the final reads of every key, together
+_FINAL_BACKOFF_S = 0.1  # between a final read that gave up and the next try
 
 
 class RegisterWorkload:
@@ -39,6 +43,7 @@ class RegisterWorkload:
         self.seed = seed
         self.history = History()
         self._values = 0
+        self._final_read: set[str] = set()  # keys whose final read succeeded
 
     def _process(self) -> int:
         return self.history.new_process()
@@ -79,16 +84,26 @@ class RegisterWorkload:
                     process = self._process()
                 await asyncio.sleep(max(0.0, self.interval_s - (time.monotonic() - started)))
 
-    async def _op(self, c: AsyncClient, process: int, f: str, key: str, value: str | None) -> bool:
-        """One operation, recorded; False if its outcome is unknown (`info`)."""
+    async def _op(
+        self,
+        c: AsyncClient,
+        process: int,
+        f: str,
+        key: str,
+        value: str | None,
+        *,
+        timeout_s: float | None = None,
+    ) -> bool:
+        """One operation, recorded; False if its outcome is unknown (`info`), which includes
+        not being done within `timeout_s` (None: the client's retries bound it)."""
         self._event(process, "invoke", f, key, value)
         try:
             if f == "write":
                 assert value is not None
-                await c.put(key, value)
+                await asyncio.wait_for(c.put(key, value), timeout_s)
                 result: Any = value
             else:
-                got = await c.get(key)
+                got = await asyncio.wait_for(c.get(key), timeout_s)
                 result = None if got is None else got[0]
         except (QuorumError, OSError, TimeoutError):
             self._event(process, "info", f, key, value)
@@ -97,18 +112,25 @@ class RegisterWorkload:
         return True
 
     async def final_reads(self) -> None:
-        """After the heal: read every key once more (retrying), so the history ends whole."""
+        """After the heal: read every key once more, so the history ends whole; retried until
+        one overall deadline (a key not read by then is a liveness anomaly in `check`)."""
+        deadline = time.monotonic() + _FINAL_BUDGET_S
         process = self._process()
-        retry = RetryPolicy(attempts_max=40, backoff_min_s=0.05, backoff_max_s=0.5)
-        async with AsyncClient(self.urls, retry=retry, timeout_s=2.0) as c:
+        async with AsyncClient(self.urls, retry=_RETRY, timeout_s=2.0) as c:
             for key in self.keys:
-                if not await self._op(c, process, "read", key, None):
-                    process = self._process()
+                while key not in self._final_read and time.monotonic() < deadline:
+                    left_s = deadline - time.monotonic()
+                    if await self._op(c, process, "read", key, None, timeout_s=left_s):
+                        self._final_read.add(key)
+                    else:
+                        process = self._process()
+                        await asyncio.sleep(min(_FINAL_BACKOFF_S, left_s))
 
     def check(self) -> Verdict:
-        """Linearizability per key; each failing key's counterexample names its operations."""
+        """Linearizability per key; each failing key's counterexample names its operations. A
+        key whose final read did not succeed is a liveness anomaly."""
         result = check_linearizable(history_from_events(self.history.events))
-        anomalies = []
+        anomalies: list[dict[str, Any]] = []
         for key in result.keys:
             cx = key.counterexample
             if cx is None:
@@ -120,7 +142,16 @@ class RegisterWorkload:
                  "operation": self.history.events[cx.operation.invoke_index],
                  "linearizable_through": cx.linearizable_through}
             )  # fmt: skip
+        summary = summary_line(result)
+        unread = [k for k in self.keys if k not in self._final_read]
+        if unread:
+            why = f"no final read of {', '.join(unread)} within {_FINAL_BUDGET_S:g} s of the heal"
+            anomalies.append({"kind": "liveness", "message": why, "keys": unread, "ops": []})
+            summary += f"; liveness: {why}"
         return Verdict(
-            valid=result.ok, checker="linearizable", summary=summary_line(result),
+            valid=result.ok and not unread, checker="linearizable", summary=summary,
             anomalies=anomalies,
+            # A lost write is a linearizability violation here (a read that misses it), and
+            # the checker does not say which write: none is counted as lost.
+            details={"lost_acked": 0},
         )  # fmt: skip

@@ -19,7 +19,7 @@ from typing import Any, TypeGuard
 
 from quorumdb.check.timeline_html import TIMELINE_CSS, key_anchor, legend_html
 from quorumdb.nemesis.plots import fault_colour, fault_label
-from quorumdb.nemesis.recovery import failover_times, percentile
+from quorumdb.nemesis.recovery import failover_times
 from quorumdb.nemesis.report_kafka import (
     OffsetIndex,
     OffsetRef,
@@ -29,7 +29,7 @@ from quorumdb.nemesis.report_kafka import (
 )
 from quorumdb.nemesis.report_timeline import TIMELINE_FILE, RegisterTimeline
 from quorumdb.nemesis.run_dir import RunDir
-from quorumdb.nemesis.series import OUTCOMES, EventLocator, Op
+from quorumdb.nemesis.series import OUTCOMES, EventLocator, Op, percentile
 
 __all__ = ["ANOMALIES_MAX", "EVENTS_MAX", "PLOTS", "render_report"]
 
@@ -109,8 +109,8 @@ class _Page:
             self.op_at[op.invoke_index] = op
             if op.complete_index is not None:
                 self.op_at[op.complete_index] = op
-        anomalies = run.verdict.get("anomalies") or []
-        self.anomalies: list[dict[str, Any]] = [a for a in anomalies if isinstance(a, dict)]
+        # `read_run_dir` checked the types: a list of objects, each one's ops a list of them.
+        self.anomalies: list[dict[str, Any]] = run.verdict.get("anomalies") or []
         self.kafka = is_kafka_run(run.verdict, run.events)
         self.offsets: OffsetIndex = index_offsets(run.events) if self.kafka else OffsetIndex()
         self.cited_events: set[int] = set()
@@ -140,7 +140,7 @@ class _Page:
         return "\n".join(parts)
 
     def _anomaly(self, n: int, anomaly: dict[str, Any], timeline: RegisterTimeline | None) -> str:
-        ops_events = [e for e in anomaly.get("ops") or [] if isinstance(e, dict)]
+        ops_events: list[dict[str, Any]] = anomaly.get("ops") or []
         parts = [
             f'<div class="anomaly" id="anomaly-{n}">',
             f"<h3>{n}. {_h(anomaly.get('kind', 'anomaly'))}</h3>",
@@ -345,7 +345,7 @@ def _plots() -> str:
 
 def _faults(faults: Sequence[dict[str, Any]], events: Sequence[dict[str, Any]]) -> str:
     """One row per fault; with the leader when it began and, for a fault that took that
-    leader away, the failover time (`nemesis.recovery`: to the first success invoked after)."""
+    leader away, the failover time (`nemesis.recovery`: until every key was served again)."""
     if not faults:
         return "<p>No fault was injected.</p>"
     kinds = [str(f.get("kind", "?")) for f in faults]

@@ -58,11 +58,12 @@ def register_timeline(run: RunDir) -> RegisterTimeline | None:
 def _marks(run: RunDir) -> dict[str, KeyMarks]:
     locate = EventLocator(run.events)
     marks = {}
-    for anomaly in run.verdict.get("anomalies", []):
+    # `read_run_dir` checked the types: a list of objects, each one's ops a list (or null).
+    for anomaly in run.verdict.get("anomalies") or []:
         key = anomaly.get("key")
         if not isinstance(key, str):
             continue
-        window = {locate.index(e) for e in anomaly.get("ops", [])}
+        window = {locate.index(e) for e in anomaly.get("ops") or []}
         culprit = locate.index(anomaly.get("operation"))
         through = anomaly.get("linearizable_through")
         marks[key] = KeyMarks(

@@ -10,7 +10,9 @@ again with `quorumdb test report DIR`. What `nemesis.run` writes:
   polls, transactions), and the report treats them as opaque.
 - ``faults.jsonl``: one object per fault: kind, variant, nodes, amount, start_s, end_s.
   Optional (absent means no fault was injected).
-- ``verdict.json``: valid, checker, summary, anomalies, details, ops, options.
+- ``verdict.json``: an object: valid (a boolean), checker, summary, anomalies (a list of
+  objects, each with ``ops``, if any, a list of event objects), details, ops and options
+  (objects). Absent fields are allowed (the report says "not recorded").
 
 Anything else is a `RunDirError` naming the file and the problem, one line.
 """
@@ -56,6 +58,9 @@ def read_run_dir(path: Path) -> RunDir:
     verdict = _json(path / VERDICT)
     if not isinstance(verdict, dict) or not isinstance(verdict.get("valid"), bool):
         raise RunDirError(f"{path / VERDICT}: not a verdict (an object with a boolean 'valid')")
+    problem = _verdict_problem(verdict)
+    if problem:
+        raise RunDirError(f"{path / VERDICT}: {problem}")
     events = _json(path / HISTORY)
     if not isinstance(events, list):
         raise RunDirError(f"{path / HISTORY}: not a JSON array of events")
@@ -63,6 +68,27 @@ def read_run_dir(path: Path) -> RunDir:
         if not isinstance(event, dict) or "process" not in event or "type" not in event:
             raise RunDirError(f"{path / HISTORY}: event #{n} is not an object with process/type")
     return RunDir(path=path, events=events, faults=_faults(path / FAULTS), verdict=verdict)
+
+
+def _verdict_problem(verdict: dict[str, Any]) -> str:
+    """What in a verdict the report could not draw (its field types), or ""."""
+    for name in ("details", "ops", "options"):
+        if verdict.get(name) is not None and not isinstance(verdict[name], dict):
+            return f"'{name}' is not an object"
+    anomalies = verdict.get("anomalies")
+    if anomalies is None:
+        return ""
+    if not isinstance(anomalies, list):
+        return "'anomalies' is not a list"
+    for n, anomaly in enumerate(anomalies, start=1):
+        if not isinstance(anomaly, dict):
+            return f"anomaly #{n} is not an object"
+        ops = anomaly.get("ops")
+        if ops is not None and not (
+            isinstance(ops, list) and all(isinstance(e, dict) for e in ops)
+        ):
+            return f"anomaly #{n}: 'ops' is not a list of events (objects)"
+    return ""
 
 
 def _json(file: Path) -> Any:

@@ -15,8 +15,6 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from quorumdb.nemesis.recovery import percentile
-
 __all__ = [
     "OUTCOMES",
     "EventLocator",
@@ -24,6 +22,7 @@ __all__ = [
     "Op",
     "latency_buckets",
     "operations",
+    "percentile",
     "run_seconds",
     "throughput",
 ]
@@ -102,6 +101,15 @@ def _op(events: Sequence[dict[str, Any]], invoke: int, complete: int | None) -> 
         invoke_ns=_time(start),
         complete_ns=None if end is None else _time(end),
     )
+
+
+def percentile(values: list[float], q: float) -> float | None:
+    """The q-quantile (0..1) by nearest rank; None for no values."""
+    if not values:
+        return None
+    ordered = sorted(values)
+    rank = max(0, min(len(ordered) - 1, math.ceil(q * len(ordered)) - 1))
+    return ordered[rank]
 
 
 def throughput(ops: Sequence[Op], seconds: int) -> dict[str, list[int]]:
