@@ -18,6 +18,7 @@ import time
 from typing import Any
 
 from quorumdb.check.history import history_from_events
+from quorumdb.check.linearizable import Verdict as LinVerdict
 from quorumdb.check.linearizable import check_linearizable
 from quorumdb.check.report import render_counterexample, summary_line
 from quorumdb.errors import QuorumError
@@ -154,4 +155,5 @@ class RegisterWorkload:
             # A lost write is a linearizability violation here (a read that misses it), and
             # the checker does not say which write: none is counted as lost.
             details={"lost_acked": 0},
+            unknown=result.verdict is LinVerdict.UNKNOWN and not unread,
         )  # fmt: skip

@@ -26,6 +26,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+from quorumdb.errors import QuorumError, UserError
 from quorumdb.nemesis.recovery import failover_times
 from quorumdb.nemesis.run import RunOptions, run_test
 from quorumdb.nemesis.schedule import Nemesis
@@ -83,7 +84,12 @@ def run_soak(
     workloads: tuple[str, ...] = SOAK_WORKLOADS,
     progress: Callable[[str], None] = lambda _: None,
 ) -> list[SoakRow]:
-    out.mkdir(parents=True, exist_ok=True)
+    try:
+        if out.exists() and any(out.iterdir()):
+            raise UserError(f"soak dir {out} is not empty: give each soak a fresh --dir")
+        out.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise UserError(f"cannot use {out} as the soak dir: {exc.strerror or exc}") from None
     rows: list[SoakRow] = []
     for i in range(runs):
         workload = workloads[i % len(workloads)]
@@ -100,7 +106,17 @@ def run_soak(
             rate=rate,
             seed=seed + i,
         )
-        result = run_test(opts, progress=lambda line: progress("  " + line))
+        try:
+            result = run_test(opts, progress=lambda line: progress("  " + line))
+        except QuorumError as exc:  # e.g. a node that would not start: the soak goes on
+            rows.append(
+                _failed_row(
+                    i, workload=workload, mix=mix, seed=seed + i, run_dir=run_dir, why=str(exc)
+                )
+            )
+            progress(f"  ERROR: {exc}")
+            _write_tables(out, rows)
+            continue
         verdict = json.loads((run_dir / "verdict.json").read_text())
         events = json.loads((run_dir / "history.json").read_text())
         row = SoakRow(
@@ -120,9 +136,23 @@ def run_soak(
         )
         rows.append(row)
         progress(f"  {'VALID' if row.valid else 'INVALID'}: {row.summary}")
-        (out / "soak.json").write_text(json.dumps([asdict(r) for r in rows], indent=2) + "\n")
-        (out / "soak.md").write_text(summary_table(rows))
+        _write_tables(out, rows)
     return rows
+
+
+def _failed_row(
+    i: int, *, workload: str, mix: tuple[Nemesis, ...], seed: int, run_dir: Path, why: str
+) -> SoakRow:
+    return SoakRow(
+        run=i, workload=workload, nemesis=[n.value for n in mix], seed=seed, valid=False,
+        checker="run", summary=f"the run failed: {why}", ops_ok=0, ops_info=0, faults=0,
+        lost=0, dir=str(run_dir),
+    )  # fmt: skip
+
+
+def _write_tables(out: Path, rows: list[SoakRow]) -> None:
+    (out / "soak.json").write_text(json.dumps([asdict(r) for r in rows], indent=2) + "\n")
+    (out / "soak.md").write_text(summary_table(rows))
 
 
 def _ms(value: float | None) -> str:
