@@ -74,7 +74,6 @@ import tempfile
 import threading
 import time
 import urllib.request
-from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -85,6 +84,7 @@ from rich.table import Table
 from quorumdb.cli.local_cluster import (
     KAFKA_PORT_OFFSET,
     LocalCluster,
+    node_environment,
     start_cluster,
     start_node,
     wait_ready,
@@ -211,28 +211,13 @@ class Quorum:
     cluster: LocalCluster
 
 
-@contextlib.contextmanager
-def environment(env: dict[str, str]) -> Iterator[None]:
-    """`env` added to os.environ while node processes are spawned (they inherit it)."""
-    saved = {k: os.environ.get(k) for k in env}
-    os.environ.update(env)
-    try:
-        yield
-    finally:
-        for k, v in saved.items():
-            if v is None:
-                os.environ.pop(k, None)
-            else:
-                os.environ[k] = v
-
-
 def start_quorumdb(
     root: Path, procs: Procs, name: str = "quorumdb", env: dict[str, str] | None = None
 ) -> Quorum:
     """3 nodes (fsync on), `env` (QUORUMDB_<KEY> settings) in their environment."""
     k = KAFKA_PORT_OFFSET
     base = free_base_port([1, 2, 3, 101, 102, 103, k + 1, k + 2, k + 3])
-    with environment(env or {}):
+    with node_environment(env or {}):
         lc = start_cluster(root / name, nodes=3, base_port=base, shards=4, fsync=True)
     procs.pids += lc.pids.values()
     wait_ready(lc, timeout_s=60.0)
@@ -887,7 +872,7 @@ def run_catch_up(args: argparse.Namespace, root: Path, procs: Procs) -> CatchUpR
 
     log = lc.dir / f"n{res.follower}" / "node.log"
     log_from = log.stat().st_size if log.exists() else 0
-    with environment(env):
+    with node_environment(env):
         pid = start_node(lc.dir, res.follower)
     procs.pids.append(pid)
     restarted = time.monotonic()

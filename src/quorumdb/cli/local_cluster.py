@@ -33,6 +33,7 @@ __all__ = [
     "add_local_node",
     "alive",
     "forget_local_node",
+    "fresh_dir",
     "load_cluster",
     "node_environment",
     "restart_node",
@@ -295,6 +296,17 @@ def port_free(port: int, host: str = "127.0.0.1") -> bool:
         except OSError:
             return False
     return True
+
+
+def fresh_dir(path: Path, what: str) -> None:
+    """Create `path` for a run (or a soak) that must start from nothing: an old run's cluster
+    data would mix into the new history. Refused (one line) if it holds anything."""
+    try:
+        if path.exists() and any(path.iterdir()):
+            raise UserError(f"{what} {path} is not empty: give each one a fresh --dir")
+        path.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise UserError(f"cannot use {path} as the {what}: {exc.strerror or exc}") from None
 
 
 @contextlib.contextmanager

@@ -21,6 +21,7 @@ from typing import Any
 
 from quorumdb.cli.local_cluster import (
     LocalCluster,
+    fresh_dir,
     load_cluster,
     node_environment,
     start_cluster,
@@ -79,19 +80,8 @@ def run_test(opts: RunOptions, progress: Callable[[str], None] = lambda _: None)
         return _run(opts, progress)
 
 
-def _fresh_run_dir(out: Path) -> None:
-    """A run needs a directory of its own: an old run's cluster data would mix its
-    registers, accounts and records into this run's history."""
-    try:
-        if out.exists() and any(out.iterdir()):
-            raise UserError(f"run dir {out} is not empty: give each run a fresh --dir")
-        out.mkdir(parents=True, exist_ok=True)
-    except OSError as exc:
-        raise UserError(f"cannot use {out} as the run dir: {exc.strerror or exc}") from None
-
-
 def _run(opts: RunOptions, progress: Callable[[str], None]) -> RunResult:
-    _fresh_run_dir(opts.out)
+    fresh_dir(opts.out, "run dir")
     cluster_dir = opts.out / "cluster"
     processes = ProcessFaults(cluster_dir)
     # Healed in this order: clock and disk files cleared first (a node restarted while its

@@ -26,7 +26,8 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from quorumdb.errors import QuorumError, UserError
+from quorumdb.cli.local_cluster import fresh_dir
+from quorumdb.errors import QuorumError
 from quorumdb.nemesis.recovery import failover_times
 from quorumdb.nemesis.run import RunOptions, run_test
 from quorumdb.nemesis.schedule import Nemesis
@@ -84,12 +85,7 @@ def run_soak(
     workloads: tuple[str, ...] = SOAK_WORKLOADS,
     progress: Callable[[str], None] = lambda _: None,
 ) -> list[SoakRow]:
-    try:
-        if out.exists() and any(out.iterdir()):
-            raise UserError(f"soak dir {out} is not empty: give each soak a fresh --dir")
-        out.mkdir(parents=True, exist_ok=True)
-    except OSError as exc:
-        raise UserError(f"cannot use {out} as the soak dir: {exc.strerror or exc}") from None
+    fresh_dir(out, "soak dir")
     rows: list[SoakRow] = []
     for i in range(runs):
         workload = workloads[i % len(workloads)]
