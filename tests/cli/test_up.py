@@ -8,22 +8,7 @@ import sys
 from pathlib import Path
 
 from tests.e2e.harness import free_base_port
-
-
-def _processes_using(path: str) -> list[int]:
-    """Live (non-zombie) processes whose command line mentions `path`."""
-    found = []
-    for proc in Path("/proc").iterdir():
-        if not proc.name.isdigit():
-            continue
-        try:
-            cmdline = (proc / "cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
-            state = (proc / "stat").read_text().rsplit(")", 1)[1].split()[0]
-        except OSError:
-            continue
-        if path in cmdline and state != "Z":
-            found.append(int(proc.name))
-    return found
+from tests.nemesis.sockets import processes_using
 
 
 def test_a_node_that_cannot_bind_fails_up_and_the_started_nodes_are_stopped(
@@ -46,4 +31,4 @@ def test_a_node_that_cannot_bind_fails_up_and_the_started_nodes_are_stopped(
     assert "Traceback" not in done.stderr
     assert "node 2" in done.stderr and "stopped the nodes that had started" in done.stderr
     assert (tmp_path / "c" / "n1").is_dir(), "node 1 was started"
-    assert _processes_using(cluster_dir) == []
+    assert processes_using(cluster_dir) == []

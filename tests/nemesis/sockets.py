@@ -5,8 +5,6 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from quorumdb.cli.local_cluster import alive
-
 
 def listening(ports: list[int]) -> set[int]:
     """Which of `ports` this process still listens on (/proc/net/tcp, state 0A, a socket
@@ -29,16 +27,17 @@ def listening(ports: list[int]) -> set[int]:
     return found
 
 
-def processes_using(path: Path) -> list[int]:
-    """Pids whose command line names `path` (a run's node processes)."""
+def processes_using(path: Path | str) -> list[int]:
+    """Live (non-zombie) pids whose command line names `path` (a cluster's node processes)."""
     found = []
     for proc in Path("/proc").iterdir():
         if not proc.name.isdigit():
             continue
         try:
             cmdline = (proc / "cmdline").read_bytes()
-        except OSError:
+            state = (proc / "stat").read_text().rsplit(")", 1)[1].split()[0]
+        except (OSError, IndexError):
             continue
-        if str(path).encode() in cmdline and alive(int(proc.name)):
+        if str(path).encode() in cmdline and state != "Z":
             found.append(int(proc.name))
     return found

@@ -23,9 +23,9 @@ from __future__ import annotations
 from collections.abc import Hashable, Iterable, Mapping, Sequence
 from typing import Any
 
-from quorumdb.nemesis.series import operations, percentile
+from quorumdb.nemesis.series import operations
 
-__all__ = ["failover_times", "percentile", "takes_leader_away"]
+__all__ = ["failover_times", "takes_leader_away"]
 
 _CUTS_OFF = {"isolate", "isolate-leader", "majority-minority"}
 _DISK_STOPS = {"stall", "fail", "full"}  # a full disk stops the node (`nemesis.node_faults`)
